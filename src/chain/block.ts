@@ -1,0 +1,91 @@
+/**
+ * Blocks: hash-linked, Merkle-rooted batches of transactions, signed by their proposer.
+ * A block may carry the commit certificate of an earlier block: the signatures of a majority of
+ * validators over that block's hash, so anyone holding the genesis can check history was endorsed.
+ */
+import { merkleRoot, sha256Hex } from '../crypto/hash.js';
+import { verifySignature, type SigningKey } from '../crypto/keys.js';
+import * as v from '../validate.js';
+import { canonical } from './canonical.js';
+import { majority, type Genesis } from './genesis.js';
+import { txId, txP, type Tx } from './tx.js';
+
+export const MAX_TXS_PER_BLOCK = 512;
+
+const endorsementP = v.object({ sp: v.str({ min: 1, max: 64 }), sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }) });
+export const certificateP = v.object({
+  height: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  hash: v.hex32,
+  sigs: v.array(endorsementP, { min: 1, max: 64 }),
+});
+export type Certificate = v.Parsed<typeof certificateP>;
+
+export const headerP = v.object({
+  height: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  prevHash: v.hex32,
+  time: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  txRoot: v.hex32,
+  proposer: v.str({ min: 1, max: 64 }),
+  term: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  certs: v.array(certificateP, { max: 64 }),
+});
+export type BlockHeader = v.Parsed<typeof headerP>;
+
+export const blockP = v.object({
+  header: headerP,
+  txs: v.array(txP, { max: MAX_TXS_PER_BLOCK }),
+  hash: v.hex32,
+  sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }),
+});
+export type Block = v.Parsed<typeof blockP>;
+
+export function headerHash(h: BlockHeader): string {
+  return sha256Hex(canonical(h));
+}
+
+export function txRoot(txs: readonly Tx[]): string {
+  return merkleRoot(txs.map(txId));
+}
+
+export function makeBlock(
+  fields: Omit<BlockHeader, 'txRoot'>,
+  txs: Tx[],
+  key: SigningKey,
+): Block {
+  const header: BlockHeader = { ...fields, txRoot: txRoot(txs) };
+  const hash = headerHash(header);
+  return { header, txs, hash, sig: key.sign(Buffer.from(hash, 'hex')) };
+}
+
+/** What an endorsing validator signs: domain-separated so it can never pass for a proposal signature. */
+export function endorsementMessage(hash: string): Buffer {
+  return Buffer.concat([Buffer.from('cairn-endorse-v1:'), Buffer.from(hash, 'hex')]);
+}
+
+/**
+ * Checks everything about a block that does not depend on chain state: its hash, its Merkle
+ * root, its proposer's signature and the certificates it carries. Returns the problems found.
+ */
+export function blockProblems(block: Block, genesis: Genesis): string[] {
+  const problems: string[] = [];
+  const keys = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
+  if (headerHash(block.header) !== block.hash) problems.push('header hash does not match');
+  if (txRoot(block.txs) !== block.header.txRoot) problems.push('transaction Merkle root does not match');
+  const proposerKey = keys.get(block.header.proposer);
+  if (!proposerKey) problems.push(`proposer ${block.header.proposer} is not a validator`);
+  else if (!verifySignature(proposerKey, Buffer.from(block.hash, 'hex'), block.sig)) {
+    problems.push('proposer signature does not verify');
+  }
+  for (const cert of block.header.certs) {
+    if (cert.height >= block.header.height) problems.push(`certificate for height ${cert.height} is not for an earlier block`);
+    const signers = new Set<string>();
+    for (const e of cert.sigs) {
+      const key = keys.get(e.sp);
+      if (key && !signers.has(e.sp) && verifySignature(key, endorsementMessage(cert.hash), e.sig)) signers.add(e.sp);
+    }
+    if (signers.size < majority(genesis.validators.length)) {
+      problems.push(`certificate for height ${cert.height} has ${signers.size} valid signatures, needs ${majority(genesis.validators.length)}`);
+    }
+  }
+  return problems;
+}

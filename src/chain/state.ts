@@ -1,0 +1,190 @@
+/**
+ * The chain's state machine: the pure rules that turn final blocks into state (users, files,
+ * shares, placements). Every SP applies the same blocks with these rules and gets the same
+ * state; a transaction that breaks a rule is recorded as rejected and changes nothing.
+ */
+import { sha256Hex, merkleRoot } from '../crypto/hash.js';
+import type { SealedBox } from '../crypto/keys.js';
+import type { Block } from './block.js';
+import type { Genesis } from './genesis.js';
+import { txId, verifyTx, type FileRecord, type Tx, type TxBody } from './tx.js';
+
+export interface UserRecord {
+  username: string;
+  signKey: string;
+  boxKey: string;
+  kdf: Extract<TxBody, { type: 'user.register' }>['kdf'];
+  createdAt: number;
+  height: number;
+}
+
+export interface StoredFile {
+  record: FileRecord;
+  shares: Record<string, SealedBox>; // username → file key sealed to that user
+  height: number; // block that holds the file.put
+  updatedAt: number; // block that last changed it
+}
+
+export interface TxResult {
+  height: number;
+  ok: boolean;
+  error?: string;
+}
+
+/** State keys; a reader of the LMDB files can tell what each holds. */
+export const keys = {
+  user: (name: string) => `u/${name}`,
+  file: (id: string) => `f/${id}`,
+  owned: (owner: string, id: string) => `o/${owner}/${id}`,
+  shared: (user: string, id: string) => `s/${user}/${id}`,
+  tx: (id: string) => `t/${id}`,
+};
+
+export type StateValue = UserRecord | StoredFile | TxResult | 1;
+
+export interface StateView {
+  get(key: string): StateValue | undefined;
+}
+
+/** The state changes of one block, in order, with the outcome of each transaction. */
+export interface BlockEffects {
+  writes: Map<string, StateValue | null>; // null = delete
+  results: Map<string, TxResult>;
+}
+
+class RuleError extends Error {}
+
+function rule(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new RuleError(message);
+}
+
+export function expectedSegments(size: number, segmentSize: number): number {
+  return Math.max(1, Math.ceil(size / segmentSize));
+}
+
+/** The root over every shard hash of a file, segment by segment. */
+export function fileRoot(segments: FileRecord['segments']): string {
+  return merkleRoot(segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
+}
+
+export function applyBlock(view: StateView, block: Block, genesis: Genesis): BlockEffects {
+  const writes = new Map<string, StateValue | null>();
+  const results = new Map<string, TxResult>();
+  const read = (key: string): StateValue | undefined => {
+    if (writes.has(key)) return writes.get(key) ?? undefined;
+    return view.get(key);
+  };
+  const validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
+  for (const tx of block.txs) {
+    const id = txId(tx);
+    if (read(keys.tx(id)) !== undefined) continue; // a replayed transaction is applied once only
+    const pending = new Map<string, StateValue | null>();
+    let result: TxResult;
+    try {
+      applyTx(tx, read, (k, val) => pending.set(k, val), validators, block.header.height, block.header.time);
+      for (const [k, val] of pending) writes.set(k, val);
+      result = { height: block.header.height, ok: true };
+    } catch (err) {
+      if (!(err instanceof RuleError)) throw err;
+      result = { height: block.header.height, ok: false, error: err.message };
+    }
+    writes.set(keys.tx(id), result);
+    results.set(id, result);
+  }
+  return { writes, results };
+}
+
+function applyTx(
+  tx: Tx,
+  read: (key: string) => StateValue | undefined,
+  write: (key: string, value: StateValue | null) => void,
+  validators: Map<string, string>,
+  height: number,
+  time: number,
+): void {
+  const body = tx.body;
+  if (body.type === 'user.register') {
+    rule(tx.signer === body.username, 'a user registers themselves only');
+    rule(verifyTx(tx, body.signKey), 'signature does not match the registered key');
+    rule(read(keys.user(body.username)) === undefined, `username ${body.username} is taken`);
+    const user: UserRecord = {
+      username: body.username,
+      signKey: body.signKey,
+      boxKey: body.boxKey,
+      kdf: body.kdf,
+      createdAt: time,
+      height,
+    };
+    write(keys.user(body.username), user);
+    return;
+  }
+  if (body.type === 'file.place') {
+    const spKey = validators.get(tx.signer);
+    rule(spKey !== undefined, `${tx.signer} is not a storage provider of this cluster`);
+    rule(verifyTx(tx, spKey), 'signature does not match the provider key');
+    const stored = read(keys.file(body.fileId)) as StoredFile | undefined;
+    rule(stored !== undefined, 'unknown file');
+    const segments = stored.record.segments.map((s) => ({ ...s, shards: s.shards.map((sh) => ({ ...sh })) }));
+    for (const p of body.placements) {
+      const shard = segments[p.segment]?.shards[p.shard];
+      rule(shard !== undefined, `no shard ${p.shard} in segment ${p.segment}`);
+      rule(validators.has(p.sp), `${p.sp} is not a storage provider of this cluster`);
+      shard.sp = p.sp;
+    }
+    for (const seg of segments) {
+      const sps = seg.shards.map((sh) => sh.sp).filter((sp) => sp !== null);
+      rule(new Set(sps).size === sps.length, 'shards of one segment must stay on distinct providers');
+    }
+    write(keys.file(body.fileId), { ...stored, record: { ...stored.record, segments }, updatedAt: height });
+    return;
+  }
+
+  const user = read(keys.user(tx.signer)) as UserRecord | undefined;
+  rule(user !== undefined, `unknown user ${tx.signer}`);
+  rule(verifyTx(tx, user.signKey), 'signature does not match the user key');
+
+  if (body.type === 'file.put') {
+    const f = body.file;
+    rule(f.owner === tx.signer, 'a user stores files as themselves only');
+    rule(read(keys.file(f.id)) === undefined, 'file id already exists');
+    rule(f.k + f.m <= validators.size, `k+m = ${f.k + f.m} needs that many providers, the cluster has ${validators.size}`);
+    rule(f.segments.length === expectedSegments(f.size, f.segmentSize), 'segment count does not match size');
+    for (const seg of f.segments) {
+      rule(seg.shards.length === f.k + f.m, 'every segment has k+m shard slots');
+      const sps = seg.shards.map((sh) => sh.sp).filter((sp): sp is string => sp !== null);
+      rule(sps.length >= f.k, 'a segment needs at least k stored shards');
+      rule(sps.every((sp) => validators.has(sp)), 'shards name unknown providers');
+      rule(new Set(sps).size === sps.length, 'shards of one segment must be on distinct providers');
+    }
+    rule(fileRoot(f.segments) === f.root, 'Merkle root over shard hashes does not match');
+    write(keys.file(f.id), { record: f, shares: {}, height, updatedAt: height });
+    write(keys.owned(f.owner, f.id), 1);
+    return;
+  }
+
+  const stored = read(keys.file(body.fileId)) as StoredFile | undefined;
+  rule(stored !== undefined, 'unknown file');
+  rule(stored.record.owner === tx.signer, 'only the owner may do this');
+  if (body.type === 'file.delete') {
+    write(keys.file(body.fileId), null);
+    write(keys.owned(stored.record.owner, body.fileId), null);
+    for (const name of Object.keys(stored.shares)) write(keys.shared(name, body.fileId), null);
+    return;
+  }
+  if (body.type === 'file.share') {
+    rule(body.to !== stored.record.owner, 'the owner already has the file');
+    rule(read(keys.user(body.to)) !== undefined, `unknown user ${body.to}`);
+    write(keys.file(body.fileId), { ...stored, shares: { ...stored.shares, [body.to]: body.key }, updatedAt: height });
+    write(keys.shared(body.to, body.fileId), 1);
+    return;
+  }
+  const never: never = body;
+  throw new Error(`unhandled transaction ${JSON.stringify(never)}`);
+}
+
+/** A digest of a whole state, to compare a stored state with one rebuilt from blocks. */
+export function stateDigest(entries: Iterable<[string, unknown]>): string {
+  const parts: string[] = [];
+  for (const [k, val] of entries) parts.push(`${k}=${JSON.stringify(val)}`);
+  return sha256Hex(parts.join('\n'));
+}

@@ -1,0 +1,114 @@
+/**
+ * Transactions: what users (and, for placement changes, SPs) ask the chain to record.
+ * Every transaction is signed; its id is the hash of its signed content.
+ */
+import { randomBytes } from 'node:crypto';
+import { sha256Hex } from '../crypto/hash.js';
+import { verifySignature, type SigningKey } from '../crypto/keys.js';
+import * as v from '../validate.js';
+import { canonical } from './canonical.js';
+
+export const LIMITS = {
+  maxSegments: 100_000,
+  maxShardsPerSegment: 32,
+  maxSharesPerTx: 1,
+  maxPlacementsPerTx: 4096,
+} as const;
+
+export const USERNAME = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
+const usernameP = v.str({ min: 3, max: 32, pattern: USERNAME });
+const fileIdP = v.str({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/ });
+const spIdP = v.str({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/ });
+const hexP = (max: number) => v.str({ min: 0, max, pattern: /^[0-9a-f]*$/ });
+
+export const sealedBoxP = v.object({ epk: v.hex32, nonce: v.str({ min: 24, max: 24, pattern: /^[0-9a-f]{24}$/ }), ct: hexP(256) });
+
+export const kdfP = v.object({
+  alg: v.literal('scrypt'),
+  N: v.int({ min: 1 << 14, max: 1 << 20 }),
+  r: v.int({ min: 1, max: 32 }),
+  p: v.int({ min: 1, max: 16 }),
+  salt: v.str({ min: 32, max: 64, pattern: /^[0-9a-f]+$/ }),
+});
+
+const shardRefP = v.object({ hash: v.hex32, sp: v.nullable(spIdP) });
+export const segmentRefP = v.object({
+  sealedLength: v.int({ min: 16, max: 1 << 30 }),
+  shards: v.array(shardRefP, { min: 2, max: LIMITS.maxShardsPerSegment }),
+});
+
+export const fileRecordP = v.object({
+  id: fileIdP,
+  owner: usernameP,
+  size: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  createdAt: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  k: v.int({ min: 1, max: 16 }),
+  m: v.int({ min: 0, max: 16 }),
+  segmentSize: v.int({ min: 4096, max: 256 * 1024 * 1024 }),
+  meta: hexP(8192), // name and type, sealed with the file key
+  ownerKey: sealedBoxP, // the file key, sealed to the owner
+  segments: v.array(segmentRefP, { min: 1, max: LIMITS.maxSegments }),
+  root: v.hex32,
+});
+export type FileRecord = v.Parsed<typeof fileRecordP>;
+export type SegmentRef = v.Parsed<typeof segmentRefP>;
+
+const registerP = v.object({
+  type: v.literal('user.register'),
+  username: usernameP,
+  signKey: v.hex32,
+  boxKey: v.hex32,
+  kdf: kdfP,
+});
+const putP = v.object({ type: v.literal('file.put'), file: fileRecordP });
+const deleteP = v.object({ type: v.literal('file.delete'), fileId: fileIdP });
+const shareP = v.object({ type: v.literal('file.share'), fileId: fileIdP, to: usernameP, key: sealedBoxP });
+const placeP = v.object({
+  type: v.literal('file.place'),
+  fileId: fileIdP,
+  placements: v.array(
+    v.object({ segment: v.int({ min: 0, max: LIMITS.maxSegments }), shard: v.int({ min: 0, max: 64 }), sp: spIdP }),
+    { min: 1, max: LIMITS.maxPlacementsPerTx },
+  ),
+});
+
+export type TxBody =
+  | v.Parsed<typeof registerP>
+  | v.Parsed<typeof putP>
+  | v.Parsed<typeof deleteP>
+  | v.Parsed<typeof shareP>
+  | v.Parsed<typeof placeP>;
+
+const bodyP: v.Parser<TxBody> = v.oneOf<TxBody>('type', {
+  'user.register': registerP,
+  'file.put': putP,
+  'file.delete': deleteP,
+  'file.share': shareP,
+  'file.place': placeP,
+});
+
+export const txP = v.object({
+  body: bodyP,
+  signer: v.str({ min: 1, max: 64 }), // a username, or an SP id for file.place
+  nonce: v.str({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/ }),
+  time: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]{128}$/ }),
+});
+export type Tx = v.Parsed<typeof txP>;
+
+function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
+  return canonical({ body: tx.body, signer: tx.signer, nonce: tx.nonce, time: tx.time });
+}
+
+export function txId(tx: Tx): string {
+  return sha256Hex(signedContent(tx));
+}
+
+export function signTx(body: TxBody, signer: string, key: SigningKey, now = Date.now()): Tx {
+  const unsigned = { body, signer, nonce: randomBytes(16).toString('hex'), time: now };
+  return { ...unsigned, sig: key.sign(signedContent(unsigned)) };
+}
+
+export function verifyTx(tx: Tx, publicKeyHex: string): boolean {
+  return verifySignature(publicKeyHex, signedContent(tx), tx.sig);
+}

@@ -1,0 +1,139 @@
+/**
+ * Ed25519 signing and X25519 sealing with node:crypto only. Keys travel as raw 32-byte values
+ * (hex on the chain); these helpers wrap them in the DER forms node:crypto wants.
+ */
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  sign,
+  verify,
+  createCipheriv,
+  createDecipheriv,
+  type KeyObject,
+} from 'node:crypto';
+import { CairnError } from '../errors.js';
+
+const PKCS8_PREFIX = {
+  ed25519: Buffer.from('302e020100300506032b657004220420', 'hex'),
+  x25519: Buffer.from('302e020100300506032b656e04220420', 'hex'),
+};
+const SPKI_PREFIX = {
+  ed25519: Buffer.from('302a300506032b6570032100', 'hex'),
+  x25519: Buffer.from('302a300506032b656e032100', 'hex'),
+};
+
+type Curve = 'ed25519' | 'x25519';
+
+function privateFromSeed(curve: Curve, seed: Uint8Array): KeyObject {
+  if (seed.length !== 32) throw new CairnError('BAD_REQUEST', `${curve} seed must be 32 bytes`);
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX[curve], seed]), format: 'der', type: 'pkcs8' });
+}
+
+function publicFromRaw(curve: Curve, raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new CairnError('BAD_REQUEST', `${curve} public key must be 32 bytes`);
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX[curve], raw]), format: 'der', type: 'spki' });
+}
+
+function rawPublic(key: KeyObject): Buffer {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return der.subarray(der.length - 32);
+}
+
+export interface SigningKey {
+  readonly publicKey: string; // hex
+  sign(message: Uint8Array): string; // hex signature
+}
+
+export function signingKeyFromSeed(seed: Uint8Array): SigningKey {
+  const priv = privateFromSeed('ed25519', seed);
+  const publicKey = rawPublic(createPublicKey(priv)).toString('hex');
+  return { publicKey, sign: (message) => sign(null, message, priv).toString('hex') };
+}
+
+export function newSigningSeed(): Buffer {
+  return randomBytes(32);
+}
+
+export function verifySignature(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
+  if (!/^[0-9a-f]{64}$/.test(publicKeyHex) || !/^[0-9a-f]{128}$/.test(signatureHex)) return false;
+  try {
+    return verify(null, message, publicFromRaw('ed25519', Buffer.from(publicKeyHex, 'hex')), Buffer.from(signatureHex, 'hex'));
+  } catch {
+    return false;
+  }
+}
+
+export interface BoxKey {
+  readonly publicKey: string; // hex
+  readonly privateKey: KeyObject;
+}
+
+export function boxKeyFromSeed(seed: Uint8Array): BoxKey {
+  const privateKey = privateFromSeed('x25519', seed);
+  return { publicKey: rawPublic(createPublicKey(privateKey)).toString('hex'), privateKey };
+}
+
+/** A secret sealed to a box public key: ephemeral X25519 + HKDF-SHA256 + AES-256-GCM. */
+export interface SealedBox {
+  epk: string; // hex ephemeral public key
+  nonce: string; // hex, 12 bytes
+  ct: string; // hex ciphertext || tag
+}
+
+const SEAL_INFO = Buffer.from('cairn-seal-v1');
+
+function sealKey(shared: Buffer, epk: Buffer, recipient: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', shared, Buffer.concat([epk, recipient]), SEAL_INFO, 32));
+}
+
+export function sealTo(recipientPublicHex: string, secret: Uint8Array, context: string): SealedBox {
+  const recipient = Buffer.from(recipientPublicHex, 'hex');
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const epk = rawPublic(publicKey);
+  const key = sealKey(diffieHellman({ privateKey, publicKey: publicFromRaw('x25519', recipient) }), epk, recipient);
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(Buffer.from(context));
+  const ct = Buffer.concat([cipher.update(secret), cipher.final(), cipher.getAuthTag()]);
+  return { epk: epk.toString('hex'), nonce: nonce.toString('hex'), ct: ct.toString('hex') };
+}
+
+export function openSealed(box: BoxKey, sealed: SealedBox, context: string): Buffer {
+  try {
+    const epk = Buffer.from(sealed.epk, 'hex');
+    const recipient = Buffer.from(box.publicKey, 'hex');
+    const key = sealKey(diffieHellman({ privateKey: box.privateKey, publicKey: publicFromRaw('x25519', epk) }), epk, recipient);
+    const ct = Buffer.from(sealed.ct, 'hex');
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(sealed.nonce, 'hex'));
+    decipher.setAAD(Buffer.from(context));
+    decipher.setAuthTag(ct.subarray(ct.length - 16));
+    return Buffer.concat([decipher.update(ct.subarray(0, ct.length - 16)), decipher.final()]);
+  } catch (err) {
+    throw new CairnError('INTEGRITY', 'a sealed key could not be opened with this account\'s key', { cause: err });
+  }
+}
+
+/** Symmetric AEAD for small values (file name and type in a record), with the file key. */
+export function sealSmall(key: Uint8Array, plaintext: Uint8Array, context: string): string {
+  const nonce = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(Buffer.from(context));
+  return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]).toString('hex');
+}
+
+export function openSmall(key: Uint8Array, sealedHex: string, context: string): Buffer {
+  const b = Buffer.from(sealedHex, 'hex');
+  if (b.length < 28) throw new CairnError('INTEGRITY', 'sealed value is too short');
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, b.subarray(0, 12));
+    decipher.setAAD(Buffer.from(context));
+    decipher.setAuthTag(b.subarray(b.length - 16));
+    return Buffer.concat([decipher.update(b.subarray(12, b.length - 16)), decipher.final()]);
+  } catch (err) {
+    throw new CairnError('INTEGRITY', 'sealed value failed authentication', { cause: err });
+  }
+}
