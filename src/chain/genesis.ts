@@ -1,6 +1,7 @@
 /**
- * The genesis names the validator set: the SPs, their mailbox addresses and their public keys.
- * Its hash is height 0 of every replica's chain, so two clusters can never mix blocks.
+ * The genesis names the validator set: the SPs and their public keys. Its hash is height 0 of
+ * every replica's chain, so two clusters can never mix blocks. Addresses are not part of it
+ * (they live in the cluster file) so an SP can move without forking history.
  */
 import { sha256Hex } from '../crypto/hash.js';
 import * as v from '../validate.js';
@@ -8,7 +9,6 @@ import { canonical } from './canonical.js';
 
 export const validatorP = v.object({
   id: v.str({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/ }),
-  address: v.str({ min: 3, max: 255, pattern: /^[^\s:]+:\d{1,5}$/ }),
   signKey: v.hex32,
 });
 export type Validator = v.Parsed<typeof validatorP>;

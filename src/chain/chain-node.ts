@@ -1,0 +1,315 @@
+/**
+ * The I/O shell around the pure Raft core: it persists what the core asks (LMDB, synchronously,
+ * before any message leaves), sends its messages over the mailboxes, drives its clock, builds and
+ * signs blocks from pending transactions, endorses every block it appends, and applies final
+ * blocks to state. Everything non-deterministic lives here, none of it in the core.
+ */
+import { EventEmitter } from 'node:events';
+import { randomInt } from 'node:crypto';
+import { CairnError, invariant } from '../errors.js';
+import type { SigningKey } from '../crypto/keys.js';
+import { verifySignature } from '../crypto/keys.js';
+import { blockProblems, endorsementMessage, makeBlock, MAX_TXS_PER_BLOCK, type Block, type Certificate } from './block.js';
+import type { ChainStore } from './chain-store.js';
+import { majority } from './genesis.js';
+import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
+import { MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
+import type { BlockEffects, TxResult } from './state.js';
+import { txId, type Tx } from './tx.js';
+
+/** How a chain node reaches its peers; the provider backs it with mailbox clients. */
+export interface PeerLink {
+  send(to: string, type: 'raft' | 'chain.endorse', body: unknown): void;
+  submit(to: string, tx: Tx, timeoutMs: number): Promise<TxResult & { txId: string }>;
+}
+
+export interface ChainNodeOptions {
+  id: string;
+  store: ChainStore;
+  signer: SigningKey;
+  peers: PeerLink;
+  tickMs: number;
+  log: (line: string) => void;
+}
+
+export type Submitted = TxResult & { txId: string };
+
+const ELECTION_TICKS = { min: 10, max: 20 };
+const HEARTBEAT_TICKS = 2;
+const MAX_PENDING_TXS = 4096;
+const MAX_UNCOMMITTED_BLOCKS = 2;
+const MAX_CERTS_PER_BLOCK = 64;
+const SUBMIT_TIMEOUT_MS = 15_000;
+const LEADER_WAIT_MS = 3_000;
+
+interface Waiter {
+  resolve: (r: Submitted) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class ChainNode extends EventEmitter {
+  readonly #core: RaftCore<Block | null>;
+  readonly #store: ChainStore;
+  readonly #pending: Tx[] = [];
+  readonly #waiters = new Map<string, Waiter>();
+  readonly #validators: Map<string, string>;
+  #timer: NodeJS.Timeout | undefined;
+  #proposeScheduled = false;
+  #stopped = false;
+
+  constructor(private readonly opts: ChainNodeOptions) {
+    super();
+    this.setMaxListeners(1024);
+    this.#store = opts.store;
+    const genesis = opts.store.genesis;
+    this.#validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
+    invariant(this.#validators.get(opts.id) === opts.signer.publicKey, `node key of ${opts.id} does not match the genesis`);
+    this.#core = new RaftCore<Block | null>(
+      {
+        id: opts.id,
+        peers: genesis.validators.map((val) => val.id),
+        electionTicksMin: ELECTION_TICKS.min,
+        electionTicksMax: ELECTION_TICKS.max,
+        heartbeatTicks: HEARTBEAT_TICKS,
+        random: () => randomInt(0, 2 ** 31) / 2 ** 31,
+        maxEntriesPerAppend: MAX_ENTRIES_PER_APPEND,
+        validate: (entry, prev) => this.#validEntry(entry, prev),
+      },
+      opts.store,
+    );
+  }
+
+  start(): void {
+    this.#catchUpApply();
+    this.#timer = setInterval(() => this.#run(() => this.#core.tick()), this.opts.tickMs);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    for (const [, w] of this.#waiters) {
+      clearTimeout(w.timer);
+      w.reject(new CairnError('UNAVAILABLE', 'the storage provider is shutting down'));
+    }
+    this.#waiters.clear();
+  }
+
+  status() {
+    const s = this.#core.status();
+    const head = this.#store.head();
+    return {
+      id: this.opts.id,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commit: s.commit,
+      applied: head.height,
+      head: head.hash,
+      hasQuorum: s.role === 'leader' ? s.hasQuorum : s.leader !== null,
+    };
+  }
+
+  onRaft(from: string, msg: RaftMessage<Block | null>): void {
+    if (!this.#validators.has(from) || from === this.opts.id) return;
+    this.#run(() => this.#core.step(from, msg));
+  }
+
+  onEndorse(from: string, endorsements: EndorsementWire[]): void {
+    const key = this.#validators.get(from);
+    if (!key) return;
+    for (const e of endorsements) {
+      if (verifySignature(key, endorsementMessage(e.hash), e.sig)) {
+        this.#store.saveEndorsement(e.height, e.hash, { sp: from, sig: e.sig });
+      }
+    }
+  }
+
+  /** Resolves once the transaction is final (ok or rejected by the rules); retryable errors otherwise. */
+  async submit(tx: Tx): Promise<Submitted> {
+    if (this.#stopped) throw new CairnError('UNAVAILABLE', 'the storage provider is shutting down');
+    const id = txId(tx);
+    const done = this.#store.get(`t/${id}`) as TxResult | undefined;
+    if (done) return { ...done, txId: id };
+    const leader = await this.#awaitLeader();
+    if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);
+    if (this.#pending.length >= MAX_PENDING_TXS) {
+      throw new CairnError('OVERLOADED', 'too many transactions are waiting for a block; retry shortly');
+    }
+    const result = new Promise<Submitted>((resolve, reject) => {
+      const existing = this.#waiters.get(id);
+      if (existing) {
+        // The same transaction submitted twice: both callers learn the one outcome.
+        const prev = existing.resolve;
+        existing.resolve = (r) => {
+          prev(r);
+          resolve(r);
+        };
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.#waiters.delete(id);
+        reject(new CairnError('TIMEOUT', 'the transaction was not final in time; it may still be, retry to find out'));
+      }, SUBMIT_TIMEOUT_MS);
+      this.#waiters.set(id, { resolve, reject, timer });
+      this.#pending.push(tx);
+    });
+    this.#schedulePropose();
+    return result;
+  }
+
+  /** Waits until this replica has applied `height` (read-your-writes across SPs), bounded. */
+  async waitApplied(height: number, timeoutMs = 2_000): Promise<void> {
+    if (this.#store.applied() >= height) return;
+    await new Promise<void>((resolve, reject) => {
+      const onApplied = () => {
+        if (this.#store.applied() < height) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new CairnError('UNAVAILABLE', `this replica is behind (at ${this.#store.applied()}, asked for ${height}); the chain may have no majority`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('applied', onApplied);
+      };
+      this.on('applied', onApplied);
+    });
+  }
+
+  async #awaitLeader(): Promise<string> {
+    const deadline = Date.now() + LEADER_WAIT_MS;
+    for (;;) {
+      const s = this.#core.status();
+      if (s.role === 'leader' && s.hasQuorum) return this.opts.id;
+      if (s.role !== 'leader' && s.leader) return s.leader;
+      if (Date.now() >= deadline) {
+        throw new CairnError('NO_MAJORITY', 'the chain has no leader with a majority of providers; writes are unavailable until a majority is up');
+      }
+      await new Promise((r) => setTimeout(r, this.opts.tickMs));
+    }
+  }
+
+  #validEntry(entry: RaftEntry<Block | null>, prev: RaftEntry<Block | null>): boolean {
+    const block = entry.data;
+    if (!block) return false;
+    const h = block.header;
+    return (
+      block.hash === entry.hash &&
+      h.height === entry.height &&
+      h.term === entry.term &&
+      h.prevHash === prev.hash &&
+      entry.prevHash === prev.hash &&
+      blockProblems(block, this.#store.genesis).length === 0
+    );
+  }
+
+  #run(step: () => Ready<Block | null>): void {
+    if (this.#stopped) return;
+    const ready = step();
+    this.#store.persist(ready.hardState, ready.truncateAfter, ready.append);
+    if (ready.append.length > 0) this.#endorse(ready.append);
+    for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
+    if (ready.committed.length > 0) this.#apply(ready.committed);
+    if (ready.becameLeader) {
+      this.opts.log(`${this.opts.id} is leader for term ${this.#core.status().term}`);
+      this.#propose(true);
+    }
+    if (this.#core.status().role !== 'leader') this.#failPendingNotLeader();
+    else if (this.#pending.length > 0) this.#schedulePropose();
+  }
+
+  #endorse(entries: RaftEntry<Block | null>[]): void {
+    const endorsements: EndorsementWire[] = entries.map((e) => ({
+      height: e.height,
+      hash: e.hash,
+      sig: this.opts.signer.sign(endorsementMessage(e.hash)),
+    }));
+    for (const e of endorsements) this.#store.saveEndorsement(e.height, e.hash, { sp: this.opts.id, sig: e.sig });
+    for (const id of this.#validators.keys()) {
+      if (id !== this.opts.id) this.opts.peers.send(id, 'chain.endorse', { endorsements });
+    }
+  }
+
+  #catchUpApply(): void {
+    const commit = Math.min(this.#store.hardState().commit, this.#store.lastHeight());
+    const entries: RaftEntry<Block | null>[] = [];
+    for (let h = this.#store.applied() + 1; h <= commit; h++) entries.push(this.#store.entry(h)!);
+    if (entries.length > 0) this.#apply(entries);
+  }
+
+  #apply(entries: RaftEntry<Block | null>[]): void {
+    for (const entry of entries) {
+      if (entry.height <= this.#store.applied()) continue;
+      invariant(entry.data !== null, 'final entries are blocks');
+      const effects = this.#store.applyFinal(entry.data);
+      for (const [id, result] of effects.results) {
+        const w = this.#waiters.get(id);
+        if (!w) continue;
+        this.#waiters.delete(id);
+        clearTimeout(w.timer);
+        w.resolve({ ...result, txId: id });
+      }
+      this.emit('applied', entry.data, effects satisfies BlockEffects);
+    }
+  }
+
+  #failPendingNotLeader(): void {
+    if (this.#pending.length === 0) return;
+    for (const tx of this.#pending.splice(0)) {
+      const id = txId(tx);
+      const w = this.#waiters.get(id);
+      if (!w) continue;
+      this.#waiters.delete(id);
+      clearTimeout(w.timer);
+      w.reject(new CairnError('NOT_LEADER', 'leadership changed before the transaction was proposed; retry'));
+    }
+  }
+
+  #schedulePropose(): void {
+    if (this.#proposeScheduled) return;
+    this.#proposeScheduled = true;
+    // Transactions that arrive in the same turn share a block.
+    setImmediate(() => {
+      this.#proposeScheduled = false;
+      this.#propose(false);
+    });
+  }
+
+  #propose(empty: boolean): void {
+    const s = this.#core.status();
+    if (this.#stopped || s.role !== 'leader') return;
+    if (!empty && (this.#pending.length === 0 || s.lastHeight - s.commit >= MAX_UNCOMMITTED_BLOCKS)) return;
+    const txs = empty ? [] : this.#pending.splice(0, MAX_TXS_PER_BLOCK);
+    const certs = this.#certificates(s.commit);
+    this.#run(() =>
+      this.#core.propose((height, term, prevHash) => {
+        const block = makeBlock({ height, prevHash, time: Date.now(), proposer: this.opts.id, term, certs }, txs, this.opts.signer);
+        return { height, term, hash: block.hash, prevHash, data: block };
+      }),
+    );
+  }
+
+  /** Certificates for final blocks that no block on the chain certifies yet. */
+  #certificates(commit: number): Certificate[] {
+    let certified = 0;
+    for (let h = this.#store.lastHeight(), scanned = 0; h >= 1 && scanned < 10_000; h--, scanned++) {
+      const certs = this.#store.block(h)?.header.certs ?? [];
+      if (certs.length > 0) {
+        certified = Math.max(...certs.map((c) => c.height));
+        break;
+      }
+    }
+    const need = majority(this.#validators.size);
+    const out: Certificate[] = [];
+    for (let h = certified + 1; h <= commit && out.length < MAX_CERTS_PER_BLOCK; h++) {
+      const e = this.#store.endorsements(h);
+      const block = this.#store.block(h);
+      if (!e || !block || e.hash !== block.hash || e.sigs.length < need) break; // certificates stay contiguous
+      out.push({ height: h, hash: e.hash, sigs: e.sigs });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * A replica's chain on disk: blocks (the Raft log), the Raft hard state, endorsements, and the
+ * state derived from final blocks. The state of a block and the applied height move together in
+ * one LMDB write transaction, so a crash leaves either both or neither.
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import { invariant } from '../errors.js';
+import type { Block } from './block.js';
+import { genesisHash, type Genesis } from './genesis.js';
+import type { HardState, RaftEntry, RaftStorage } from './raft.js';
+import { applyBlock, stateDigest, type BlockEffects, type StateValue, type StateView } from './state.js';
+
+export interface ChainDbs {
+  root: RootDatabase;
+  blocks: Database<unknown, number>;
+  state: Database<unknown, string>;
+  meta: Database<unknown, string>;
+}
+
+export interface Endorsement {
+  sp: string;
+  sig: string;
+}
+
+const HARD = 'raft/hard';
+const LAST = 'chain/last';
+const APPLIED = 'chain/applied';
+const endorseKey = (height: number) => `endorse/${String(height).padStart(12, '0')}`;
+
+export class ChainStore implements RaftStorage<Block | null>, StateView {
+  readonly genesisHash: string;
+  #last: number;
+
+  constructor(
+    private readonly dbs: ChainDbs,
+    readonly genesis: Genesis,
+  ) {
+    this.genesisHash = genesisHash(genesis);
+    const stored = dbs.meta.get('chain/genesis') as string | undefined;
+    if (stored === undefined) dbs.meta.putSync('chain/genesis', this.genesisHash);
+    else invariant(stored === this.genesisHash, `this SP's data belongs to another cluster (genesis ${stored.slice(0, 12)}…)`);
+    this.#last = (dbs.meta.get(LAST) as number | undefined) ?? 0;
+  }
+
+  hardState(): HardState {
+    return (this.dbs.meta.get(HARD) as HardState | undefined) ?? { term: 0, votedFor: null, commit: 0 };
+  }
+
+  lastHeight(): number {
+    return this.#last;
+  }
+
+  block(height: number): Block | undefined {
+    return this.dbs.blocks.get(height) as Block | undefined;
+  }
+
+  entry(height: number): RaftEntry<Block | null> | undefined {
+    if (height === 0) return { height: 0, term: 0, hash: this.genesisHash, prevHash: '', data: null };
+    if (height > this.#last) return undefined;
+    const block = this.block(height);
+    if (!block) return undefined;
+    return { height, term: block.header.term, hash: block.hash, prevHash: block.header.prevHash, data: block };
+  }
+
+  head(): { height: number; hash: string } {
+    const applied = this.applied();
+    return { height: applied, hash: applied === 0 ? this.genesisHash : this.block(applied)!.hash };
+  }
+
+  /** Persists what a Raft step asks for, durably (synchronous commit) before its messages go out. */
+  persist(hard: HardState | undefined, truncateAfter: number | undefined, append: RaftEntry<Block | null>[]): void {
+    if (!hard && truncateAfter === undefined && append.length === 0) return;
+    this.dbs.root.transactionSync(() => {
+      if (hard) this.dbs.meta.putSync(HARD, hard);
+      if (truncateAfter !== undefined) {
+        invariant(truncateAfter >= this.applied(), `truncating below the applied height ${this.applied()}`);
+        for (let h = this.#last; h > truncateAfter; h--) this.dbs.blocks.removeSync(h);
+        this.#last = Math.min(this.#last, truncateAfter);
+      }
+      for (const e of append) {
+        invariant(e.height === this.#last + 1 && e.data !== null, `append out of order at ${e.height}`);
+        this.dbs.blocks.putSync(e.height, e.data);
+        this.#last = e.height;
+      }
+      this.dbs.meta.putSync(LAST, this.#last);
+    });
+  }
+
+  applied(): number {
+    return (this.dbs.meta.get(APPLIED) as number | undefined) ?? 0;
+  }
+
+  get(key: string): StateValue | undefined {
+    return this.dbs.state.get(key) as StateValue | undefined;
+  }
+
+  *range(prefix: string): Iterable<[string, StateValue]> {
+    for (const { key, value } of this.dbs.state.getRange({ start: prefix, end: `${prefix}\uffff` })) {
+      yield [key, value as StateValue];
+    }
+  }
+
+  /** Applies a final block's effects and advances the applied height in one transaction. */
+  applyFinal(block: Block): BlockEffects {
+    invariant(block.header.height === this.applied() + 1, `apply out of order: ${block.header.height} after ${this.applied()}`);
+    const effects = applyBlock(this, block, this.genesis);
+    this.dbs.root.transactionSync(() => {
+      for (const [key, value] of effects.writes) {
+        if (value === null) this.dbs.state.removeSync(key);
+        else this.dbs.state.putSync(key, value);
+      }
+      this.dbs.meta.putSync(APPLIED, block.header.height);
+    });
+    return effects;
+  }
+
+  saveEndorsement(height: number, hash: string, e: Endorsement): void {
+    const key = endorseKey(height);
+    const current = (this.dbs.meta.get(key) as { hash: string; sigs: Endorsement[] } | undefined) ?? { hash, sigs: [] };
+    if (current.hash !== hash || current.sigs.some((s) => s.sp === e.sp)) return;
+    void this.dbs.meta.put(key, { hash, sigs: [...current.sigs, e] });
+  }
+
+  endorsements(height: number): { hash: string; sigs: Endorsement[] } | undefined {
+    return this.dbs.meta.get(endorseKey(height)) as { hash: string; sigs: Endorsement[] } | undefined;
+  }
+
+  /** Digest of the stored state and of the state rebuilt from blocks alone (for verify). */
+  stateDigests(): { stored: string; rebuilt: string } {
+    const rebuilt = new Map<string, StateValue>();
+    const view: StateView = { get: (k) => rebuilt.get(k) };
+    for (let h = 1; h <= this.applied(); h++) {
+      const block = this.block(h);
+      if (!block) break;
+      for (const [k, val] of applyBlock(view, block, this.genesis).writes) {
+        if (val === null) rebuilt.delete(k);
+        else rebuilt.set(k, val);
+      }
+    }
+    const sorted = [...rebuilt.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return { stored: stateDigest(this.range('')), rebuilt: stateDigest(sorted) };
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Raft messages as they cross the network between SPs: validated at the edge (a block inside an
+ * append is fully parsed) before the pure core ever sees them.
+ */
+import * as v from '../validate.js';
+import { blockP, type Block } from './block.js';
+import type { RaftEntry, RaftMessage } from './raft.js';
+
+const n = v.int({ min: 0, max: Number.MAX_SAFE_INTEGER });
+const entryP: v.Parser<RaftEntry<Block | null>> = (value, path) => {
+  const e = v.object({ height: n, term: n, hash: v.hex32, prevHash: v.str({ max: 64 }), data: blockP })(value, path);
+  return e as RaftEntry<Block | null>;
+};
+
+export const MAX_ENTRIES_PER_APPEND = 64;
+
+const messageP = v.oneOf<RaftMessage<Block | null>>('type', {
+  vote: v.object({ type: v.literal('vote'), term: n, lastHeight: n, lastTerm: n }),
+  voteResp: v.object({ type: v.literal('voteResp'), term: n, granted: v.bool }),
+  append: v.object({
+    type: v.literal('append'),
+    term: n,
+    prevHeight: n,
+    prevTerm: n,
+    entries: v.array(entryP, { max: MAX_ENTRIES_PER_APPEND }),
+    commit: n,
+  }),
+  appendResp: v.object({ type: v.literal('appendResp'), term: n, success: v.bool, matchHeight: n, hintHeight: v.optional(n) }),
+});
+
+const endorsementP = v.object({
+  height: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  hash: v.hex32,
+  sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }),
+});
+
+export const raftBodyP = v.object({ msg: messageP });
+
+/**
+ * Each replica signs the hash of every block it appends and tells every other validator, so
+ * whichever SP leads next can put a majority of signatures into a commit certificate.
+ */
+export const endorseBodyP = v.object({ endorsements: v.array(endorsementP, { min: 1, max: MAX_ENTRIES_PER_APPEND }) });
+export type EndorsementWire = v.Parsed<typeof endorsementP>;

@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+/**
+ * The `cairn` command: cluster (supervisor), provider, client, init, verify.
+ * Errors end the command with their code and message, never a stack trace for a user mistake.
+ */
+import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { CairnError } from './errors.js';
+import { loadConfig, parseArgs, type Config } from './config/config.js';
+import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
+import { READY_PREFIX, type ActorSpec } from './supervisor/actor.js';
+import { ProcessHost } from './supervisor/process-host.js';
+import { ThreadHost } from './supervisor/thread-host.js';
+import { DEFAULT_SUPERVISION, Supervisor } from './supervisor/supervisor.js';
+import { startRole } from './supervisor/roles.js';
+import { verifyCommand } from './verify-command.js';
+
+const USAGE = `usage:
+  cairn cluster [--data-dir D] [--providers N] [--clients N] [--provider-base-port P] [--client-base-port P]
+                [--k K] [--m M] [--isolation thread|process] [--pool-max-threads N] …
+  cairn provider --id ID --port P --data-dir D --cluster FILE
+  cairn client --port P --cluster FILE
+  cairn init --providers host:port,… --out FILE [--k K] [--m M]
+  cairn verify [--cluster FILE | --data-dir D]`;
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function ports(base: number, count: number, host: string): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(base === 0 ? await freePort(host) : base + i);
+  return out;
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`cairn: ${signal} received, stopping…`);
+    stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        console.error(`cairn: stop failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+}
+
+/** Flags every actor of a cluster gets, so a config given to the supervisor reaches them all. */
+function sharedFlags(c: Config): string[] {
+  return [
+    '--data-dir', c.dataDir, '--cluster', c.cluster, '--host', c.host,
+    '--pool-min-threads', String(c.pool.minThreads), '--pool-max-threads', String(c.pool.maxThreads),
+    '--pool-idle-timeout-ms', String(c.pool.idleTimeoutMs), '--pool-max-queue', String(c.pool.maxQueue),
+    '--pool-concurrent-tasks', String(c.pool.concurrentTasksPerWorker), '--pipeline-depth', String(c.pipelineDepth),
+    '--max-upload-bytes', String(c.maxUploadBytes),
+  ];
+}
+
+async function cluster(flags: Map<string, string>): Promise<void> {
+  const config = loadConfig(flags);
+  const providerPorts = await ports(config.providerBasePort, config.providers, config.host);
+  const clientPorts = await ports(config.clientBasePort, config.clients, config.host);
+  const addresses = providerPorts.map((p) => `${config.host}:${p}`);
+  if (!existsSync(config.cluster)) {
+    initCluster({ out: config.cluster, keyDir: config.dataDir, addresses, k: config.k, m: config.m, segmentSize: config.segmentSize });
+  } else {
+    const file = readClusterFile(config.cluster);
+    if (file.providers.length !== config.providers) {
+      throw new CairnError('BAD_CONFIG', `${config.cluster} names ${file.providers.length} providers but --providers is ${config.providers}; use another --data-dir for a different cluster`);
+    }
+    // Addresses are not part of the genesis, so they may follow the ports of this start.
+    writeClusterFile(config.cluster, { ...file, providers: file.providers.map((p, i) => ({ id: p.id, address: addresses[i]! })) });
+  }
+  const shared = sharedFlags(config);
+  const specs: ActorSpec[] = [
+    ...providerPorts.map((port, i) => ({ id: `sp${i + 1}`, role: 'provider' as const, argv: ['--id', `sp${i + 1}`, '--port', String(port), ...shared] })),
+    ...clientPorts.map((port, i) => ({ id: `client${i + 1}`, role: 'client' as const, argv: ['--id', `client${i + 1}`, '--port', String(port), ...shared] })),
+  ];
+  const supervisor = new Supervisor({
+    host: config.isolation === 'process' ? new ProcessHost() : new ThreadHost(),
+    ...DEFAULT_SUPERVISION,
+    log: (line) => console.error(`cairn: ${line}`),
+  });
+  onSignals(() => supervisor.stop());
+  const ready = await supervisor.start(specs);
+  const clients = ready.filter((r) => r.role === 'client').map((r) => r.url);
+  const providers = ready.filter((r) => r.role === 'provider').map((r) => r.url);
+  for (const url of clients) console.log(`cairn: web client ready at ${url}`);
+  console.log(`cairn: ${providers.length} storage providers at ${providers.join(', ')} (${config.isolation} isolation); data in ${config.dataDir}`);
+  console.log(JSON.stringify({ event: 'ready', clients, providers }));
+}
+
+async function role(argv: string[]): Promise<void> {
+  const running = await startRole(argv);
+  onSignals(() => running.role.stop());
+  console.log(`${READY_PREFIX}${JSON.stringify(running.ready)}`);
+}
+
+async function init(flags: Map<string, string>): Promise<void> {
+  const providers = flags.get('providers');
+  const out = flags.get('out');
+  if (!providers || !out) throw new CairnError('BAD_CONFIG', 'cairn init needs --providers host:port,… and --out FILE');
+  const config = loadConfig(new Map([...flags].filter(([k]) => ['k', 'm', 'segment-size'].includes(k))));
+  const file = initCluster({ out, keyDir: dirname(out), addresses: providers.split(','), k: config.k, m: config.m, segmentSize: config.segmentSize });
+  console.log(`cairn: wrote ${out} (chain ${file.genesis.chainId}, ${file.providers.length} providers); node keys under ${join(dirname(out), '<sp-id>')}`);
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  const { flags } = parseArgs(rest);
+  switch (command) {
+    case 'cluster':
+      return cluster(flags);
+    case 'provider':
+    case 'client':
+      return role([command, ...rest]);
+    case 'init':
+      return init(flags);
+    case 'verify':
+      process.exitCode = await verifyCommand(flags);
+      return;
+    default:
+      console.error(USAGE);
+      process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof CairnError) console.error(`cairn: ${err.code}: ${err.message}`);
+  else console.error(`cairn: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,67 @@
+/** A web client actor: the Koa app, its worker pool and its links to the SPs. */
+import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Config } from '../config/config.js';
+import { readClusterFile, readClusterKey } from '../config/cluster-file.js';
+import { tlsPskTransport } from '../mailbox/transport.js';
+import type { RunningRole } from '../supervisor/actor.js';
+import { createApp } from './app.js';
+import { ClusterLink } from './cluster-link.js';
+import { CodecPool } from './codec-pool.js';
+import { FailureLimiter } from './rate-limit.js';
+import { ClientService } from './service.js';
+import { Sessions } from './sessions.js';
+
+export interface ClientOptions {
+  id: string;
+  port: number;
+  host: string;
+  clusterFile: string;
+  config: Config;
+  log?: (line: string) => void;
+}
+
+export async function startClient(opts: ClientOptions): Promise<RunningRole> {
+  const log = opts.log ?? ((line: string) => console.error(`[${opts.id}] ${line}`));
+  const cluster = readClusterFile(opts.clusterFile);
+  const link = new ClusterLink(cluster, tlsPskTransport(readClusterKey(opts.clusterFile)), opts.id);
+  const pool = new CodecPool(opts.config.pool);
+  const service = new ClientService(link, pool, {
+    k: cluster.k,
+    m: cluster.m,
+    success: cluster.k,
+    segmentSize: cluster.segmentSize,
+    window: opts.config.pipelineDepth,
+  });
+  const app = createApp({ service, sessions: new Sessions(), limiter: new FailureLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
+  const server = createServer(app.callback());
+  server.requestTimeout = 0; // large uploads take as long as they take; idle sockets still time out
+  server.headersTimeout = 30_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  log(`web client on http://${opts.host}:${port}`);
+  return {
+    url: `http://${opts.host}:${port}`,
+    async stop() {
+      // Stop accepting; let in-flight requests finish for a bounded time; then cut the rest.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, 10_000);
+      await closed;
+      clearTimeout(timer);
+      await pool.close();
+      await link.close();
+    },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * A web client's view of the SPs: one mailbox client per SP, liveness from recent replies, and
+ * chain requests routed to whichever SP answers (the chain forwards writes to its leader).
+ */
+import { CairnError, isCairnError } from '../errors.js';
+import type { ClusterFile } from '../config/cluster-file.js';
+import { MailboxClient } from '../mailbox/client.js';
+import type { Body, MessageType, Replies } from '../mailbox/messages.js';
+import { call } from '../mailbox/rpc.js';
+import type { Transport } from '../mailbox/transport.js';
+
+export interface ProviderLink {
+  id: string;
+  address: string;
+  client: MailboxClient;
+  up: boolean;
+  lastError: string | null;
+}
+
+const CHAIN_RETRIES = 6;
+const RETRY_BASE_MS = 100;
+
+export class ClusterLink {
+  readonly providers: ProviderLink[];
+  #preferred = 0; // index of the SP that answered chain requests last
+
+  constructor(cluster: ClusterFile, transport: Transport, selfId: string) {
+    this.providers = cluster.providers.map((p) => ({
+      id: p.id,
+      address: p.address,
+      up: true,
+      lastError: null,
+      client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024 }),
+    }));
+  }
+
+  get(id: string): ProviderLink {
+    const p = this.providers.find((x) => x.id === id);
+    if (!p) throw new CairnError('NOT_FOUND', `unknown storage provider ${id}`);
+    return p;
+  }
+
+  /** A request to one SP; records whether it answered. */
+  async to<T extends MessageType>(
+    id: string,
+    type: T,
+    body: Body<T>,
+    options: { payload?: Uint8Array; timeoutMs?: number } = {},
+  ): Promise<{ body: Replies[T]; payload?: Uint8Array }> {
+    const p = this.get(id);
+    try {
+      const reply = await call(p.client, type, body, options);
+      p.up = true;
+      p.lastError = null;
+      return reply;
+    } catch (err) {
+      if (isCairnError(err) && ['UNAVAILABLE', 'CONNECTION_CLOSED', 'TIMEOUT'].includes(err.code)) {
+        p.up = false;
+        p.lastError = err.message;
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * A chain request: tried on the SP that answered last, then the others, with bounded retries
+   * on retryable errors (no leader yet, leader changed). The final error says why.
+   */
+  async chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs = 20_000): Promise<Replies[T]> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < CHAIN_RETRIES; attempt++) {
+      for (let i = 0; i < this.providers.length; i++) {
+        const index = (this.#preferred + i) % this.providers.length;
+        const p = this.providers[index]!;
+        if (!p.up && attempt === 0 && i < this.providers.length - 1) continue; // try live SPs first
+        try {
+          const reply = await this.to(p.id, type, body, { timeoutMs });
+          this.#preferred = index;
+          return reply.body;
+        } catch (err) {
+          lastErr = err;
+          if (!isCairnError(err) || !err.retryable) throw err;
+        }
+      }
+      await new Promise((r) => setTimeout(r, RETRY_BASE_MS * 2 ** attempt));
+    }
+    if (isCairnError(lastErr) && (lastErr.code === 'NO_MAJORITY' || lastErr.code === 'UNAVAILABLE' || lastErr.code === 'CONNECTION_CLOSED')) {
+      throw new CairnError('NO_MAJORITY', `the chain has no majority of storage providers right now (${lastErr.message})`);
+    }
+    throw lastErr;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.providers.map((p) => p.client.close()));
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * What a signed-in user may see of a file record: access rules, the file key (opened with the
+ * user's box key), the decrypted name and type, and the file's health from its placements.
+ */
+import { CairnError } from '../errors.js';
+import type { StoredFile } from '../chain/state.js';
+import { openSealed, openSmall } from '../crypto/keys.js';
+import type { Session } from './sessions.js';
+
+export type Health = 'ok' | 'degraded' | 'lost';
+
+export const keyContext = (fileId: string) => `cairn-file-key:${fileId}`;
+export const metaContext = (fileId: string) => `cairn-file-meta:${fileId}`;
+
+/** 404 for files the user may not see: whether a file id exists is not revealed to strangers. */
+export function authorize(file: StoredFile | null, session: Session, id: string): StoredFile {
+  if (!file || (file.record.owner !== session.username && !file.shares[session.username])) {
+    throw new CairnError('NOT_FOUND', `no file ${id} that you can access`);
+  }
+  return file;
+}
+
+export function requireOwner(file: StoredFile, session: Session): void {
+  if (file.record.owner !== session.username) throw new CairnError('FORBIDDEN', 'only the owner of a file may do this');
+}
+
+export function fileKey(file: StoredFile, session: Session): Buffer {
+  const sealed = file.record.owner === session.username ? file.record.ownerKey : file.shares[session.username];
+  if (!sealed) throw new CairnError('NOT_FOUND', `no file ${file.record.id} that you can access`);
+  return openSealed(session.keys.box, sealed, keyContext(file.record.id));
+}
+
+export interface FileMeta {
+  name: string;
+  type: string;
+}
+
+export function fileMeta(file: StoredFile, key: Uint8Array): FileMeta {
+  const meta = JSON.parse(openSmall(key, file.record.meta, metaContext(file.record.id)).toString('utf8')) as FileMeta;
+  return { name: String(meta.name), type: String(meta.type) };
+}
+
+/** Health as placements and SP liveness say: a shard on a down SP counts as missing. */
+export function health(file: StoredFile, isUp: (sp: string) => boolean): Health {
+  const { k, m } = file.record;
+  let worst: Health = 'ok';
+  for (const seg of file.record.segments) {
+    const present = seg.shards.filter((s) => s.sp !== null && isUp(s.sp)).length;
+    if (present < k) return 'lost';
+    if (present < k + m) worst = 'degraded';
+  }
+  return worst;
+}
+
+export interface FileSummary {
+  id: string;
+  name: string;
+  type: string;
+  size: number;
+  createdAt: string;
+  owner: string;
+  health: Health;
+  block: number;
+}
+
+export function summarize(file: StoredFile, session: Session, isUp: (sp: string) => boolean): FileSummary {
+  const meta = fileMeta(file, fileKey(file, session));
+  return {
+    id: file.record.id,
+    name: meta.name,
+    type: meta.type,
+    size: file.record.size,
+    createdAt: new Date(file.record.createdAt).toISOString(),
+    owner: file.record.owner,
+    health: health(file, isUp),
+    block: file.height,
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Who is calling: a Bearer token (scripts) or the signed session cookie (browsers). Cookie
+ * callers must also prove the request came from our own page (CSRF token) for any change.
+ */
+import type { Context, Next } from 'koa';
+import { timingSafeEqual } from 'node:crypto';
+import { CairnError } from '../errors.js';
+import type { Session, Sessions } from './sessions.js';
+
+export const SESSION_COOKIE = 'cairn_session';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export interface SessionState {
+  session?: Session;
+  viaCookie?: boolean;
+}
+
+export function sameSecret(a: string | undefined, b: string): boolean {
+  if (typeof a !== 'string') return false;
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export function resolveSession(sessions: Sessions) {
+  return async (ctx: Context, next: Next) => {
+    const state = ctx.state as SessionState;
+    const auth = ctx.get('authorization');
+    if (auth.startsWith('Bearer ')) {
+      state.session = sessions.get(auth.slice(7).trim());
+      state.viaCookie = false;
+    } else {
+      state.session = sessions.get(ctx.cookies.get(SESSION_COOKIE, { signed: true }));
+      state.viaCookie = state.session !== undefined;
+    }
+    await next();
+  };
+}
+
+/** The session, or 401; for cookie callers making a change, also checks the CSRF token. */
+export function requireSession(ctx: Context, csrfFromForm?: string): Session {
+  const state = ctx.state as SessionState;
+  if (!state.session) throw new CairnError('UNAUTHENTICATED', 'sign in first (session missing or expired)');
+  if (state.viaCookie && !SAFE_METHODS.has(ctx.method)) {
+    const token = ctx.get('x-csrf-token') || csrfFromForm;
+    if (!sameSecret(token, state.session.csrf)) throw new CairnError('FORBIDDEN', 'the form is stale or did not come from this site (CSRF token missing or wrong); reload the page and try again');
+  }
+  return state.session;
+}
+
+export function setSessionCookie(ctx: Context, token: string | null): void {
+  ctx.cookies.set(SESSION_COOKIE, token, { signed: true, httpOnly: true, sameSite: 'strict', overwrite: true, ...(token === null ? { maxAge: 0 } : {}) });
+}

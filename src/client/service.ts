@@ -1,0 +1,164 @@
+/**
+ * What a web client can do, independent of HTTP: the JSON API and the HTML pages both call
+ * these, so forms and scripts share one set of rules.
+ */
+import { CairnError } from '../errors.js';
+import type { StoredFile } from '../chain/state.js';
+import { signTx, type Tx } from '../chain/tx.js';
+import { sealTo } from '../crypto/keys.js';
+import type { ChainStatus, VerifyReport } from '../mailbox/messages.js';
+import type { ClusterLink } from './cluster-link.js';
+import type { CodecPool } from './codec-pool.js';
+import { downloadStream } from './download.js';
+import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summarize, type FileSummary } from './file-access.js';
+import type { Session } from './sessions.js';
+import { FileUpload, type UploadSettings } from './upload.js';
+
+export class ClientService {
+  constructor(
+    readonly link: ClusterLink,
+    readonly pool: CodecPool,
+    readonly settings: UploadSettings,
+  ) {}
+
+  readonly isUp = (sp: string): boolean => this.link.get(sp).up;
+
+  async #file(session: Session, id: string): Promise<StoredFile> {
+    if (!/^[0-9a-f]{32}$/.test(id)) throw new CairnError('NOT_FOUND', `no file ${id} that you can access`);
+    const { file } = await this.link.chain('state.file', { id, minHeight: session.knownHeight });
+    return authorize(file, session, id);
+  }
+
+  async listFiles(session: Session): Promise<FileSummary[]> {
+    const { files } = await this.link.chain('state.files', { username: session.username, minHeight: session.knownHeight });
+    return files.map((f) => summarize(f, session, this.isUp)).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+  }
+
+  async fileDetails(session: Session, id: string) {
+    const file = await this.#file(session, id);
+    const meta = fileMeta(file, fileKey(file, session));
+    const r = file.record;
+    return {
+      id: r.id,
+      name: meta.name,
+      type: meta.type,
+      size: r.size,
+      createdAt: new Date(r.createdAt).toISOString(),
+      owner: r.owner,
+      sharedWith: r.owner === session.username ? Object.keys(file.shares) : [],
+      k: r.k,
+      m: r.m,
+      segmentSize: r.segmentSize,
+      root: r.root,
+      block: file.height,
+      health: health(file, this.isUp),
+      segments: r.segments.map((s, index) => ({
+        index,
+        sealedLength: s.sealedLength,
+        shards: s.shards.map((sh, shard) => ({ shard, hash: sh.hash, sp: sh.sp, up: sh.sp !== null && this.isUp(sh.sp) })),
+      })),
+    };
+  }
+
+  startUpload(session: Session, name: string, type: string): FileUpload {
+    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings }, session, name, type);
+  }
+
+  async openDownload(session: Session, id: string) {
+    const file = await this.#file(session, id);
+    const key = fileKey(file, session);
+    const meta = fileMeta(file, key);
+    return { meta, size: file.record.size, stream: () => downloadStream({ link: this.link, pool: this.pool, window: this.settings.window }, file, key) };
+  }
+
+  async deleteFile(session: Session, id: string): Promise<void> {
+    const file = await this.#file(session, id);
+    requireOwner(file, session);
+    await this.#submit(session, signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing));
+  }
+
+  async shareFile(session: Session, id: string, username: string): Promise<void> {
+    const file = await this.#file(session, id);
+    requireOwner(file, session);
+    if (username === session.username) throw new CairnError('BAD_REQUEST', 'you already own this file');
+    const { user } = await this.link.chain('state.user', { username, minHeight: 0 });
+    if (!user) throw new CairnError('NOT_FOUND', `no user ${username}`);
+    const key = sealTo(user.boxKey, fileKey(file, session), keyContext(id));
+    await this.#submit(session, signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
+  }
+
+  async #submit(session: Session, tx: Tx): Promise<void> {
+    const result = await this.link.chain('chain.submit', { tx });
+    if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused it: ${result.error ?? 'unknown reason'}`);
+    session.knownHeight = Math.max(session.knownHeight, result.height);
+  }
+
+  /** Each SP's view of the chain; an SP that does not answer is reported down. */
+  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number }[]> {
+    return Promise.all(
+      this.link.providers.map(async (p) => {
+        try {
+          const { body } = await this.link.to(p.id, 'sp.stats', {}, { timeoutMs: 2_000 });
+          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes };
+        } catch {
+          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0 };
+        }
+      }),
+    );
+  }
+
+  async chainInfo() {
+    const replicas = await this.replicas();
+    const live = replicas.filter((r) => r.status !== null);
+    const best = live.reduce<(typeof live)[number] | undefined>((a, r) => (!a || r.status!.applied > a.status!.applied ? r : a), undefined);
+    const leader = live.find((r) => r.status!.role === 'leader' && r.status!.hasQuorum)?.provider ?? null;
+    return {
+      height: best?.status!.applied ?? 0,
+      head: best?.status!.head ?? null,
+      leader,
+      replicas: replicas.map((r) => ({ provider: r.provider, height: r.status?.applied ?? null, head: r.status?.head ?? null, up: r.up })),
+    };
+  }
+
+  async blocks(from: number, limit: number) {
+    return (await this.link.chain('chain.blocks', { from, limit })).blocks;
+  }
+
+  async verify(): Promise<{ ok: boolean; replicas: (VerifyReport | { provider: string; ok: false; height: null; problems: { height: null; problem: string }[] })[] }> {
+    const replicas = await Promise.all(
+      this.link.providers.map(async (p) => {
+        try {
+          return (await this.link.to(p.id, 'chain.verify', {}, { timeoutMs: 60_000 })).body;
+        } catch (err) {
+          return { provider: p.id, ok: false as const, height: null, problems: [{ height: null, problem: `unreachable: ${(err as Error).message}` }] };
+        }
+      }),
+    );
+    const heads = new Set(replicas.filter((r) => r.ok).map((r) => `${r.height}`));
+    return { ok: replicas.every((r) => r.ok) && heads.size <= 1, replicas };
+  }
+
+  async cluster() {
+    const replicas = await this.replicas();
+    return {
+      providers: replicas.map((r) => ({
+        id: r.provider,
+        address: r.address,
+        up: r.up,
+        role: r.status?.role ?? null,
+        height: r.status?.applied ?? null,
+        shards: r.shards,
+        bytes: r.bytes,
+      })),
+      pool: this.pool.stats(),
+      coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },
+    };
+  }
+
+  /** Healthy when a majority of SPs answers and one of them leads with a quorum. */
+  async healthy(): Promise<boolean> {
+    const replicas = await this.replicas();
+    const up = replicas.filter((r) => r.status !== null);
+    return up.length > replicas.length / 2 && up.some((r) => r.status!.role === 'leader' && r.status!.hasQuorum);
+  }
+}

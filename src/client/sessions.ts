@@ -1,0 +1,53 @@
+/**
+ * Signed-in sessions: the keys derived from a password live here, in this client's memory only,
+ * for the session's life. Bounded in count and time; the oldest is dropped past the limit.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AccountKeys } from '../crypto/password.js';
+
+export interface Session {
+  token: string;
+  username: string;
+  keys: AccountKeys;
+  csrf: string;
+  expiresAt: number;
+  knownHeight: number; // highest chain height this session has written, for read-your-writes
+}
+
+export class Sessions {
+  readonly #byToken = new Map<string, Session>();
+
+  constructor(
+    private readonly ttlMs = 12 * 60 * 60 * 1000,
+    private readonly max = 10_000,
+  ) {}
+
+  create(username: string, keys: AccountKeys): Session {
+    while (this.#byToken.size >= this.max) this.#byToken.delete(this.#byToken.keys().next().value!);
+    const session: Session = {
+      token: randomBytes(32).toString('base64url'),
+      username,
+      keys,
+      csrf: randomBytes(24).toString('base64url'),
+      expiresAt: Date.now() + this.ttlMs,
+      knownHeight: 0,
+    };
+    this.#byToken.set(session.token, session);
+    return session;
+  }
+
+  get(token: string | undefined): Session | undefined {
+    if (!token) return undefined;
+    const s = this.#byToken.get(token);
+    if (!s) return undefined;
+    if (s.expiresAt < Date.now()) {
+      this.#byToken.delete(token);
+      return undefined;
+    }
+    return s;
+  }
+
+  delete(token: string): void {
+    this.#byToken.delete(token);
+  }
+}

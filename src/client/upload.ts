@@ -1,0 +1,216 @@
+/**
+ * The upload pipeline: plaintext bytes → segments → (worker) seal, erasure-code, hash → shards
+ * to distinct SPs concurrently → a signed file.put, answered only once it is final.
+ *
+ * Memory is bounded by segmentSize × window, whatever the file size: the writer side blocks
+ * (back-pressure) while `window` segments are in flight. One segment is held back until the
+ * next byte (or the end) shows whether it is the last, because "last" is sealed into it.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { CairnError, invariant, isCairnError } from '../errors.js';
+import { fileRoot } from '../chain/state.js';
+import { signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
+import { sealSmall, sealTo } from '../crypto/keys.js';
+import { shardKey } from '../provider/shard-store.js';
+import type { ClusterLink } from './cluster-link.js';
+import type { CodecPool } from './codec-pool.js';
+import { keyContext, metaContext } from './file-access.js';
+import { rendezvousOrder } from './placement.js';
+import type { Session } from './sessions.js';
+
+export interface UploadSettings {
+  k: number;
+  m: number;
+  success: number; // shards per segment that must be stored before the segment counts as written
+  segmentSize: number;
+  window: number; // segments in flight
+}
+
+export interface UploadDeps {
+  link: ClusterLink;
+  pool: CodecPool;
+  settings: UploadSettings;
+}
+
+export interface UploadResult {
+  id: string;
+  name: string;
+  size: number;
+  block: number;
+  degraded: boolean;
+}
+
+/**
+ * A Writable that takes one file's bytes and stores them; `done` settles with the outcome once
+ * the record is final (or with the first error, after a best-effort clean-up of stored shards).
+ */
+export class FileUpload extends Writable {
+  readonly id = randomBytes(16).toString('hex');
+  readonly done: Promise<UploadResult>;
+  bytesReceived = 0;
+
+  readonly #key = randomBytes(32);
+  readonly #deps: UploadDeps;
+  readonly #segments: SegmentRef[] = [];
+  readonly #stored: { sp: string; key: string }[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  #held: Buffer | null = null; // a full segment waiting to learn whether it is the last
+  #current: Buffer;
+  #fill = 0;
+  #index = 0;
+  #failure: Error | null = null;
+  #settle!: { resolve: (r: UploadResult) => void; reject: (e: Error) => void };
+
+  constructor(
+    deps: UploadDeps,
+    private readonly session: Session,
+    private readonly name: string,
+    private readonly type: string,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.#deps = deps;
+    this.#current = Buffer.allocUnsafe(deps.settings.segmentSize);
+    this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
+    this.done.catch(() => undefined);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.#accept(chunk).then(() => callback(), callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.#finish().then(
+      (result) => {
+        this.#settle.resolve(result);
+        callback();
+      },
+      (err: Error) => {
+        this.#fail(err);
+        callback(err);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    if (err) this.#fail(err);
+    else if (!this.writableFinished) this.#fail(new CairnError('BAD_REQUEST', 'the upload was cut off before the end of the file'));
+    callback(err);
+  }
+
+  async #accept(chunk: Buffer): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    this.bytesReceived += chunk.length;
+    const size = this.#deps.settings.segmentSize;
+    let offset = 0;
+    while (offset < chunk.length) {
+      const n = Math.min(size - this.#fill, chunk.length - offset);
+      chunk.copy(this.#current, this.#fill, offset, offset + n);
+      this.#fill += n;
+      offset += n;
+      if (this.#fill === size) {
+        // A full segment: the one held before it is now known not to be the last.
+        if (this.#held) await this.#dispatch(this.#held, false);
+        this.#held = this.#current;
+        this.#current = Buffer.allocUnsafe(size);
+        this.#fill = 0;
+      }
+    }
+  }
+
+  async #finish(): Promise<UploadResult> {
+    if (this.#failure) throw this.#failure;
+    if (this.#fill > 0 || !this.#held) {
+      if (this.#held) await this.#dispatch(this.#held, false);
+      await this.#dispatch(this.#current.subarray(0, this.#fill), true);
+    } else {
+      await this.#dispatch(this.#held, true);
+    }
+    this.#held = null;
+    await Promise.all(this.#inFlight);
+    if (this.#failure) throw this.#failure;
+    return this.#commit();
+  }
+
+  /** Waits for a free slot in the window, then starts the segment without waiting for it. */
+  async #dispatch(plaintext: Buffer, last: boolean): Promise<void> {
+    while (this.#inFlight.size >= this.#deps.settings.window) await Promise.race(this.#inFlight);
+    if (this.#failure) throw this.#failure;
+    const index = this.#index++;
+    const p = this.#storeSegment(index, plaintext, last).catch((err: Error) => {
+      this.#failure ??= err;
+    });
+    const tracked = p.finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
+  }
+
+  async #storeSegment(index: number, plaintext: Buffer, last: boolean): Promise<void> {
+    const { k, m, success } = this.#deps.settings;
+    // The worker gets its own copy of the key: the pool transfers the plaintext's buffer only.
+    const encoded = await this.#deps.pool.encode({ key: this.#key, fileId: this.id, index, last, plaintext, k, m });
+    const hashes = encoded.hashes.map((h) => Buffer.from(h).toString('hex'));
+    const link = this.#deps.link;
+    const order = rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => p.up).map((p) => p.id));
+    const spares = [...order.slice(k + m), ...rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => !p.up).map((p) => p.id))];
+    const placed: (string | null)[] = new Array<string | null>(k + m).fill(null);
+    await Promise.all(
+      encoded.shards.map(async (bytes, shard) => {
+        let sp: string | undefined = order[shard];
+        for (let tries = 0; sp !== undefined && tries <= spares.length; tries++) {
+          const key = shardKey(this.id, index, shard);
+          try {
+            await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes });
+            placed[shard] = sp;
+            this.#stored.push({ sp, key });
+            return;
+          } catch (err) {
+            if (!isCairnError(err) || !err.retryable) throw err;
+            sp = spares.shift(); // another SP not yet used for this segment
+          }
+        }
+      }),
+    );
+    const stored = placed.filter((sp) => sp !== null).length;
+    if (stored < success) {
+      throw new CairnError('UNAVAILABLE', `segment ${index}: only ${stored} of ${k + m} shards could be stored (need ${success}); too many storage providers are down`);
+    }
+    invariant(new Set(placed.filter((sp) => sp !== null)).size === stored, 'shards of a segment are on distinct SPs');
+    this.#segments[index] = {
+      sealedLength: encoded.sealedLength,
+      shards: hashes.map((hash, shard) => ({ hash, sp: placed[shard] ?? null })),
+    };
+  }
+
+  async #commit(): Promise<UploadResult> {
+    const { k, m, segmentSize } = this.#deps.settings;
+    invariant(this.#segments.length === this.#index, 'every segment was stored');
+    const record: FileRecord = {
+      id: this.id,
+      owner: this.session.username,
+      size: this.bytesReceived,
+      createdAt: Date.now(),
+      k,
+      m,
+      segmentSize,
+      meta: sealSmall(this.#key, Buffer.from(JSON.stringify({ name: this.name, type: this.type })), metaContext(this.id)),
+      ownerKey: sealTo(this.session.keys.box.publicKey, this.#key, keyContext(this.id)),
+      segments: this.#segments,
+      root: fileRoot(this.#segments),
+    };
+    const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
+    const result = await this.#deps.link.chain('chain.submit', { tx });
+    if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused the file record: ${result.error ?? 'unknown reason'}`);
+    this.session.knownHeight = Math.max(this.session.knownHeight, result.height);
+    const degraded = this.#segments.some((s) => s.shards.some((sh) => sh.sp === null));
+    return { id: this.id, name: this.name, size: this.bytesReceived, block: result.height, degraded };
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    this.#settle.reject(this.#failure);
+    // Shards of a file that never got a record are garbage: remove what we stored, best effort.
+    void Promise.allSettled(this.#inFlight).then(() =>
+      Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }))),
+    );
+  }
+}

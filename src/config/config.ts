@@ -1,0 +1,195 @@
+/**
+ * Configuration: built-in defaults ← config file ← CAIRN_* environment ← command-line flags.
+ * One table describes every setting once (its flag, its variable, its bounds), so the four
+ * sources cannot drift apart, and a bad value stops start-up with a message naming the key.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { CairnError } from '../errors.js';
+
+export interface PoolSettings {
+  minThreads: number;
+  maxThreads: number;
+  idleTimeoutMs: number;
+  maxQueue: number;
+  concurrentTasksPerWorker: number;
+}
+
+export interface Config {
+  dataDir: string;
+  cluster: string; // cluster file; default <dataDir>/cluster.json
+  providers: number;
+  clients: number;
+  providerBasePort: number;
+  clientBasePort: number;
+  host: string;
+  isolation: 'thread' | 'process';
+  k: number;
+  m: number;
+  segmentSize: number;
+  maxUploadBytes: number;
+  pipelineDepth: number;
+  pool: PoolSettings;
+}
+
+type Kind = 'int' | 'string' | 'isolation';
+interface Setting {
+  key: string; // dotted path in Config and the config file
+  flag: string;
+  kind: Kind;
+  min?: number;
+  max?: number;
+}
+
+const MiB = 1024 * 1024;
+const cores = availableParallelism();
+
+export const DEFAULTS: Config = {
+  dataDir: './data',
+  cluster: '',
+  providers: 3,
+  clients: 2,
+  providerBasePort: 7001,
+  clientBasePort: 5000,
+  host: '127.0.0.1',
+  isolation: 'thread',
+  k: 2,
+  m: 1,
+  segmentSize: 4 * MiB,
+  maxUploadBytes: 16 * 1024 * MiB,
+  pipelineDepth: 4,
+  pool: {
+    minThreads: 1,
+    maxThreads: Math.max(1, Math.min(4, cores)),
+    idleTimeoutMs: 30_000,
+    maxQueue: 64,
+    concurrentTasksPerWorker: 1,
+  },
+};
+
+const SETTINGS: Setting[] = [
+  { key: 'dataDir', flag: 'data-dir', kind: 'string' },
+  { key: 'cluster', flag: 'cluster', kind: 'string' },
+  { key: 'providers', flag: 'providers', kind: 'int', min: 1, max: 64 },
+  { key: 'clients', flag: 'clients', kind: 'int', min: 0, max: 16 },
+  { key: 'providerBasePort', flag: 'provider-base-port', kind: 'int', min: 0, max: 65535 },
+  { key: 'clientBasePort', flag: 'client-base-port', kind: 'int', min: 0, max: 65535 },
+  { key: 'host', flag: 'host', kind: 'string' },
+  { key: 'isolation', flag: 'isolation', kind: 'isolation' },
+  { key: 'k', flag: 'k', kind: 'int', min: 1, max: 16 },
+  { key: 'm', flag: 'm', kind: 'int', min: 0, max: 16 },
+  { key: 'segmentSize', flag: 'segment-size', kind: 'int', min: 64 * 1024, max: 64 * MiB },
+  { key: 'maxUploadBytes', flag: 'max-upload-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
+  { key: 'pipelineDepth', flag: 'pipeline-depth', kind: 'int', min: 1, max: 32 },
+  { key: 'pool.minThreads', flag: 'pool-min-threads', kind: 'int', min: 0, max: 64 },
+  { key: 'pool.maxThreads', flag: 'pool-max-threads', kind: 'int', min: 1, max: 64 },
+  { key: 'pool.idleTimeoutMs', flag: 'pool-idle-timeout-ms', kind: 'int', min: 0, max: 3_600_000 },
+  { key: 'pool.maxQueue', flag: 'pool-max-queue', kind: 'int', min: 1, max: 100_000 },
+  { key: 'pool.concurrentTasksPerWorker', flag: 'pool-concurrent-tasks', kind: 'int', min: 1, max: 64 },
+];
+
+export const CONFIG_FLAGS: ReadonlySet<string> = new Set(SETTINGS.map((s) => s.flag).concat('config'));
+
+function envName(flag: string): string {
+  return `CAIRN_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function coerce(setting: Setting, raw: unknown, source: string): unknown {
+  const where = `${setting.key} (from ${source})`;
+  if (setting.kind === 'string') {
+    if (typeof raw !== 'string' || raw.length === 0) throw new CairnError('BAD_CONFIG', `${where} must be a non-empty string`);
+    return raw;
+  }
+  if (setting.kind === 'isolation') {
+    if (raw !== 'thread' && raw !== 'process') throw new CairnError('BAD_CONFIG', `${where} must be "thread" or "process", got ${JSON.stringify(raw)}`);
+    return raw;
+  }
+  const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw new CairnError('BAD_CONFIG', `${where} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (n < setting.min! || n > setting.max!) throw new CairnError('BAD_CONFIG', `${where} must be between ${setting.min} and ${setting.max}, got ${n}`);
+  return n;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const p of parts.slice(0, -1)) node = node[p] as Record<string, unknown>;
+  node[parts.at(-1)!] = value;
+}
+
+function getPath(source: Record<string, unknown>, path: string): unknown {
+  let node: unknown = source;
+  for (const p of path.split('.')) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[p];
+  }
+  return node;
+}
+
+/** Parses `--name value` / `--name=value` flags; positional words are returned apart. */
+export function parseArgs(argv: string[]): { positional: string[]; flags: Map<string, string> } {
+  const positional: string[] = [];
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) flags.set(arg.slice(2), 'true');
+      else {
+        flags.set(arg.slice(2), next);
+        i++;
+      }
+    }
+  }
+  return { positional, flags };
+}
+
+export function loadConfig(
+  flags: Map<string, string>,
+  env: NodeJS.ProcessEnv = process.env,
+  allowedExtraFlags: ReadonlySet<string> = new Set(),
+): Config {
+  for (const flag of flags.keys()) {
+    if (!CONFIG_FLAGS.has(flag) && !allowedExtraFlags.has(flag)) {
+      throw new CairnError('BAD_CONFIG', `unknown option --${flag}`);
+    }
+  }
+  const config = structuredClone(DEFAULTS) as unknown as Record<string, unknown>;
+  const file = flags.get('config') ?? env.CAIRN_CONFIG ?? (existsSync('cairn.config.json') ? 'cairn.config.json' : undefined);
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new CairnError('BAD_CONFIG', `config file ${file} could not be read as JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null) throw new CairnError('BAD_CONFIG', `config file ${file} must hold a JSON object`);
+    for (const s of SETTINGS) {
+      const raw = getPath(parsed as Record<string, unknown>, s.key);
+      if (raw !== undefined) setPath(config, s.key, coerce(s, raw, file));
+    }
+  }
+  for (const s of SETTINGS) {
+    const raw = env[envName(s.flag)];
+    if (raw !== undefined && raw !== '') setPath(config, s.key, coerce(s, raw, envName(s.flag)));
+  }
+  for (const s of SETTINGS) {
+    const raw = flags.get(s.flag);
+    if (raw !== undefined) setPath(config, s.key, coerce(s, raw, `--${s.flag}`));
+  }
+  const c = config as unknown as Config;
+  if (!c.cluster) c.cluster = `${c.dataDir}/cluster.json`;
+  if (c.pool.minThreads > c.pool.maxThreads) {
+    throw new CairnError('BAD_CONFIG', `pool.minThreads (${c.pool.minThreads}) must not exceed pool.maxThreads (${c.pool.maxThreads})`);
+  }
+  if (c.k + c.m > c.providers) {
+    throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);
+  }
+  return c;
+}

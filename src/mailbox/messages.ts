@@ -1,0 +1,73 @@
+/**
+ * The message catalogue of an SP's mailbox: every type, its body schema and its reply. Both ends
+ * import it, so a message's shape is written once; the server validates bodies with these parsers
+ * before any handler runs.
+ */
+import * as v from '../validate.js';
+import { txP, type Tx } from '../chain/tx.js';
+import type { Block } from '../chain/block.js';
+import type { StoredFile, TxResult, UserRecord } from '../chain/state.js';
+
+const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
+
+export const bodies = {
+  'shard.put': v.object({ key: shardKeyP, hash: v.hex32 }),
+  'shard.get': v.object({ key: shardKeyP }),
+  'shard.delete': v.object({ key: shardKeyP }),
+  'shard.list': v.object({ after: v.optional(v.str({ max: 64 })), limit: v.int({ min: 1, max: 10_000 }) }),
+  'sp.stats': v.object({}),
+  'chain.submit': v.object({ tx: txP }),
+  'chain.status': v.object({}),
+  'chain.blocks': v.object({ from: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }), limit: v.int({ min: 1, max: 256 }) }),
+  'chain.verify': v.object({}),
+  'state.user': v.object({ username: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
+  'state.file': v.object({ id: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
+  'state.files': v.object({ username: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
+} as const;
+
+export type MessageType = keyof typeof bodies;
+export type Body<T extends MessageType> = v.Parsed<(typeof bodies)[T]>;
+
+export interface ChainStatus {
+  id: string;
+  role: 'follower' | 'candidate' | 'leader';
+  term: number;
+  leader: string | null;
+  commit: number;
+  applied: number;
+  head: string;
+  hasQuorum: boolean;
+}
+
+export interface SpStats {
+  id: string;
+  shards: number;
+  bytes: number;
+  chain: ChainStatus;
+}
+
+export interface VerifyReport {
+  provider: string;
+  ok: boolean;
+  height: number;
+  head: string;
+  problems: { height: number; problem: string }[];
+}
+
+/** Replies, by type: what a successful request answers. */
+export interface Replies {
+  'shard.put': { stored: true };
+  'shard.get': { hash: string }; // + payload
+  'shard.delete': { deleted: boolean };
+  'shard.list': { keys: string[] };
+  'sp.stats': SpStats;
+  'chain.submit': TxResult & { txId: string };
+  'chain.status': ChainStatus;
+  'chain.blocks': { blocks: Block[] };
+  'chain.verify': VerifyReport;
+  'state.user': { user: UserRecord | null; height: number };
+  'state.file': { file: StoredFile | null; height: number };
+  'state.files': { files: StoredFile[]; height: number };
+}
+
+export type { Tx };

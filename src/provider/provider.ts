@@ -1,0 +1,142 @@
+/**
+ * A storage-provider actor: its LMDB (shards, chain, state), its chain node, and a mailbox that
+ * serves shards, chain submissions and state queries to web clients and other SPs.
+ */
+import { join } from 'node:path';
+import { CairnError } from '../errors.js';
+import { ChainNode } from '../chain/chain-node.js';
+import { ChainStore } from '../chain/chain-store.js';
+import { endorseBodyP, raftBodyP } from '../chain/raft-wire.js';
+import { keys, type StoredFile, type UserRecord } from '../chain/state.js';
+import { verifyReplica } from '../chain/verify.js';
+import { readClusterFile, readClusterKey, readNodeKey } from '../config/cluster-file.js';
+import { MailboxClient } from '../mailbox/client.js';
+import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
+import { call } from '../mailbox/rpc.js';
+import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
+import { tlsPskTransport } from '../mailbox/transport.js';
+import * as v from '../validate.js';
+import type { RunningRole } from '../supervisor/actor.js';
+import { ShardStore } from './shard-store.js';
+import { openProviderDbs } from './store.js';
+
+export interface ProviderOptions {
+  id: string;
+  port: number;
+  host: string;
+  dataDir: string;
+  clusterFile: string;
+  log?: (line: string) => void;
+}
+
+const TICK_MS = 50;
+const MAX_SHARD_BYTES = 64 * 1024 * 1024;
+const MAX_LISTED_FILES = 10_000;
+
+export async function startProvider(opts: ProviderOptions): Promise<RunningRole> {
+  const log = opts.log ?? ((line: string) => console.error(`[${opts.id}] ${line}`));
+  const cluster = readClusterFile(opts.clusterFile);
+  if (!cluster.genesis.validators.some((val) => val.id === opts.id)) {
+    throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
+  }
+  const signer = readNodeKey(opts.dataDir, opts.id);
+  const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
+  const dbs = openProviderDbs(join(opts.dataDir, opts.id));
+  const shards = new ShardStore(dbs);
+  const chainStore = new ChainStore(dbs, cluster.genesis);
+
+  const peers = new Map<string, MailboxClient>();
+  for (const p of cluster.providers) {
+    if (p.id === opts.id) continue;
+    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport, requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024 }));
+  }
+  const node = new ChainNode({
+    id: opts.id,
+    store: chainStore,
+    signer,
+    tickMs: TICK_MS,
+    log,
+    peers: {
+      send: (to, type, body) => void peers.get(to)?.send(type, body),
+      submit: async (to, tx, timeoutMs) => {
+        const peer = peers.get(to);
+        if (!peer) throw new CairnError('NO_MAJORITY', `leader ${to} is unknown`);
+        return (await call(peer, 'chain.submit', { tx }, { timeoutMs })).body;
+      },
+    },
+  });
+  // Shards of a deleted file are garbage once the deletion is final.
+  node.on('applied', (block: { txs: { body: { type: string; fileId?: string } }[] }) => {
+    for (const tx of block.txs) {
+      if (tx.body.type !== 'file.delete' || !tx.body.fileId) continue;
+      if (chainStore.get(keys.file(tx.body.fileId)) !== undefined) continue;
+      for (const key of shards.keysOf(tx.body.fileId)) void shards.delete(key).catch((err: Error) => log(`delete ${key}: ${err.message}`));
+    }
+  });
+
+  const server = new MailboxServer({ id: opts.id, transport, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_SHARD_BYTES + 64 * 1024 });
+  const on = <T extends MessageType>(
+    type: T,
+    handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
+  ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>);
+
+  on('shard.put', async (b, ctx) => {
+    if (!ctx.payload) throw new CairnError('BAD_MESSAGE', 'shard.put carries the shard bytes as its payload');
+    await shards.put(b.key, ctx.payload, b.hash);
+    return { body: { stored: true } };
+  });
+  on('shard.get', async (b) => {
+    const { bytes, hash } = shards.get(b.key);
+    return { body: { hash }, payload: bytes };
+  });
+  on('shard.delete', async (b) => ({ body: { deleted: await shards.delete(b.key) } }));
+  on('shard.list', async (b) => {
+    const out: string[] = [];
+    for (const key of dbs.shardMeta.getKeys({ start: b.after === undefined ? '' : `${b.after}\u0000`, limit: b.limit })) out.push(key);
+    return { body: { keys: out } };
+  });
+  on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status() } }));
+  on('chain.submit', async (b) => ({ body: await node.submit(b.tx) }));
+  on('chain.status', async () => ({ body: node.status() }));
+  on('chain.blocks', async (b) => {
+    const blocks = [];
+    const last = Math.min(chainStore.applied(), b.from + b.limit - 1);
+    for (let h = b.from; h <= last; h++) blocks.push(chainStore.block(h)!);
+    return { body: { blocks } };
+  });
+  on('chain.verify', async () => ({ body: verifyReplica(opts.id, chainStore) }));
+  on('state.user', async (b) => {
+    await node.waitApplied(b.minHeight);
+    return { body: { user: (chainStore.get(keys.user(b.username)) as UserRecord | undefined) ?? null, height: chainStore.applied() } };
+  });
+  on('state.file', async (b) => {
+    await node.waitApplied(b.minHeight);
+    return { body: { file: (chainStore.get(keys.file(b.id)) as StoredFile | undefined) ?? null, height: chainStore.applied() } };
+  });
+  on('state.files', async (b) => {
+    await node.waitApplied(b.minHeight);
+    const files: StoredFile[] = [];
+    for (const prefix of [`o/${b.username}/`, `s/${b.username}/`]) {
+      for (const [key] of chainStore.range(prefix)) {
+        const f = chainStore.get(keys.file(key.slice(prefix.length))) as StoredFile | undefined;
+        if (f && files.length < MAX_LISTED_FILES) files.push(f);
+      }
+    }
+    return { body: { files, height: chainStore.applied() } };
+  });
+  server.handle('raft', (b) => raftBodyP(b), async (b, ctx) => node.onRaft(ctx.from, b.msg));
+  server.handle('chain.endorse', (b) => endorseBodyP(b), async (b, ctx) => node.onEndorse(ctx.from, b.endorsements));
+
+  const { port } = await server.listen(opts.port, opts.host);
+  node.start();
+  log(`listening on ${opts.host}:${port}`);
+  return {
+    url: `${opts.host}:${port}`,
+    async stop() {
+      node.stop();
+      await server.close();
+      await Promise.all([...peers.values()].map((p) => p.close()));
+      await dbs.root.close();
+    },
+  };
+}

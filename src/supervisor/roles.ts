@@ -1,0 +1,31 @@
+/**
+ * Starts one role from its command-line words; the same code runs under the thread host, the
+ * process host and `cairn provider|client` typed by an operator.
+ */
+import { CairnError } from '../errors.js';
+import { loadConfig, parseArgs } from '../config/config.js';
+import { startProvider } from '../provider/provider.js';
+import { startClient } from '../client/client.js';
+import type { ActorReady, RunningRole } from './actor.js';
+
+const ROLE_FLAGS = new Set(['id', 'port']);
+
+export async function startRole(argv: string[]): Promise<{ ready: ActorReady; role: RunningRole }> {
+  const [role, ...rest] = argv;
+  const { flags } = parseArgs(rest);
+  const config = loadConfig(flags, process.env, ROLE_FLAGS);
+  const port = Number(flags.get('port') ?? (role === 'provider' ? config.providerBasePort : config.clientBasePort));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CairnError('BAD_CONFIG', `--port must be 0..65535, got ${flags.get('port')}`);
+  if (role === 'provider') {
+    const id = flags.get('id');
+    if (!id) throw new CairnError('BAD_CONFIG', 'cairn provider needs --id (e.g. --id sp1)');
+    const running = await startProvider({ id, port, host: config.host, dataDir: config.dataDir, clusterFile: config.cluster });
+    return { ready: { id, role: 'provider', url: running.url }, role: running };
+  }
+  if (role === 'client') {
+    const id = flags.get('id') ?? 'client';
+    const running = await startClient({ id, port, host: config.host, clusterFile: config.cluster, config });
+    return { ready: { id, role: 'client', url: running.url }, role: running };
+  }
+  throw new CairnError('BAD_CONFIG', `unknown role ${role}`);
+}
