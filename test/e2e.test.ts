@@ -1,0 +1,167 @@
+/**
+ * The whole path against a real cluster on free ports: accounts on one client, files uploaded,
+ * listed and downloaded through the other, no plaintext at rest, one chain head everywhere,
+ * strangers kept out, and bad input answered clearly while the cluster keeps working.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
+import { Api } from './support/http.js';
+
+const MiB = 1024 * 1024;
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+describe('cairn end to end', () => {
+  let cluster: ClusterHandle;
+  const marker = `cairn-plaintext-marker-${randomBytes(8).toString('hex')}`;
+  const files = [
+    { name: 'empty.bin', bytes: Buffer.alloc(0) },
+    { name: 'one.bin', bytes: Buffer.from('x') },
+    { name: 'big.bin', bytes: Buffer.concat([Buffer.from(marker), randomBytes(20 * MiB), Buffer.from(marker)]) },
+    { name: 'notes ü "quoted".txt', bytes: Buffer.from(`hello ${marker} world\n`.repeat(1000)) },
+  ];
+  const ids = new Map<string, string>();
+  const alice = { username: `alice${randomBytes(3).toString('hex')}`, password: 'correct horse battery' };
+
+  before(async () => {
+    cluster = await startCluster();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('registers on client1 and refuses a duplicate or invalid account', async () => {
+    const api = new Api(cluster.clients[0]!);
+    assert.equal((await api.register(alice.username, alice.password)).status, 201);
+    const dup = await api.register(alice.username, 'another password');
+    assert.equal(dup.status, 409);
+    assert.equal((dup.body as any).error.code, 'CONFLICT');
+    assert.equal((await api.register('x', 'short')).status, 400);
+  });
+
+  it('uploads 0 B, 1 B and 20 MiB files and lists them', async () => {
+    const api = new Api(cluster.clients[0]!);
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
+    const up = await api.upload(files);
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(up.body.length, files.length);
+    for (const [i, f] of files.entries()) {
+      assert.equal(up.body[i].name, f.name);
+      assert.equal(up.body[i].size, f.bytes.length);
+      assert.ok(up.body[i].block >= 1);
+      ids.set(f.name, up.body[i].id);
+    }
+    const list = await api.call('GET', '/api/v1/files');
+    assert.equal(list.status, 200);
+    assert.deepEqual(new Set(list.body.map((f: any) => f.name)), new Set(files.map((f) => f.name)));
+    for (const f of list.body) assert.equal(f.health, 'ok');
+  });
+
+  it('signs in on client2 and downloads every file byte for byte', async () => {
+    const api = new Api(cluster.clients[1]!);
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
+    for (const f of files) {
+      const d = await api.download(ids.get(f.name)!);
+      assert.equal(d.status, 200);
+      assert.equal(d.bytes.length, f.bytes.length, f.name);
+      assert.ok(d.bytes.equals(f.bytes), `${f.name} differs`);
+      assert.match(d.headers.get('content-disposition')!, /^attachment; filename="/);
+    }
+    const details = await api.call('GET', `/api/v1/files/${ids.get('big.bin')}`);
+    assert.equal(details.status, 200);
+    assert.equal(details.body.k, 2);
+    assert.equal(details.body.m, 1);
+    assert.ok(details.body.segments.length >= 5);
+    for (const seg of details.body.segments) {
+      const sps = seg.shards.map((s: any) => s.sp);
+      assert.equal(new Set(sps).size, 3, 'shards of a segment sit on distinct SPs');
+    }
+  });
+
+  it('keeps no plaintext in the SP data directories', () => {
+    const needle = Buffer.from(marker);
+    let scanned = 0;
+    for (const sp of ['sp1', 'sp2', 'sp3']) {
+      for (const path of filesUnder(join(cluster.dataDir, sp))) {
+        const bytes = readFileSync(path);
+        scanned += bytes.length;
+        assert.equal(bytes.indexOf(needle), -1, `plaintext marker found in ${path}`);
+      }
+    }
+    assert.ok(scanned > 20 * MiB, `scanned ${scanned} bytes of SP data`);
+  });
+
+  it('has the same chain head on every SP', async () => {
+    const api = new Api(cluster.clients[0]!);
+    const chain = await waitFor('replicas to agree', async () => {
+      const c = await api.call('GET', '/api/v1/chain');
+      const heads = new Set(c.body.replicas.map((r: any) => `${r.height}:${r.head}`));
+      return c.status === 200 && heads.size === 1 && c.body.replicas.every((r: any) => r.up) ? c.body : undefined;
+    });
+    assert.ok(chain.height >= 2);
+    assert.ok(chain.leader);
+    const verify = await api.call('GET', '/api/v1/chain/verify');
+    assert.equal(verify.status, 200);
+    assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
+  });
+
+  it("keeps another user out of alice's files", async () => {
+    const bob = new Api(cluster.clients[1]!);
+    const name = `bob${randomBytes(3).toString('hex')}`;
+    assert.equal((await bob.register(name, 'bob password 1')).status, 201);
+    assert.equal((await bob.signIn(name, 'bob password 1')).status, 200);
+    const id = ids.get('one.bin')!;
+    for (const [method, path] of [
+      ['GET', `/api/v1/files/${id}`],
+      ['GET', `/api/v1/files/${id}/content`],
+      ['DELETE', `/api/v1/files/${id}`],
+      ['POST', `/api/v1/files/${id}/shares`],
+    ] as const) {
+      const r = await bob.call(method, path, method === 'POST' ? { username: name } : undefined);
+      assert.ok(r.status === 403 || r.status === 404, `${method} ${path} gave ${r.status}`);
+    }
+    const list = await bob.call('GET', '/api/v1/files');
+    assert.deepEqual(list.body, []);
+  });
+
+  it('answers bad input clearly and keeps working', async () => {
+    const api = new Api(cluster.clients[0]!);
+    const wrong = await api.signIn(alice.username, 'wrong password!');
+    assert.equal(wrong.status, 401);
+    assert.equal((wrong.body as any).error.code, 'UNAUTHENTICATED');
+    assert.equal((await api.call('GET', '/api/v1/files')).status, 401);
+    await api.signIn(alice.username, alice.password);
+    const unknown = await api.call('GET', `/api/v1/files/${'0'.repeat(32)}`);
+    assert.equal(unknown.status, 404);
+    assert.equal((await api.call('GET', '/api/v1/files/not-an-id/content')).status, 404);
+    const notMultipart = await api.call('POST', '/api/v1/files', { file: 'nope' });
+    assert.equal(notMultipart.status, 400);
+    assert.equal(notMultipart.body.error.code, 'BAD_REQUEST');
+    assert.doesNotMatch(JSON.stringify(notMultipart.body), /at .*\.js:\d+/, 'no stack trace');
+
+    // Garbage at an SP's mailbox port: the connection is refused or closed, the SP stays up.
+    const [host, port] = cluster.providers[0]!.split(':');
+    await new Promise<void>((resolve) => {
+      const s = connect(Number(port), host!, () => s.end(Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), randomBytes(4096)])));
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.resume();
+    });
+    const again = await api.upload([{ name: 'after-garbage.txt', bytes: Buffer.from('still here') }]);
+    assert.equal(again.status, 201);
+    const d = await api.download(again.body[0].id);
+    assert.equal(d.bytes.toString(), 'still here');
+    const health = await fetch(`${cluster.clients[0]}/healthz`);
+    assert.equal(health.status, 200);
+  });
+});
