@@ -75,13 +75,14 @@ export class ChainNode extends EventEmitter {
         random: () => randomInt(0, 2 ** 31) / 2 ** 31,
         maxEntriesPerAppend: MAX_ENTRIES_PER_APPEND,
         validate: (entry, prev) => this.#validEntry(entry, prev),
+        applied: opts.store.applied(),
+        maxUncommitted: 64, // above MAX_UNCOMMITTED_BLOCKS, so the new-term empty block always fits
       },
       opts.store,
     );
   }
 
   start(): void {
-    this.#catchUpApply();
     this.#timer = setInterval(() => this.#run(() => this.#core.tick()), this.opts.tickMs);
   }
 
@@ -231,13 +232,6 @@ export class ChainNode extends EventEmitter {
     for (const id of this.#validators.keys()) {
       if (id !== this.opts.id) this.opts.peers.send(id, 'chain.endorse', { endorsements });
     }
-  }
-
-  #catchUpApply(): void {
-    const commit = Math.min(this.#store.hardState().commit, this.#store.lastHeight());
-    const entries: RaftEntry<Block | null>[] = [];
-    for (let h = this.#store.applied() + 1; h <= commit; h++) entries.push(this.#store.entry(h)!);
-    if (entries.length > 0) this.#apply(entries);
   }
 
   #apply(entries: RaftEntry<Block | null>[]): void {

@@ -15,6 +15,8 @@ const entryP: v.Parser<RaftEntry<Block | null>> = (value, path) => {
 export const MAX_ENTRIES_PER_APPEND = 64;
 
 const messageP = v.oneOf<RaftMessage<Block | null>>('type', {
+  preVote: v.object({ type: v.literal('preVote'), term: n, lastHeight: n, lastTerm: n }),
+  preVoteResp: v.object({ type: v.literal('preVoteResp'), term: n, granted: v.bool }),
   vote: v.object({ type: v.literal('vote'), term: n, lastHeight: n, lastTerm: n }),
   voteResp: v.object({ type: v.literal('voteResp'), term: n, granted: v.bool }),
   append: v.object({
@@ -25,7 +27,7 @@ const messageP = v.oneOf<RaftMessage<Block | null>>('type', {
     entries: v.array(entryP, { max: MAX_ENTRIES_PER_APPEND }),
     commit: n,
   }),
-  appendResp: v.object({ type: v.literal('appendResp'), term: n, success: v.bool, matchHeight: n, hintHeight: v.optional(n) }),
+  appendResp: v.object({ type: v.literal('appendResp'), term: n, success: v.bool, matchHeight: n, hintHeight: v.optional(n), hintTerm: v.optional(n) }),
 });
 
 const endorsementP = v.object({

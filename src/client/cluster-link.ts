@@ -23,6 +23,8 @@ const RETRY_BASE_MS = 100;
 export class ClusterLink {
   readonly providers: ProviderLink[];
   #preferred = 0; // index of the SP that answered chain requests last
+  /** Highest height this client has seen final: reads wait for it, so each client reads its own writes. */
+  knownHeight = 0;
 
   constructor(cluster: ClusterFile, transport: Transport, selfId: string) {
     this.providers = cluster.providers.map((p) => ({
@@ -67,6 +69,13 @@ export class ClusterLink {
    * on retryable errors (no leader yet, leader changed). The final error says why.
    */
   async chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs = 20_000): Promise<Replies[T]> {
+    if ('minHeight' in body) body = { ...body, minHeight: Math.max(body.minHeight as number, this.knownHeight) };
+    const reply = await this.#chain(type, body, timeoutMs);
+    if (type === 'chain.submit') this.knownHeight = Math.max(this.knownHeight, (reply as Replies['chain.submit']).height);
+    return reply;
+  }
+
+  async #chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs: number): Promise<Replies[T]> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < CHAIN_RETRIES; attempt++) {
       for (let i = 0; i < this.providers.length; i++) {

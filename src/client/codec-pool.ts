@@ -5,7 +5,16 @@
 import { Piscina } from 'piscina';
 import type { PoolSettings } from '../config/config.js';
 import { CairnError } from '../errors.js';
-import type { DecodeSegmentInput as DecodeTask, EncodedSegment as EncodeResult, EncodeSegmentInput as EncodeTask } from '../codec/segment-codec.js';
+import {
+  encodeResultViews,
+  makeDecodeTask,
+  makeEncodeTask,
+  unwrapOutcome,
+  type CodecOutcome,
+  type DecodeResult,
+  type EncodeResult,
+  type SegmentRef,
+} from '../codec/segment-codec.js';
 
 const WORKER = new URL('../../workers/codec.js', import.meta.url).href;
 
@@ -33,28 +42,29 @@ export class CodecPool {
     });
   }
 
-  async encode(task: EncodeTask): Promise<EncodeResult> {
-    return this.#run<EncodeResult>('encode', task, [task.plaintext.buffer as ArrayBuffer]);
+  /** Seals, erasure-codes and hashes one segment; the plaintext's buffer is moved to the worker. */
+  async encode(ref: SegmentRef, plaintext: Uint8Array): Promise<{ shards: Uint8Array[]; hashes: Buffer[]; sealedLength: number }> {
+    const { task, transferList } = makeEncodeTask(ref, plaintext);
+    const result = await this.#run<EncodeResult>('encode', task, transferList);
+    return { ...encodeResultViews(result), sealedLength: result.sealedLength };
   }
 
-  async decode(task: DecodeTask): Promise<Uint8Array> {
-    const transfer = new Set<ArrayBuffer>();
-    for (const s of task.shards) if (s && s.byteOffset === 0 && s.byteLength === s.buffer.byteLength) transfer.add(s.buffer as ArrayBuffer);
-    return this.#run<Uint8Array>('decode', task, [...transfer]);
+  /** Verifies, rebuilds and opens one segment from whichever shards are present (null = missing). */
+  async decode(ref: SegmentRef & { sealedLength: number }, shards: (Uint8Array | null)[], hashes: Uint8Array[]): Promise<Uint8Array> {
+    const { task, transferList } = makeDecodeTask(ref, shards, hashes);
+    return this.#run<DecodeResult>('decode', task, transferList);
   }
 
   async #run<R>(name: string, task: object, transferList: ArrayBuffer[]): Promise<R> {
+    let outcome: CodecOutcome<R>;
     try {
-      return (await this.#pool.run(task, { name, transferList })) as R;
+      outcome = (await this.#pool.run(task, { name, transferList })) as CodecOutcome<R>;
     } catch (err) {
-      if (err instanceof CairnError) throw err;
       const message = err instanceof Error ? err.message : String(err);
       if (/queue is full/i.test(message)) throw new CairnError('OVERLOADED', 'the worker pool queue is full; retry shortly');
-      // Errors thrown in a worker arrive as plain Errors; keep their code where one was set.
-      const code = (err as { code?: string }).code;
-      if (code === 'INTEGRITY' || code === 'HASH_MISMATCH' || code === 'BAD_REQUEST') throw new CairnError(code, message);
       throw new CairnError('INTERNAL', `worker task ${name} failed: ${message}`, { cause: err });
     }
+    return unwrapOutcome(outcome);
   }
 
   stats(): PoolStats {

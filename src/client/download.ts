@@ -54,26 +54,14 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
   };
   await Promise.all(Array.from({ length: record.k }, fetchOne));
   const hashes = seg.shards.map((s) => Buffer.from(s.hash, 'hex'));
-  const task = {
-    key,
-    fileId: record.id,
-    index,
-    last: index === record.segments.length - 1,
-    k: record.k,
-    m: record.m,
-    sealedLength: seg.sealedLength,
-    shards,
-    hashes,
-  };
+  const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, sealedLength: seg.sealedLength };
   try {
-    return await deps.pool.decode(task);
+    return await deps.pool.decode(ref, shards, hashes);
   } catch (err) {
     if (!isCairnError(err, 'INTEGRITY') || next >= candidates.length) throw err;
-    // A shard failed its hash inside the worker (and the first set may have been transferred
-    // away): fetch every shard again and decode once more.
-    const all: (Uint8Array | null)[] = new Array<Uint8Array | null>(n).fill(null);
-    await Promise.all(candidates.map(async (c) => (all[c.i] = await fetchShard(deps.link, c.sp, shardKey(record.id, index, c.i)))));
-    return deps.pool.decode({ ...task, shards: all });
+    // A shard failed its hash inside the worker: fetch the shards not tried yet and decode again.
+    await Promise.all(candidates.slice(next).map(async (c) => (shards[c.i] = await fetchShard(deps.link, c.sp, shardKey(record.id, index, c.i)))));
+    return deps.pool.decode(ref, shards, hashes);
   }
 }
 

@@ -25,12 +25,12 @@ export class ClientService {
 
   async #file(session: Session, id: string): Promise<StoredFile> {
     if (!/^[0-9a-f]{32}$/.test(id)) throw new CairnError('NOT_FOUND', `no file ${id} that you can access`);
-    const { file } = await this.link.chain('state.file', { id, minHeight: session.knownHeight });
+    const { file } = await this.link.chain('state.file', { id, minHeight: 0 });
     return authorize(file, session, id);
   }
 
   async listFiles(session: Session): Promise<FileSummary[]> {
-    const { files } = await this.link.chain('state.files', { username: session.username, minHeight: session.knownHeight });
+    const { files } = await this.link.chain('state.files', { username: session.username, minHeight: 0 });
     return files.map((f) => summarize(f, session, this.isUp)).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
   }
 
@@ -90,7 +90,6 @@ export class ClientService {
   async #submit(session: Session, tx: Tx): Promise<void> {
     const result = await this.link.chain('chain.submit', { tx });
     if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused it: ${result.error ?? 'unknown reason'}`);
-    session.knownHeight = Math.max(session.knownHeight, result.height);
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */

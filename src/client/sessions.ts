@@ -11,7 +11,6 @@ export interface Session {
   keys: AccountKeys;
   csrf: string;
   expiresAt: number;
-  knownHeight: number; // highest chain height this session has written, for read-your-writes
 }
 
 export class Sessions {
@@ -30,7 +29,6 @@ export class Sessions {
       keys,
       csrf: randomBytes(24).toString('base64url'),
       expiresAt: Date.now() + this.ttlMs,
-      knownHeight: 0,
     };
     this.#byToken.set(session.token, session);
     return session;

@@ -146,8 +146,7 @@ export class FileUpload extends Writable {
 
   async #storeSegment(index: number, plaintext: Buffer, last: boolean): Promise<void> {
     const { k, m, success } = this.#deps.settings;
-    // The worker gets its own copy of the key: the pool transfers the plaintext's buffer only.
-    const encoded = await this.#deps.pool.encode({ key: this.#key, fileId: this.id, index, last, plaintext, k, m });
+    const encoded = await this.#deps.pool.encode({ key: this.#key, fileId: this.id, index, last, k, m }, plaintext);
     const hashes = encoded.hashes.map((h) => Buffer.from(h).toString('hex'));
     const link = this.#deps.link;
     const order = rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => p.up).map((p) => p.id));
@@ -200,7 +199,6 @@ export class FileUpload extends Writable {
     const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
     const result = await this.#deps.link.chain('chain.submit', { tx });
     if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused the file record: ${result.error ?? 'unknown reason'}`);
-    this.session.knownHeight = Math.max(this.session.knownHeight, result.height);
     const degraded = this.#segments.some((s) => s.shards.some((sh) => sh.sp === null));
     return { id: this.id, name: this.name, size: this.bytesReceived, block: result.height, degraded };
   }

@@ -1,0 +1,321 @@
+/**
+ * A mailbox client: one lazily opened connection to one peer, request/reply with timeouts,
+ * one-way sends, and bounded concurrency (in flight, then a bounded queue, then OVERLOADED).
+ *
+ * A dead peer costs little: after a failed connect, requests fail at once with UNAVAILABLE until a
+ * short, growing, jittered backoff has passed, and only then is a new connect tried.
+ */
+import type { Socket } from 'node:net';
+import { CairnError, invariant, toCairnError } from '../errors.js';
+import { errorFromWire, headerOf, parseEnvelopeHeader } from './envelope.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame } from './frame.js';
+import type { MailboxLog } from './server.js';
+import { parseAddress, type Transport } from './transport.js';
+
+export interface MailboxClientOptions {
+  /** Our sender id, put in `from` of every envelope. */
+  id: string;
+  /** The peer's mailbox, 'host:port'. */
+  address: string;
+  transport: Transport;
+  requestTimeoutMs?: number;
+  maxInFlight?: number;
+  maxQueued?: number;
+  maxFrameBytes?: number;
+  connectTimeoutMs?: number;
+  /** Wait after a failed connect: doubles from min up to max. */
+  reconnectBackoffMs?: { min: number; max: number };
+  log?: MailboxLog;
+}
+
+export interface MailboxReply {
+  body: unknown;
+  /** A view into the received frame. */
+  payload?: Uint8Array;
+}
+
+interface Connection {
+  socket: Socket;
+  decoder: FrameDecoder;
+  writer: FrameWriter;
+  pending: Map<number, Call>;
+  /** Set when we gave up on the link (protocol broken); it is being destroyed. */
+  failure: CairnError | null;
+  /** The last error the peer sent without a request id, e.g. why it is about to close the link. */
+  peerNotice: string | null;
+}
+
+interface Call {
+  state: 'queued' | 'active' | 'done';
+  pieces: Uint8Array[];
+  id: number;
+  conn: Connection | null;
+  timer: NodeJS.Timeout | undefined;
+  resolve: (reply: MailboxReply) => void;
+  reject: (err: CairnError) => void;
+}
+
+const quietLog: MailboxLog = () => {};
+
+export class MailboxClient {
+  readonly id: string;
+  readonly address: string;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly transport: Transport;
+  private readonly requestTimeoutMs: number;
+  private readonly maxInFlight: number;
+  private readonly maxQueued: number;
+  private readonly maxFrameBytes: number;
+  private readonly connectTimeoutMs: number;
+  private readonly backoff: { min: number; max: number };
+  private readonly log: MailboxLog;
+
+  private conn: Connection | null = null;
+  private connecting: Promise<Connection> | null = null;
+  private backoffMs = 0;
+  private retryAt = 0;
+  private lastConnectError: CairnError | null = null;
+  private nextId = 1;
+  /** Calls holding an in-flight slot (connecting, writing or awaiting the reply). */
+  private readonly active = new Set<Call>();
+  private readonly queue: Call[] = [];
+  private oneWayWaiting = 0;
+  private closed = false;
+
+  constructor(options: MailboxClientOptions) {
+    this.id = options.id;
+    this.address = options.address;
+    ({ host: this.host, port: this.port } = parseAddress(options.address));
+    this.transport = options.transport;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.maxInFlight = options.maxInFlight ?? 32;
+    this.maxQueued = options.maxQueued ?? 256;
+    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
+    this.backoff = options.reconnectBackoffMs ?? { min: 100, max: 2_000 };
+    this.log = options.log ?? quietLog;
+    invariant(this.maxInFlight >= 1 && this.maxQueued >= 0, 'mailbox client limits must be sane');
+    invariant(this.backoff.min > 0 && this.backoff.max >= this.backoff.min, 'backoff must be 0 < min <= max');
+  }
+
+  get connected(): boolean {
+    return this.live() !== null;
+  }
+
+  /**
+   * Sends a request and waits for its reply. The payload is written as is, without a copy: leave
+   * it unchanged until the promise settles. Rejects with the peer's error code, or TIMEOUT,
+   * UNAVAILABLE, CONNECTION_CLOSED, OVERLOADED, FRAME_TOO_LARGE. timeoutMs covers queueing too.
+   */
+  request(type: string, body: unknown, payload?: Uint8Array, options: { timeoutMs?: number } = {}): Promise<MailboxReply> {
+    if (this.closed) return Promise.reject(new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} is closed`));
+    const id = this.allocateId();
+    let pieces: Uint8Array[];
+    try {
+      pieces = encodeFrame(headerOf({ t: type, id, from: this.id, body }), payload, this.maxFrameBytes);
+    } catch (err) {
+      return Promise.reject(toCairnError(err));
+    }
+    return new Promise<MailboxReply>((resolve, reject) => {
+      const call: Call = { state: 'queued', pieces, id, conn: null, timer: undefined, resolve, reject };
+      const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+      call.timer = setTimeout(() => {
+        this.finish(call, new CairnError('TIMEOUT', `${type} to ${this.address} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      if (this.active.size < this.maxInFlight && this.queue.length === 0) {
+        this.start(call);
+      } else if (this.queue.length < this.maxQueued) {
+        this.queue.push(call);
+      } else {
+        this.finish(call, new CairnError('OVERLOADED', `too many requests waiting for ${this.address}`));
+      }
+    });
+  }
+
+  /**
+   * One-way message, no reply. Returns false when it was dropped (link down, in backoff, or
+   * congested): consensus traffic tolerates loss, and dropping keeps memory bounded. Throws
+   * FRAME_TOO_LARGE at once, as that is the caller's bug rather than the network's.
+   */
+  send(type: string, body: unknown, payload?: Uint8Array): boolean {
+    if (this.closed) return false;
+    const pieces = encodeFrame(headerOf({ t: type, id: 0, from: this.id, body }), payload, this.maxFrameBytes);
+    const conn = this.live();
+    if (conn) return this.writeOneWay(conn, pieces);
+    if (this.oneWayWaiting >= this.maxQueued || Date.now() < this.retryAt) return false;
+    this.oneWayWaiting += 1;
+    this.connection()
+      .then((c) => this.writeOneWay(c, pieces))
+      .catch(() => {})
+      .finally(() => {
+        this.oneWayWaiting -= 1;
+      });
+    return true;
+  }
+
+  /** Fails everything queued or pending with CONNECTION_CLOSED and closes the link. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const err = new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} closed`);
+    for (const call of [...this.queue, ...this.active]) this.finish(call, err);
+    if (this.conn) await destroyAndWait(this.conn.socket);
+    // A connect in flight sees `closed` when it lands and destroys its socket.
+    await this.connecting?.catch(() => {});
+  }
+
+  private allocateId(): number {
+    const id = this.nextId;
+    this.nextId = id >= Number.MAX_SAFE_INTEGER ? 1 : id + 1;
+    return id;
+  }
+
+  private writeOneWay(conn: Connection, pieces: Uint8Array[]): boolean {
+    if (conn.writer.congested) return false;
+    conn.writer.write(pieces).catch(() => {});
+    return true;
+  }
+
+  private start(call: Call): void {
+    call.state = 'active';
+    this.active.add(call);
+    void this.run(call);
+  }
+
+  private async run(call: Call): Promise<void> {
+    try {
+      const conn = await this.connection();
+      if (call.state !== 'active') return; // timed out or closed while connecting
+      if (conn.socket.destroyed) throw conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost`);
+      call.conn = conn;
+      conn.pending.set(call.id, call);
+      // Held in flight until the socket drains: that is the write back-pressure.
+      await conn.writer.write(call.pieces);
+      call.pieces = [];
+    } catch (err) {
+      this.finish(call, toCairnError(err, 'UNAVAILABLE'));
+    }
+  }
+
+  private finish(call: Call, outcome: MailboxReply | CairnError): void {
+    if (call.state === 'done') return;
+    const wasActive = call.state === 'active';
+    if (call.state === 'queued') {
+      const at = this.queue.indexOf(call);
+      if (at >= 0) this.queue.splice(at, 1);
+    }
+    call.state = 'done';
+    clearTimeout(call.timer);
+    call.conn?.pending.delete(call.id);
+    call.pieces = [];
+    if (outcome instanceof CairnError) call.reject(outcome);
+    else call.resolve(outcome);
+    if (wasActive) {
+      this.active.delete(call);
+      while (this.active.size < this.maxInFlight && this.queue.length > 0) {
+        const next = this.queue.shift();
+        if (next) this.start(next);
+      }
+    }
+  }
+
+  private live(): Connection | null {
+    const conn = this.conn;
+    return conn && !conn.socket.destroyed && conn.socket.writable && conn.failure === null ? conn : null;
+  }
+
+  private connection(): Promise<Connection> {
+    const conn = this.live();
+    if (conn) return Promise.resolve(conn);
+    if (this.closed) return Promise.reject(new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} is closed`));
+    if (this.connecting) return this.connecting;
+    const wait = this.retryAt - Date.now();
+    if (wait > 0) {
+      // Same code as the failure that started the backoff: a wrong key stays UNAUTHENTICATED.
+      const last = this.lastConnectError;
+      const message = `${last?.message ?? `${this.address} unreachable`} (next attempt in ${wait} ms)`;
+      return Promise.reject(new CairnError(last?.code ?? 'UNAVAILABLE', message));
+    }
+    const attempt = this.transport.connect(this.host, this.port, this.connectTimeoutMs).then(
+      (socket) => {
+        this.connecting = null;
+        if (this.closed) {
+          socket.destroy();
+          throw new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} closed`);
+        }
+        this.backoffMs = 0;
+        this.retryAt = 0;
+        this.lastConnectError = null;
+        return this.adopt(socket);
+      },
+      (err: unknown) => {
+        this.connecting = null;
+        const failure = toCairnError(err, 'UNAVAILABLE');
+        this.backoffMs = Math.min(this.backoff.max, this.backoffMs === 0 ? this.backoff.min : this.backoffMs * 2);
+        // Jitter spreads the reconnects of many clients to one restarting peer.
+        this.retryAt = Date.now() + Math.round(this.backoffMs * (0.5 + Math.random() / 2));
+        this.lastConnectError = failure;
+        this.log('debug', 'mailbox connect failed', { address: this.address, error: failure.message });
+        throw failure;
+      },
+    );
+    this.connecting = attempt;
+    return attempt;
+  }
+
+  private adopt(socket: Socket): Connection {
+    const conn: Connection = {
+      socket,
+      decoder: new FrameDecoder(this.maxFrameBytes),
+      writer: new FrameWriter(socket),
+      pending: new Map(),
+      failure: null,
+      peerNotice: null,
+    };
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', (err) => this.log('debug', 'mailbox socket error', { address: this.address, error: err.message }));
+    socket.once('close', () => this.onClose(conn));
+    this.conn = conn;
+    return conn;
+  }
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (conn.failure) return;
+    try {
+      conn.decoder.push(chunk);
+      // Replies are settled synchronously, so draining the chunk here is bounded by its size.
+      for (let frame = conn.decoder.next(); frame; frame = conn.decoder.next()) {
+        const env = parseEnvelopeHeader(frame.header);
+        if (!env.re) throw new CairnError('BAD_MESSAGE', `${this.address} sent a request on a reply channel`);
+        if (env.id === 0) {
+          if (env.err) conn.peerNotice = `${env.err.code}: ${env.err.message}`;
+          continue;
+        }
+        const call = conn.pending.get(env.id);
+        if (!call) continue; // a late reply to a request that already timed out
+        if (env.err) this.finish(call, errorFromWire(env.err, this.address));
+        else this.finish(call, frame.payload ? { body: env.body, payload: frame.payload } : { body: env.body });
+      }
+    } catch (err) {
+      const cause = toCairnError(err, 'BAD_FRAME');
+      conn.failure = new CairnError('CONNECTION_CLOSED', `${this.address} broke the protocol: ${cause.code}: ${cause.message}`);
+      conn.socket.destroy();
+    }
+  }
+
+  private onClose(conn: Connection): void {
+    if (this.conn === conn) this.conn = null;
+    const why = conn.peerNotice ? ` (peer said ${conn.peerNotice})` : '';
+    const err = conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost${why}`);
+    for (const call of [...conn.pending.values()]) this.finish(call, err);
+  }
+}
+
+function destroyAndWait(socket: Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    socket.once('close', () => resolve());
+    socket.destroy();
+  });
+}

@@ -1,0 +1,250 @@
+/**
+ * Mailbox wire frames:
+ *
+ *   u32 BE totalLength | u32 BE headerLength | msgpack header | raw payload
+ *
+ * totalLength counts every byte after its own field (4 + header + payload). Shards travel as the
+ * raw payload so they are never copied into (or out of) a msgpack buffer.
+ */
+import type { Socket } from 'node:net';
+import { Packr, Unpackr } from 'msgpackr';
+import { CairnError, invariant } from '../errors.js';
+
+export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024;
+/** The two u32 length fields in front of every header. */
+export const FRAME_PREFIX_BYTES = 8;
+
+export interface Frame {
+  header: unknown;
+  payload?: Uint8Array;
+}
+
+// Records and structured clones would let one message define structures that later messages
+// (possibly from other peers) are decoded with; plain maps keep every frame self-contained.
+const packr = new Packr({ useRecords: false, structuredClone: false });
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true });
+
+/**
+ * Encodes one frame as the pieces to hand to the socket in order: the prefix with the header, then
+ * the payload untouched. Fails with FRAME_TOO_LARGE here rather than have the peer drop the link.
+ */
+export function encodeFrame(
+  header: unknown,
+  payload: Uint8Array | undefined,
+  maxFrameBytes = DEFAULT_MAX_FRAME_BYTES,
+): Uint8Array[] {
+  const packed = packr.pack(header);
+  const payloadBytes = payload?.byteLength ?? 0;
+  const frameBytes = FRAME_PREFIX_BYTES + packed.byteLength + payloadBytes;
+  if (frameBytes > maxFrameBytes) {
+    throw new CairnError(
+      'FRAME_TOO_LARGE',
+      `frame of ${frameBytes} bytes exceeds the limit of ${maxFrameBytes} bytes`,
+    );
+  }
+  // msgpackr may hand back a view of its reusable buffer, so the header is copied (it is small).
+  const head = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + packed.byteLength);
+  head.writeUInt32BE(frameBytes - 4, 0);
+  head.writeUInt32BE(packed.byteLength, 4);
+  head.set(packed, FRAME_PREFIX_BYTES);
+  return payloadBytes > 0 && payload ? [head, payload] : [head];
+}
+
+function decodeHeader(bytes: Uint8Array): unknown {
+  try {
+    return unpackr.unpack(bytes);
+  } catch (err) {
+    throw new CairnError('BAD_FRAME', 'frame header is not valid msgpack', { cause: err });
+  }
+}
+
+/**
+ * Streaming frame parser. Feed it socket chunks with push() and pull whole frames with next();
+ * pulling one frame at a time lets the caller stop at its in-flight limit. It holds at most the
+ * current chunk plus one frame being assembled. Once it has thrown, the stream is out of sync and
+ * every later call throws the same error.
+ */
+export class FrameDecoder {
+  private readonly maxFrameBytes: number;
+  private chunk: Buffer | null = null;
+  private offset = 0;
+  private readonly prefix = Buffer.alloc(FRAME_PREFIX_BYTES);
+  private prefixFill = 0;
+  private assembly: Buffer | null = null;
+  private assemblyFill = 0;
+  private failure: CairnError | null = null;
+
+  constructor(maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {
+    invariant(
+      Number.isSafeInteger(maxFrameBytes) && maxFrameBytes > FRAME_PREFIX_BYTES,
+      'maxFrameBytes must be an integer above the prefix size',
+    );
+    this.maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Bytes neither handed out as a frame nor dropped yet (for tests and back-pressure checks). */
+  get buffered(): number {
+    const inChunk = this.chunk ? this.chunk.length - this.offset : 0;
+    // An assembly holds everything after the frame's 4-byte length field.
+    return inChunk + this.prefixFill + (this.assembly ? 4 + this.assemblyFill : 0);
+  }
+
+  push(chunk: Buffer): void {
+    if (this.failure) throw this.failure;
+    // next() consumes a chunk entirely before it reports "no complete frame", and callers only
+    // push after that, so at most one chunk is ever held.
+    invariant(this.chunk === null, 'FrameDecoder.push called before the previous chunk was consumed');
+    if (chunk.length > 0) {
+      this.chunk = chunk;
+      this.offset = 0;
+    }
+  }
+
+  /** The next complete frame, or undefined once every buffered byte is consumed. */
+  next(): Frame | undefined {
+    if (this.failure) throw this.failure;
+    try {
+      return this.step();
+    } catch (err) {
+      this.failure =
+        err instanceof CairnError ? err : new CairnError('BAD_FRAME', 'undecodable frame', { cause: err });
+      this.chunk = null;
+      this.prefixFill = 0;
+      this.assembly = null;
+      this.assemblyFill = 0;
+      throw this.failure;
+    }
+  }
+
+  private step(): Frame | undefined {
+    if (this.assembly) return this.fillAssembly();
+    const chunk = this.chunk;
+    if (!chunk) return undefined;
+
+    if (this.prefixFill === 0 && chunk.length - this.offset >= FRAME_PREFIX_BYTES) {
+      const total = chunk.readUInt32BE(this.offset);
+      const headerLength = chunk.readUInt32BE(this.offset + 4);
+      this.checkLengths(total, headerLength);
+      const start = this.offset + FRAME_PREFIX_BYTES;
+      const end = this.offset + 4 + total;
+      if (end <= chunk.length) {
+        // Whole frame in this chunk: hand out views, no copy.
+        this.offset = end;
+        if (this.offset === chunk.length) this.chunk = null;
+        return this.frameFrom(chunk, start, start + headerLength, end);
+      }
+      this.startAssembly(total, headerLength, chunk.subarray(start));
+      this.chunk = null;
+      return undefined;
+    }
+
+    // The prefix itself is split across chunks.
+    const take = Math.min(FRAME_PREFIX_BYTES - this.prefixFill, chunk.length - this.offset);
+    chunk.copy(this.prefix, this.prefixFill, this.offset, this.offset + take);
+    this.prefixFill += take;
+    this.offset += take;
+    if (this.offset === chunk.length) this.chunk = null;
+    if (this.prefixFill >= 4) {
+      // Refuse an oversize length as soon as it is known, before waiting for anything else.
+      this.checkTotal(this.prefix.readUInt32BE(0));
+    }
+    if (this.prefixFill < FRAME_PREFIX_BYTES) return undefined;
+    const total = this.prefix.readUInt32BE(0);
+    const headerLength = this.prefix.readUInt32BE(4);
+    this.checkLengths(total, headerLength);
+    this.prefixFill = 0;
+    this.startAssembly(total, headerLength, Buffer.alloc(0));
+    return this.fillAssembly();
+  }
+
+  private checkTotal(total: number): void {
+    if (total + 4 > this.maxFrameBytes) {
+      throw new CairnError(
+        'FRAME_TOO_LARGE',
+        `frame of ${total + 4} bytes exceeds the limit of ${this.maxFrameBytes} bytes`,
+      );
+    }
+  }
+
+  private checkLengths(total: number, headerLength: number): void {
+    this.checkTotal(total);
+    if (total < 4 || headerLength > total - 4) {
+      throw new CairnError('BAD_FRAME', `header length ${headerLength} does not fit frame length ${total}`);
+    }
+  }
+
+  /** Allocates exactly the frame's size (after the length field) and copies in what is here. */
+  private startAssembly(total: number, headerLength: number, initial: Buffer): void {
+    const assembly = Buffer.allocUnsafe(total);
+    assembly.writeUInt32BE(headerLength, 0);
+    initial.copy(assembly, 4);
+    this.assembly = assembly;
+    this.assemblyFill = 4 + initial.length;
+  }
+
+  private fillAssembly(): Frame | undefined {
+    const assembly = this.assembly;
+    invariant(assembly !== null, 'fillAssembly without an assembly buffer');
+    const chunk = this.chunk;
+    if (chunk) {
+      const take = Math.min(assembly.length - this.assemblyFill, chunk.length - this.offset);
+      chunk.copy(assembly, this.assemblyFill, this.offset, this.offset + take);
+      this.assemblyFill += take;
+      this.offset += take;
+      if (this.offset === chunk.length) this.chunk = null;
+    }
+    if (this.assemblyFill < assembly.length) return undefined;
+    this.assembly = null;
+    this.assemblyFill = 0;
+    const headerLength = assembly.readUInt32BE(0);
+    return this.frameFrom(assembly, 4, 4 + headerLength, assembly.length);
+  }
+
+  private frameFrom(buf: Buffer, headerStart: number, headerEnd: number, end: number): Frame {
+    const header = decodeHeader(buf.subarray(headerStart, headerEnd));
+    return headerEnd < end ? { header, payload: buf.subarray(headerEnd, end) } : { header };
+  }
+}
+
+/**
+ * Writes frames to a socket without tearing them (cork/uncork puts the pieces in one writev) and
+ * resolves once the socket will take more, so the caller's in-flight slot is the back-pressure:
+ * at most one frame per slot sits above the socket's high-water mark.
+ */
+export class FrameWriter {
+  private drained: Promise<void> | null = null;
+
+  constructor(private readonly socket: Socket) {}
+
+  /** True when a write now would only grow the socket's buffer past its high-water mark. */
+  get congested(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  /** Resolves when the frame is handed over and the socket is below its mark (or is gone). */
+  async write(pieces: readonly Uint8Array[]): Promise<void> {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return;
+    socket.cork();
+    let ok = true;
+    for (const piece of pieces) ok = socket.write(piece);
+    socket.uncork();
+    if (!ok || socket.writableNeedDrain) await this.drain();
+  }
+
+  private drain(): Promise<void> {
+    if (!this.drained) {
+      this.drained = new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.socket.off('drain', done);
+          this.socket.off('close', done);
+          this.drained = null;
+          resolve();
+        };
+        this.socket.on('drain', done);
+        this.socket.on('close', done);
+      });
+    }
+    return this.drained;
+  }
+}

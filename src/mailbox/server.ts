@@ -1,0 +1,333 @@
+/**
+ * A mailbox server: accepts peers over a Transport, decodes frames, dispatches each envelope to
+ * the handler registered for its type and writes the reply. It knows no message catalogue; each
+ * handler brings the parser for its body.
+ *
+ * Failure rules: a bad frame gets a best-effort error reply and its connection is closed (the byte
+ * stream is out of sync); a bad envelope, a bad body or an unknown type gets an error reply and the
+ * connection carries on. Nothing a peer sends can throw out of here.
+ */
+import type { Socket } from 'node:net';
+import { CairnError, invariant, isCairnError } from '../errors.js';
+import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type WireError } from './envelope.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
+import { remoteOf, type Listener, type Transport } from './transport.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type MailboxLog = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
+
+export interface HandlerContext {
+  /** Sender id as stated in the envelope. */
+  from: string;
+  /** A view into the received frame: copy it if it must outlive the handler and stay small. */
+  payload?: Uint8Array;
+  /** host:port of the connection. */
+  remote: string;
+}
+
+export interface HandlerResult {
+  body?: unknown;
+  payload?: Uint8Array;
+}
+
+export type Handler<B> = (body: B, ctx: HandlerContext) => Promise<HandlerResult | void>;
+
+export interface MailboxServerOptions {
+  /** Our id, sent as `from` on every reply. */
+  id: string;
+  transport: Transport;
+  maxConnections?: number;
+  maxInFlightPerConnection?: number;
+  maxFrameBytes?: number;
+  /** How long close() lets in-flight handlers finish before destroying connections. */
+  closeGraceMs?: number;
+  log?: MailboxLog;
+}
+
+export interface MailboxServerStats {
+  connections: number;
+  inFlight: number;
+  /** Frames decoded, whatever became of them. */
+  framesReceived: number;
+  /** Connections closed for a bad frame. */
+  badFrames: number;
+  /** Connections refused before a frame could be read (failed TLS handshakes). */
+  rejectedConnections: number;
+}
+
+interface Route {
+  parse: (body: unknown) => unknown;
+  handler: Handler<unknown>;
+}
+
+/** What a connection needs from its server; keeps those internals off the public class. */
+interface ConnectionHost {
+  readonly id: string;
+  readonly maxInFlight: number;
+  readonly maxFrameBytes: number;
+  readonly log: MailboxLog;
+  dispatch(connection: Connection, frame: Frame): Promise<void>;
+  toWire(err: unknown, env?: EnvelopeHeader): WireError;
+  countBadFrame(): void;
+}
+
+/** Reply type for an error that cannot be tied to a request (bad frame, bad envelope). */
+export const MAILBOX_ERROR_TYPE = 'mailbox.error';
+
+/** After a bad frame, how long the error reply may take to flush before the socket is destroyed. */
+const BAD_FRAME_LINGER_MS = 1_000;
+
+const defaultLog: MailboxLog = (level, message, fields) => {
+  if (level === 'warn' || level === 'error') console.error(`[mailbox] ${level}: ${message}`, fields ?? '');
+};
+
+export class MailboxServer {
+  readonly id: string;
+  private readonly transport: Transport;
+  private readonly maxConnections: number;
+  private readonly closeGraceMs: number;
+  private readonly log: MailboxLog;
+  private readonly host: ConnectionHost;
+  private readonly routes = new Map<string, Route>();
+  private readonly connections = new Set<Connection>();
+  private listener: Listener | null = null;
+  private closing: Promise<void> | null = null;
+  private inFlightTotal = 0;
+  private idleWaiter: (() => void) | null = null;
+  private readonly counters = { framesReceived: 0, badFrames: 0, rejectedConnections: 0 };
+
+  constructor(options: MailboxServerOptions) {
+    this.id = options.id;
+    this.transport = options.transport;
+    this.maxConnections = options.maxConnections ?? 256;
+    this.closeGraceMs = options.closeGraceMs ?? 5_000;
+    this.log = options.log ?? defaultLog;
+    this.host = {
+      id: this.id,
+      maxInFlight: options.maxInFlightPerConnection ?? 16,
+      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      log: this.log,
+      dispatch: (connection, frame) => this.dispatch(connection, frame),
+      toWire: (err, env) => this.toWire(err, env),
+      countBadFrame: () => {
+        this.counters.badFrames += 1;
+      },
+    };
+    invariant(this.maxConnections >= 1 && this.host.maxInFlight >= 1, 'mailbox limits must be positive');
+  }
+
+  /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
+  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>): this {
+    invariant(!this.routes.has(type), `mailbox handler for ${type} registered twice`);
+    this.routes.set(type, { parse, handler: handler as Handler<unknown> });
+    return this;
+  }
+
+  async listen(port: number, host = '127.0.0.1'): Promise<{ port: number }> {
+    invariant(this.listener === null && this.closing === null, 'MailboxServer.listen called twice or after close');
+    this.listener = await this.transport.listen({
+      port,
+      host,
+      maxConnections: this.maxConnections,
+      onSocket: (socket) => this.accept(socket),
+      onRejected: (err, remote) => {
+        this.counters.rejectedConnections += 1;
+        this.log('debug', 'mailbox connection refused', { remote, error: err.message });
+      },
+    });
+    return { port: this.listener.port };
+  }
+
+  get stats(): MailboxServerStats {
+    return { connections: this.connections.size, inFlight: this.inFlightTotal, ...this.counters };
+  }
+
+  /** Stops accepting, lets in-flight handlers finish for a bounded time, then drops every connection. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.listener?.stopAccepting();
+    for (const connection of this.connections) connection.stopReading();
+    await this.idle(this.closeGraceMs);
+    for (const connection of this.connections) connection.socket.destroy();
+    await this.listener?.close();
+  }
+
+  private idle(timeoutMs: number): Promise<void> {
+    if (this.inFlightTotal === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.idleWaiter = done;
+    });
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(this.host, socket);
+    this.connections.add(connection);
+    socket.once('close', () => this.connections.delete(connection));
+  }
+
+  /** Called by a connection for each decoded frame; resolves when its reply is written. */
+  private async dispatch(connection: Connection, frame: Frame): Promise<void> {
+    this.counters.framesReceived += 1;
+    this.inFlightTotal += 1;
+    try {
+      await this.process(connection, frame);
+    } finally {
+      this.inFlightTotal -= 1;
+      if (this.inFlightTotal === 0 && this.idleWaiter) {
+        const wake = this.idleWaiter;
+        this.idleWaiter = null;
+        wake();
+      }
+    }
+  }
+
+  private async process(connection: Connection, frame: Frame): Promise<void> {
+    let env: EnvelopeHeader;
+    try {
+      env = parseEnvelopeHeader(frame.header);
+      if (env.re) throw new CairnError('BAD_MESSAGE', 'a mailbox server takes requests, not replies');
+    } catch (err) {
+      const id = salvageId(frame.header);
+      await connection.send({ t: MAILBOX_ERROR_TYPE, id, from: this.id, re: true, err: this.toWire(err) });
+      return;
+    }
+    let reply: EnvelopeHeader;
+    let payload: Uint8Array | undefined;
+    try {
+      const route = this.routes.get(env.t);
+      if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
+      const body = route.parse(env.body);
+      const ctx: HandlerContext = { from: env.from, remote: connection.remote };
+      if (frame.payload) ctx.payload = frame.payload;
+      const result = await route.handler(body, ctx);
+      reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
+      payload = result?.payload;
+    } catch (err) {
+      const wire = this.toWire(err, env);
+      if (env.id === 0) {
+        this.log('debug', 'one-way mailbox message failed', { type: env.t, from: env.from, code: wire.code });
+        return;
+      }
+      reply = { t: env.t, id: env.id, from: this.id, re: true, err: wire };
+    }
+    if (env.id !== 0) await connection.send(reply, payload);
+  }
+
+  /** What a peer may learn about a failure: a CairnError's code and message, nothing else. */
+  private toWire(err: unknown, env?: EnvelopeHeader): WireError {
+    if (isCairnError(err)) return { code: err.code, message: err.message };
+    this.log('error', 'mailbox handler failed', { type: env?.t, from: env?.from, error: err instanceof Error ? err.stack : String(err) });
+    return { code: 'INTERNAL', message: 'internal error' };
+  }
+}
+
+/** One accepted peer: reads frames up to the in-flight limit, pausing the socket at the limit. */
+class Connection {
+  readonly remote: string;
+  private readonly decoder: FrameDecoder;
+  private readonly writer: FrameWriter;
+  private inFlight = 0;
+  private peerEnded = false;
+  private reading = true;
+  private broken = false;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    readonly socket: Socket,
+  ) {
+    this.remote = remoteOf(socket);
+    this.decoder = new FrameDecoder(host.maxFrameBytes);
+    this.writer = new FrameWriter(socket);
+    socket.on('error', (err) => host.log('debug', 'mailbox socket error', { remote: this.remote, error: err.message }));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => {
+      this.peerEnded = true;
+      this.pump();
+    });
+  }
+
+  stopReading(): void {
+    this.reading = false;
+    this.socket.pause();
+  }
+
+  /** Encodes and writes one reply; an unencodable reply becomes an error reply instead. */
+  async send(header: EnvelopeHeader, payload?: Uint8Array): Promise<void> {
+    let pieces: Uint8Array[];
+    try {
+      pieces = encodeFrame(headerOf(header), payload, this.host.maxFrameBytes);
+    } catch (err) {
+      const wire = this.host.toWire(err, header);
+      pieces = encodeFrame(headerOf({ t: header.t, id: header.id, from: header.from, re: true, err: wire }), undefined);
+    }
+    await this.writer.write(pieces);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.broken) return;
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    this.pump();
+  }
+
+  /** Dispatches buffered frames while under the limit and pauses or resumes the socket to match. */
+  private pump(): void {
+    if (this.broken) return;
+    while (this.reading && this.inFlight < this.host.maxInFlight) {
+      let frame: Frame | undefined;
+      try {
+        frame = this.decoder.next();
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      if (!frame) break;
+      this.inFlight += 1;
+      void this.host
+        .dispatch(this, frame)
+        .catch((err: unknown) => this.host.log('error', 'mailbox dispatch failed', { error: String(err) }))
+        .finally(() => {
+          this.inFlight -= 1;
+          this.pump();
+        });
+    }
+    const full = !this.reading || this.inFlight >= this.host.maxInFlight;
+    if (full) this.socket.pause();
+    else if (this.socket.isPaused()) this.socket.resume();
+    // The peer half-closed: answer what it sent, then close our side.
+    if (this.peerEnded && this.inFlight === 0 && !full && !this.socket.writableEnded) this.socket.end();
+  }
+
+  /**
+   * Bad frame: the stream is out of sync, so say why (best effort) and close. Further bytes are
+   * read and dropped until the peer closes or the linger ends, so its writes finish and it sees our
+   * FIN and notice rather than a reset.
+   */
+  private fail(err: unknown): void {
+    this.broken = true;
+    this.host.countBadFrame();
+    this.socket.resume();
+    const wire = this.host.toWire(err);
+    this.host.log('debug', 'bad mailbox frame', { remote: this.remote, code: wire.code, message: wire.message });
+    void this.send({ t: MAILBOX_ERROR_TYPE, id: 0, from: this.host.id, re: true, err: wire });
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), BAD_FRAME_LINGER_MS).unref();
+  }
+}

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Piscina } from 'piscina';
+import { isCairnError } from '../src/errors.js';
+import {
+  type CodecOutcome,
+  type DecodeResult,
+  type EncodeResult,
+  type SegmentRef,
+  encodeResultViews,
+  makeDecodeTask,
+  makeEncodeTask,
+  unwrapOutcome,
+} from '../src/codec/segment-codec.js';
+import { newFileKey } from '../src/codec/segment-seal.js';
+
+describe('codec worker on a real Piscina pool', () => {
+  let pool: Piscina;
+
+  before(() => {
+    pool = new Piscina({ filename: new URL('../workers/codec.js', import.meta.url).href, minThreads: 1, maxThreads: 2 });
+  });
+
+  after(async () => {
+    await pool.close();
+  });
+
+  async function encode(ref: SegmentRef, plaintext: Uint8Array, into?: ArrayBuffer): Promise<EncodeResult> {
+    const { task, transferList } = makeEncodeTask(ref, plaintext, into);
+    return unwrapOutcome((await pool.run(task, { name: 'encode', transferList })) as CodecOutcome<EncodeResult>);
+  }
+
+  async function decode(ref: SegmentRef, sealedLength: number, shards: (Uint8Array | null)[], hashes: Uint8Array[]): Promise<DecodeResult> {
+    const { task, transferList } = makeDecodeTask({ ...ref, sealedLength }, shards, hashes);
+    return unwrapOutcome((await pool.run(task, { name: 'decode', transferList })) as CodecOutcome<DecodeResult>);
+  }
+
+  it('round-trips several segments concurrently, transferring buffers both ways', async () => {
+    const key = newFileKey();
+    const sizes = [0, 1, 256 * 1024, 1024 * 1024 + 3];
+    const results = await Promise.all(
+      sizes.map(async (size, index) => {
+        const ref: SegmentRef = { key, fileId: 'worker-file', index, last: index === sizes.length - 1, k: 2, m: 1 };
+        const original = randomBytes(size);
+        const plaintext = new Uint8Array(new ArrayBuffer(size));
+        plaintext.set(original);
+        const encoded = await encode(ref, plaintext);
+        assert.equal(plaintext.buffer.byteLength, 0, 'the plaintext was transferred, not copied');
+        const { shards, hashes } = encodeResultViews(encoded);
+        assert.equal(shards.length, 3);
+        const fetched: (Uint8Array | null)[] = shards.map((s) => new Uint8Array(s));
+        fetched[index % 3] = null; // one provider is down; a different one per segment
+        const decoded = await decode(ref, encoded.sealedLength, fetched, hashes);
+        assert.equal(decoded.byteOffset, 0);
+        assert.equal(decoded.buffer.byteLength, size, 'the plaintext came back in a buffer of its own');
+        return Buffer.from(decoded).equals(original);
+      }),
+    );
+    assert.deepEqual(results, sizes.map(() => true));
+  });
+
+  it('reuses a returned shard buffer for the next segment', async () => {
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'reuse', index: 0, last: false, k: 2, m: 1 };
+    const first = await encode(ref, randomBytes(100_000));
+    const recycled = first.buffer;
+    const size = recycled.byteLength;
+    const original = randomBytes(50_000);
+    const second = await encode({ ...ref, index: 1, last: true }, new Uint8Array(original), recycled);
+    assert.equal(recycled.byteLength, 0, 'the buffer went to the worker');
+    assert.equal(second.buffer.byteLength, size, 'and came back holding the new shard set');
+    const { shards, hashes } = encodeResultViews(second);
+    const decoded = await decode({ ...ref, index: 1, last: true }, second.sealedLength, shards, hashes);
+    assert.ok(Buffer.from(decoded).equals(original));
+  });
+
+  it('reports INTEGRITY from the worker as a CairnError with its code', async () => {
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'f', index: 4, last: true, k: 2, m: 1 };
+    const encoded = await encode(ref, randomBytes(5000));
+    const { shards, hashes } = encodeResultViews(encoded);
+    const fetched: (Uint8Array | null)[] = shards.map((s) => new Uint8Array(s));
+    fetched[0] = null;
+    fetched[2]![0] = fetched[2]![0]! ^ 1;
+    await assert.rejects(decode(ref, encoded.sealedLength, fetched, hashes), (err: unknown) => {
+      assert.ok(isCairnError(err, 'INTEGRITY'), String(err));
+      assert.match(err.message, /segment 4: only 1 of 2/);
+      return true;
+    });
+    await assert.rejects(encode({ ...ref, k: 0 }, new Uint8Array(1)), (err: unknown) => isCairnError(err, 'BAD_REQUEST'));
+  });
+});

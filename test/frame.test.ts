@@ -1,0 +1,155 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { isCairnError } from '../src/errors.js';
+import { FrameDecoder, FRAME_PREFIX_BYTES, encodeFrame, type Frame } from '../src/mailbox/frame.js';
+
+function wire(header: unknown, payload?: Uint8Array): Buffer {
+  return Buffer.concat(encodeFrame(header, payload));
+}
+
+/** Pushes each chunk and pulls every frame it completes, as a socket reader does. */
+function decodeChunks(decoder: FrameDecoder, chunks: Buffer[]): Frame[] {
+  const out: Frame[] = [];
+  for (const chunk of chunks) {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f; f = decoder.next()) out.push(f);
+  }
+  return out;
+}
+
+function assertCode(fn: () => unknown, code: string): void {
+  assert.throws(fn, (err: unknown) => isCairnError(err) && err.code === code);
+}
+
+test('round trip without and with a payload', () => {
+  const header = { t: 'x.y', id: 7, from: 'sp1', body: { a: [1, 'two', null], b: new Uint8Array([1, 2, 3]) } };
+  const payload = randomBytes(1000);
+  const plain = encodeFrame(header, undefined);
+  assert.equal(plain.length, 1);
+  const pieces = encodeFrame(header, payload);
+  assert.equal(pieces.length, 2);
+  assert.equal(pieces[1], payload, 'the payload is passed through, not copied');
+
+  const frames = decodeChunks(new FrameDecoder(), [Buffer.concat([...plain, ...pieces])]);
+  assert.equal(frames.length, 2);
+  assert.deepEqual(frames[0]!.header, { ...header, body: { ...header.body, b: Buffer.from([1, 2, 3]) } });
+  assert.equal(frames[0]!.payload, undefined);
+  assert.deepEqual(Buffer.from(frames[1]!.payload!), payload);
+});
+
+test('the length prefix counts every byte after itself', () => {
+  const bytes = wire({ t: 'a' }, new Uint8Array(10));
+  assert.equal(bytes.readUInt32BE(0), bytes.length - 4);
+  assert.equal(bytes.readUInt32BE(4), bytes.length - FRAME_PREFIX_BYTES - 10);
+});
+
+test('a stream split at every byte boundary decodes the same', () => {
+  const stream = Buffer.concat([wire({ t: 'one', id: 1 }, Buffer.from('payload-bytes')), wire({ t: 'two', id: 2, body: 'x' })]);
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const frames = decodeChunks(new FrameDecoder(), [stream.subarray(0, cut), stream.subarray(cut)]);
+    assert.equal(frames.length, 2, `cut at ${cut}`);
+    assert.deepEqual(frames[0]!.header, { t: 'one', id: 1 });
+    assert.equal(Buffer.from(frames[0]!.payload!).toString(), 'payload-bytes');
+    assert.deepEqual(frames[1]!.header, { t: 'two', id: 2, body: 'x' });
+  }
+  const oneByteChunks = [...stream].map((b) => Buffer.from([b]));
+  assert.equal(decodeChunks(new FrameDecoder(), oneByteChunks).length, 2);
+});
+
+test('many frames in one chunk come out in order as views of that chunk', () => {
+  const n = 2000;
+  const chunk = Buffer.concat(Array.from({ length: n }, (_, i) => wire({ t: 'm', id: i }, Buffer.from([i & 0xff]))));
+  const decoder = new FrameDecoder();
+  const frames = decodeChunks(decoder, [chunk]);
+  assert.equal(frames.length, n);
+  frames.forEach((f, i) => {
+    assert.equal((f.header as { id: number }).id, i);
+    assert.equal(f.payload!.buffer, chunk.buffer, 'payload is a view, not a copy');
+    assert.equal(f.payload![0], i & 0xff);
+  });
+  assert.equal(decoder.buffered, 0);
+});
+
+test('a frame spread over chunks is assembled into one exactly sized buffer', () => {
+  const payload = randomBytes(100_000);
+  const bytes = wire({ t: 'big' }, payload);
+  const decoder = new FrameDecoder();
+  const frames = decodeChunks(decoder, [bytes.subarray(0, 3), bytes.subarray(3, 50_000), bytes.subarray(50_000)]);
+  assert.equal(frames.length, 1);
+  assert.deepEqual(Buffer.from(frames[0]!.payload!), payload);
+  assert.equal(frames[0]!.payload!.buffer.byteLength, bytes.length - 4);
+});
+
+test('an oversize length is refused from its first four bytes, before any allocation', () => {
+  const decoder = new FrameDecoder(1024);
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(0xffff_fff0, 0);
+  decoder.push(prefix);
+  assertCode(() => decoder.next(), 'FRAME_TOO_LARGE');
+  assert.equal(decoder.buffered, 0, 'nothing is held after the refusal');
+  // And the decoder stays failed: the stream is out of sync.
+  assertCode(() => decoder.push(Buffer.from([1])), 'FRAME_TOO_LARGE');
+
+  const justOver = new FrameDecoder(1024);
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(1021, 0);
+  head.writeUInt32BE(1, 4);
+  justOver.push(head);
+  assertCode(() => justOver.next(), 'FRAME_TOO_LARGE');
+  assertCode(() => encodeFrame({ t: 'x' }, new Uint8Array(1024), 1024), 'FRAME_TOO_LARGE');
+});
+
+test('inconsistent lengths and undecodable headers are BAD_FRAME', () => {
+  const frame = (total: number, headerLength: number, rest: number[] = []): Buffer => {
+    const b = Buffer.alloc(8 + rest.length);
+    b.writeUInt32BE(total, 0);
+    b.writeUInt32BE(headerLength, 4);
+    Buffer.from(rest).copy(b, 8);
+    return b;
+  };
+  const cases: Buffer[] = [
+    frame(3, 0), // shorter than its own header-length field
+    frame(6, 3, [0x90, 0x90]), // header longer than the frame
+    frame(4, 0), // empty header
+    frame(7, 3, [0xd9, 0x05, 0x61]), // a 5-byte string with 1 byte present
+    frame(6, 2, [0x92, 0x01]), // array of two with one element
+    frame(6, 2, [0x01, 0x02]), // trailing bytes after the header value
+  ];
+  for (const bytes of cases) {
+    const decoder = new FrameDecoder();
+    decoder.push(bytes);
+    assertCode(() => decoder.next(), 'BAD_FRAME');
+  }
+});
+
+test('a truncated frame yields nothing and keeps its bytes', () => {
+  const bytes = wire({ t: 'cut' }, randomBytes(64));
+  const decoder = new FrameDecoder();
+  assert.equal(decodeChunks(decoder, [bytes.subarray(0, bytes.length - 1)]).length, 0);
+  assert.equal(decoder.buffered, bytes.length - 1);
+  assert.equal(decodeChunks(decoder, [bytes.subarray(bytes.length - 1)]).length, 1);
+});
+
+test('random garbage never escapes as anything but a CairnError', () => {
+  let seed = 12345;
+  const rand = (): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const bytes = Buffer.alloc(1 + (rand() % 64));
+    for (let j = 0; j < bytes.length; j++) bytes[j] = rand() & 0xff;
+    // Small lengths so some garbage parses as whole frames with garbage headers.
+    if (i % 2 === 0 && bytes.length >= 8) {
+      bytes.writeUInt32BE(bytes.length - 4, 0);
+      bytes.writeUInt32BE(rand() % (bytes.length - 7), 4);
+    }
+    const decoder = new FrameDecoder(4096);
+    try {
+      decodeChunks(decoder, [bytes]);
+    } catch (err) {
+      assert.ok(isCairnError(err, 'BAD_FRAME') || isCairnError(err, 'FRAME_TOO_LARGE'), String(err));
+    }
+  }
+});

@@ -1,0 +1,436 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { CairnError, isCairnError } from '../src/errors.js';
+import { MailboxClient, type MailboxClientOptions } from '../src/mailbox/client.js';
+import { MailboxServer, type MailboxServerOptions, type MailboxLog } from '../src/mailbox/server.js';
+import { FrameDecoder, encodeFrame, type Frame } from '../src/mailbox/frame.js';
+import { tcpTransport, tlsPskTransport, type Transport } from '../src/mailbox/transport.js';
+import { int, object, str } from '../src/validate.js';
+
+const quiet: MailboxLog = () => {};
+const parseEcho = object({ text: str({ max: 100 }) });
+const parseNothing = (v: unknown): unknown => v;
+
+async function waitFor(cond: () => boolean, what: string, deadlineMs = 3_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A promise the test opens by hand, to hold handlers in flight. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<CairnError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(isCairnError(err), `expected a CairnError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
+}
+
+interface Pair {
+  server: MailboxServer;
+  client: MailboxClient;
+  port: number;
+  close(): Promise<void>;
+}
+
+async function start(
+  setup: (s: MailboxServer) => void,
+  opts: { server?: Partial<MailboxServerOptions>; client?: Partial<MailboxClientOptions>; transport?: Transport } = {},
+): Promise<Pair> {
+  const transport = opts.transport ?? tcpTransport();
+  const server = new MailboxServer({ id: 'sp1', transport, log: quiet, ...opts.server });
+  setup(server);
+  const { port } = await server.listen(0);
+  const client = new MailboxClient({ id: 'client1', address: `127.0.0.1:${port}`, transport, ...opts.client });
+  return {
+    server,
+    client,
+    port,
+    close: async () => {
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+function echoServer(s: MailboxServer): void {
+  s.handle('echo', parseEcho, async (body, ctx) => {
+    const result: { body: unknown; payload?: Uint8Array } = { body: { text: body.text, from: ctx.from } };
+    if (ctx.payload) result.payload = ctx.payload;
+    return result;
+  });
+}
+
+/** Raw socket speaking frames by hand, for what MailboxClient would never send. */
+async function rawExchange(port: number, bytes: Buffer, opts: { end?: boolean } = {}): Promise<{ frames: Frame[]; closed: boolean }> {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  const decoder = new FrameDecoder();
+  const frames: Frame[] = [];
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f; f = decoder.next()) frames.push(f);
+  });
+  socket.on('error', () => {});
+  const done = new Promise<void>((r) => socket.once('close', () => {
+    closed = true;
+    r();
+  }));
+  await new Promise<void>((r) => socket.once('connect', r));
+  socket.write(bytes);
+  if (opts.end ?? true) socket.end();
+  await Promise.race([done, waitFor(() => closed, 'raw socket close')]);
+  return { frames, closed };
+}
+
+for (const kind of ['tcp', 'tls-psk'] as const) {
+  const transport = (): Transport => (kind === 'tcp' ? tcpTransport() : tlsPskTransport(Buffer.alloc(32, 1)));
+
+  test(`${kind}: request/reply with body and a 1 MiB payload`, async () => {
+    const pair = await start(echoServer, { transport: transport() });
+    try {
+      const small = await pair.client.request('echo', { text: 'hello' });
+      assert.deepEqual(small.body, { text: 'hello', from: 'client1' });
+      assert.equal(small.payload, undefined);
+      assert.ok(pair.client.connected);
+
+      const payload = randomBytes(1024 * 1024);
+      const big = await pair.client.request('echo', { text: 'big' }, payload);
+      assert.deepEqual(Buffer.from(big.payload!), payload);
+
+      const many = await Promise.all(Array.from({ length: 50 }, (_, i) => pair.client.request('echo', { text: `m${i}` })));
+      many.forEach((r, i) => assert.deepEqual(r.body, { text: `m${i}`, from: 'client1' }));
+    } finally {
+      await pair.close();
+    }
+  });
+}
+
+test('error replies carry the code; other errors become a generic INTERNAL', async () => {
+  const logged: string[] = [];
+  const pair = await start(
+    (s) => {
+      echoServer(s);
+      s.handle('missing', parseNothing, async () => {
+        throw new CairnError('NOT_FOUND', 'no such shard');
+      });
+      s.handle('buggy', parseNothing, async () => {
+        throw new TypeError('secret internal detail');
+      });
+    },
+    { server: { log: (level, message) => logged.push(`${level}:${message}`) } },
+  );
+  try {
+    const nf = await rejectsWith(pair.client.request('missing', {}), 'NOT_FOUND');
+    assert.equal(nf.message, 'no such shard');
+    const internal = await rejectsWith(pair.client.request('buggy', {}), 'INTERNAL');
+    assert.doesNotMatch(internal.message, /secret/);
+    assert.ok(logged.some((l) => l.startsWith('error:')), 'the detail is logged on the server');
+    await rejectsWith(pair.client.request('echo', { text: 42 }), 'BAD_MESSAGE');
+    await rejectsWith(pair.client.request('nope', {}), 'UNKNOWN_MESSAGE');
+    // The connection carries on after error replies.
+    assert.deepEqual((await pair.client.request('echo', { text: 'still here' })).body, { text: 'still here', from: 'client1' });
+  } finally {
+    await pair.close();
+  }
+});
+
+test('one-way messages reach the handler and get no reply', async () => {
+  const seen: number[] = [];
+  const pair = await start((s) => {
+    echoServer(s);
+    s.handle('note', object({ n: int({ min: 0, max: 1000 }) }), async (body) => {
+      seen.push(body.n);
+    });
+  });
+  try {
+    await pair.client.request('echo', { text: 'connect' });
+    for (let n = 0; n < 10; n++) assert.equal(pair.client.send('note', { n }), true);
+    await waitFor(() => seen.length === 10, 'ten one-way messages');
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
+    // On the wire: a one-way frame followed by a request gets exactly one reply, the request's.
+    const bytes = Buffer.concat([
+      ...encodeFrame({ t: 'note', id: 0, from: 'raw', body: { n: 99 } }, undefined),
+      ...encodeFrame({ t: 'echo', id: 5, from: 'raw', body: { text: 'r' } }, undefined),
+    ]);
+    const { frames } = await rawExchange(pair.port, bytes);
+    assert.equal(frames.length, 1);
+    assert.deepEqual(frames[0]!.header, { t: 'echo', id: 5, from: 'sp1', re: true, body: { text: 'r', from: 'raw' } });
+    assert.ok(seen.includes(99));
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a slow handler times out; the late reply is ignored and the link stays usable', async () => {
+  const hold = gate();
+  let started = 0;
+  const pair = await start((s) => {
+    echoServer(s);
+    s.handle('slow', parseNothing, async () => {
+      started += 1;
+      await hold.wait;
+      return { body: 'late' };
+    });
+  });
+  try {
+    const t0 = Date.now();
+    await rejectsWith(pair.client.request('slow', {}, undefined, { timeoutMs: 100 }), 'TIMEOUT');
+    assert.ok(Date.now() - t0 < 1_000);
+    assert.equal(started, 1);
+    hold.open();
+    await waitFor(() => pair.server.stats.inFlight === 0, 'slow handler to finish');
+    assert.deepEqual((await pair.client.request('echo', { text: 'after' })).body, { text: 'after', from: 'client1' });
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a down peer fails fast with UNAVAILABLE, and a restarted one is reached again', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+
+  const client = new MailboxClient({
+    id: 'c',
+    address: `127.0.0.1:${port}`,
+    transport: tcpTransport(),
+    requestTimeoutMs: 5_000,
+    reconnectBackoffMs: { min: 20, max: 40 },
+  });
+  try {
+    const t0 = Date.now();
+    await rejectsWith(client.request('echo', { text: 'x' }), 'UNAVAILABLE');
+    await rejectsWith(client.request('echo', { text: 'x' }), 'UNAVAILABLE');
+    assert.ok(Date.now() - t0 < 1_000, 'no waiting for the request timeout');
+    assert.equal(client.send('echo', { text: 'x' }), false, 'one-way to a down peer is dropped');
+
+    const server = new MailboxServer({ id: 'sp1', transport: tcpTransport(), log: quiet });
+    echoServer(server);
+    await server.listen(port);
+    try {
+      // Retry until the backoff (at most 40 ms here) lets a new connect through.
+      let reply: unknown;
+      const until = Date.now() + 3_000;
+      while (reply === undefined && Date.now() < until) {
+        reply = await client.request('echo', { text: 'back' }).then((r) => r.body, () => undefined);
+        if (reply === undefined) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.deepEqual(reply, { text: 'back', from: 'c' });
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  } finally {
+    await client.close();
+  }
+});
+
+test('losing the connection rejects pending requests with CONNECTION_CLOSED; close() is bounded', async () => {
+  const hold = gate();
+  const pair = await start(
+    (s) => {
+      s.handle('hang', parseNothing, async () => {
+        await hold.wait;
+      });
+    },
+    { server: { closeGraceMs: 100 } },
+  );
+  try {
+    const outcome = rejectsWith(pair.client.request('hang', {}), 'CONNECTION_CLOSED');
+    await waitFor(() => pair.server.stats.inFlight === 1, 'handler to start');
+    const t0 = Date.now();
+    await pair.server.close();
+    assert.ok(Date.now() - t0 < 2_000, 'close waits a bounded time for stuck handlers');
+    await outcome;
+    await waitFor(() => !pair.client.connected, 'client to see the close');
+  } finally {
+    hold.open();
+    await pair.close();
+  }
+});
+
+test('close() lets in-flight handlers finish and their replies go out', async () => {
+  const hold = gate();
+  const pair = await start((s) => {
+    s.handle('work', parseNothing, async () => {
+      await hold.wait;
+      return { body: 'done' };
+    });
+  });
+  try {
+    const pending = pair.client.request('work', {});
+    await waitFor(() => pair.server.stats.inFlight === 1, 'handler to start');
+    const closing = pair.server.close();
+    hold.open();
+    assert.equal((await pending).body, 'done');
+    await closing;
+  } finally {
+    await pair.close();
+  }
+});
+
+test('client bounds: maxInFlight, then maxQueued, then OVERLOADED', async () => {
+  const hold = gate();
+  let running = 0;
+  let peak = 0;
+  const pair = await start(
+    (s) => {
+      s.handle('work', parseNothing, async () => {
+        running += 1;
+        peak = Math.max(peak, running);
+        await hold.wait;
+        running -= 1;
+        return { body: 'ok' };
+      });
+    },
+    { client: { maxInFlight: 2, maxQueued: 3 } },
+  );
+  try {
+    const accepted = Array.from({ length: 5 }, () => pair.client.request('work', {}));
+    await rejectsWith(pair.client.request('work', {}), 'OVERLOADED');
+    await waitFor(() => running === 2, 'two in flight');
+    hold.open();
+    const replies = await Promise.all(accepted);
+    assert.equal(replies.length, 5);
+    assert.equal(peak, 2);
+  } finally {
+    await pair.close();
+  }
+});
+
+test('server bounds in-flight handlers per connection by pausing the socket', async () => {
+  const hold = gate();
+  let running = 0;
+  let peak = 0;
+  const pair = await start(
+    (s) => {
+      s.handle('work', parseNothing, async () => {
+        running += 1;
+        peak = Math.max(peak, running);
+        await hold.wait;
+        running -= 1;
+        return { body: 'ok' };
+      });
+    },
+    { server: { maxInFlightPerConnection: 3 }, client: { maxInFlight: 20 } },
+  );
+  try {
+    const all = Array.from({ length: 20 }, () => pair.client.request('work', {}));
+    await waitFor(() => running === 3, 'three handlers running');
+    // The other 17 requests are in the socket or the server's pending chunk, not dispatched.
+    assert.equal(pair.server.stats.framesReceived, 3);
+    hold.open();
+    await Promise.all(all);
+    assert.equal(peak, 3);
+    assert.equal(pair.server.stats.framesReceived, 20);
+  } finally {
+    await pair.close();
+  }
+});
+
+test('connections past maxConnections are closed at once', async () => {
+  const pair = await start(echoServer, { server: { maxConnections: 1 } });
+  try {
+    await pair.client.request('echo', { text: 'first' });
+    const extra = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 'echo', id: 1, from: 'x', body: { text: 'y' } }, undefined)), { end: false });
+    assert.equal(extra.closed, true);
+    assert.equal(extra.frames.length, 0);
+    assert.deepEqual((await pair.client.request('echo', { text: 'second' })).body, { text: 'second', from: 'client1' });
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a bad frame gets an error reply and only that connection is closed', async () => {
+  const pair = await start(echoServer);
+  try {
+    await pair.client.request('echo', { text: 'before' });
+    const huge = Buffer.alloc(8);
+    huge.writeUInt32BE(0x7fff_ffff, 0);
+    const oversize = await rawExchange(pair.port, huge, { end: false });
+    assert.equal(oversize.closed, true);
+    assert.equal(oversize.frames.length, 1);
+    assert.deepEqual((oversize.frames[0]!.header as { err: unknown }).err, {
+      code: 'FRAME_TOO_LARGE',
+      message: `frame of ${0x7fff_ffff + 4} bytes exceeds the limit of ${32 * 1024 * 1024} bytes`,
+    });
+
+    const badEnvelope = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 7, id: 3 }, undefined)));
+    assert.equal(badEnvelope.frames.length, 1);
+    assert.equal((badEnvelope.frames[0]!.header as { id: number }).id, 3);
+    assert.equal((badEnvelope.frames[0]!.header as { err: { code: string } }).err.code, 'BAD_MESSAGE');
+
+    assert.equal(pair.server.stats.badFrames, 1);
+    assert.ok(pair.client.connected, 'the good connection is untouched');
+    assert.deepEqual((await pair.client.request('echo', { text: 'after' })).body, { text: 'after', from: 'client1' });
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a frame over the server limit closes the link; pending requests learn why', async () => {
+  const pair = await start(echoServer, { server: { maxFrameBytes: 64 * 1024 } });
+  try {
+    const err = await rejectsWith(pair.client.request('echo', { text: 'big' }, new Uint8Array(100_000)), 'CONNECTION_CLOSED');
+    assert.match(err.message, /FRAME_TOO_LARGE/);
+    assert.deepEqual((await pair.client.request('echo', { text: 'small' })).body, { text: 'small', from: 'client1' });
+  } finally {
+    await pair.close();
+  }
+});
+
+test('TLS-PSK: a peer with the wrong key, or without TLS, gets no frame parsed', async () => {
+  let handled = 0;
+  const pair = await start(
+    (s) =>
+      s.handle('echo', parseEcho, async (b) => {
+        handled += 1;
+        return { body: b };
+      }),
+    { transport: tlsPskTransport(Buffer.alloc(32, 1)) },
+  );
+  const intruder = new MailboxClient({ id: 'mallory', address: `127.0.0.1:${pair.port}`, transport: tlsPskTransport(Buffer.alloc(32, 2)) });
+  try {
+    await rejectsWith(intruder.request('echo', { text: 'let me in' }), 'UNAUTHENTICATED');
+    await rejectsWith(intruder.request('echo', { text: 'again' }), 'UNAUTHENTICATED');
+    const plain = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 'echo', id: 1, from: 'x', body: { text: 'y' } }, undefined)), { end: false });
+    assert.equal(plain.closed, true);
+    assert.equal(plain.frames.length, 0);
+    await waitFor(() => pair.server.stats.rejectedConnections >= 2, 'both refusals counted');
+    assert.equal(pair.server.stats.framesReceived, 0);
+    assert.equal(handled, 0);
+    assert.deepEqual((await pair.client.request('echo', { text: 'member' })).body, { text: 'member' });
+    assert.equal(handled, 1);
+  } finally {
+    await intruder.close();
+    await pair.close();
+  }
+  assert.throws(() => tlsPskTransport(Buffer.alloc(16)), (e: unknown) => isCairnError(e, 'BAD_CONFIG'));
+});
+
+test('requests after close() fail with CONNECTION_CLOSED, one-way sends are dropped', async () => {
+  const pair = await start(echoServer);
+  await pair.client.request('echo', { text: 'x' });
+  await pair.client.close();
+  await rejectsWith(pair.client.request('echo', { text: 'x' }), 'CONNECTION_CLOSED');
+  assert.equal(pair.client.send('echo', { text: 'x' }), false);
+  assert.equal(pair.client.connected, false);
+  await pair.server.close();
+  await waitFor(() => pair.server.stats.connections === 0, 'server connections gone');
+});

@@ -1,0 +1,51 @@
+/**
+ * Piscina worker for the per-segment CPU work: pool.run(task, { name: 'encode' | 'decode', transferList }).
+ * Tasks are built with makeEncodeTask / makeDecodeTask and results read with unwrapOutcome
+ * (src/codec/segment-codec.ts). Result buffers are moved, never cloned.
+ */
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import {
+  type CodecOutcome,
+  type DecodeResult,
+  type DecodeTask,
+  type EncodeResult,
+  type EncodeTask,
+  decodeInputFromTask,
+  decodeSegment,
+  encodeSegment,
+  failure,
+  ownsBuffer,
+  toEncodeResult,
+} from '../src/codec/segment-codec.js';
+
+/** Wraps a result so Piscina transfers `transfer` instead of cloning (move() alone only sees a top-level buffer). */
+function moved<T>(value: CodecOutcome<T>, transfer: ArrayBuffer[]): ReturnType<typeof move> {
+  return move({
+    get [transferableSymbol]() {
+      return transfer;
+    },
+    get [valueSymbol]() {
+      return value;
+    },
+  });
+}
+
+export function encode(task: EncodeTask): ReturnType<typeof move> | CodecOutcome<EncodeResult> {
+  try {
+    const segment = encodeSegment(task);
+    return moved({ ok: true, value: toEncodeResult(segment) }, [segment.buffer]);
+  } catch (err) {
+    return failure(err);
+  }
+}
+
+export function decode(task: DecodeTask): ReturnType<typeof move> | CodecOutcome<DecodeResult> {
+  try {
+    const plaintext = decodeSegment(decodeInputFromTask(task));
+    // Transferring a view's buffer would move whatever else shares it; copy unless it is exclusively ours.
+    const owned = ownsBuffer(plaintext) ? plaintext : new Uint8Array(plaintext);
+    return moved({ ok: true, value: owned }, [owned.buffer]);
+  } catch (err) {
+    return failure(err);
+  }
+}
