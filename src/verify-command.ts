@@ -11,7 +11,7 @@ import { readClusterFile, readClusterKey } from './config/cluster-file.js';
 import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
-import { openProviderDbs } from './provider/store.js';
+import { lmdbDir, openProviderDbs } from './provider/store.js';
 
 type Report = Pick<ReplicaReport, 'provider' | 'ok' | 'height' | 'head' | 'problems'>;
 
@@ -22,7 +22,7 @@ export async function verifyCommand(flags: Map<string, string>): Promise<number>
   const reports: Report[] = [];
   if (dataDir) {
     for (const p of cluster.providers) {
-      const dir = join(dataDir, p.id);
+      const dir = lmdbDir(dataDir, p.id);
       if (!existsSync(join(dir, 'data.mdb'))) {
         reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: `no LMDB files in ${dir}` }] });
         continue;

@@ -123,5 +123,12 @@ export function apiRouter(deps: ApiDeps): Router {
     ctx.body = await service.cluster();
   });
 
+  r.post('/cluster/repair', async (ctx) => {
+    requireSession(ctx);
+    await service.repair();
+    ctx.status = 202;
+    ctx.body = { started: true };
+  });
+
   return r;
 }

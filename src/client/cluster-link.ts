@@ -19,12 +19,19 @@ export interface ProviderLink {
 
 const CHAIN_RETRIES = 6;
 const RETRY_BASE_MS = 100;
+const PROBE_EVERY_MS = 1_000;
+/** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */
+const ATTEMPT_TIMEOUT_MS: Partial<Record<MessageType, number>> = { 'chain.submit': 10_000, 'chain.verify': 60_000, 'repair.start': 10_000 };
+const READ_TIMEOUT_MS = 3_000;
 
 export class ClusterLink {
   readonly providers: ProviderLink[];
   #preferred = 0; // index of the SP that answered chain requests last
   /** Highest height this client has seen final: reads wait for it, so each client reads its own writes. */
   knownHeight = 0;
+
+  #prober: NodeJS.Timeout;
+  #leader: string | null = null;
 
   constructor(cluster: ClusterFile, transport: Transport, selfId: string) {
     this.providers = cluster.providers.map((p) => ({
@@ -34,6 +41,23 @@ export class ClusterLink {
       lastError: null,
       client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024 }),
     }));
+    // Liveness comes from a cheap periodic probe, so uploads and downloads pick live SPs first
+    // and an SP that came back is used again without waiting for a request to stumble on it.
+    const probing = new Set<string>();
+    this.#prober = setInterval(() => {
+      for (const p of this.providers) {
+        if (probing.has(p.id)) continue;
+        probing.add(p.id);
+        this.to(p.id, 'chain.status', {}, { timeoutMs: PROBE_EVERY_MS })
+          .then((r) => {
+            if (r.body.role === 'leader') this.#leader = p.id;
+            else if (r.body.leader) this.#leader = r.body.leader;
+          })
+          .catch(() => undefined)
+          .finally(() => probing.delete(p.id));
+      }
+    }, PROBE_EVERY_MS);
+    this.#prober.unref();
   }
 
   get(id: string): ProviderLink {
@@ -68,7 +92,7 @@ export class ClusterLink {
    * A chain request: tried on the SP that answered last, then the others, with bounded retries
    * on retryable errors (no leader yet, leader changed). The final error says why.
    */
-  async chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs = 20_000): Promise<Replies[T]> {
+  async chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs = ATTEMPT_TIMEOUT_MS[type] ?? READ_TIMEOUT_MS): Promise<Replies[T]> {
     if ('minHeight' in body) body = { ...body, minHeight: Math.max(body.minHeight as number, this.knownHeight) };
     const reply = await this.#chain(type, body, timeoutMs);
     if (type === 'chain.submit') this.knownHeight = Math.max(this.knownHeight, (reply as Replies['chain.submit']).height);
@@ -77,6 +101,9 @@ export class ClusterLink {
 
   async #chain<T extends MessageType>(type: T, body: Body<T>, timeoutMs: number): Promise<Replies[T]> {
     let lastErr: unknown;
+    // Writes go to the leader first (saves the forwarding hop); anything else to the last SP that answered.
+    const leaderIndex = this.providers.findIndex((p) => p.id === this.#leader && p.up);
+    if (type === 'chain.submit' && leaderIndex >= 0) this.#preferred = leaderIndex;
     for (let attempt = 0; attempt < CHAIN_RETRIES; attempt++) {
       for (let i = 0; i < this.providers.length; i++) {
         const index = (this.#preferred + i) % this.providers.length;
@@ -100,6 +127,7 @@ export class ClusterLink {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#prober);
     await Promise.all(this.providers.map((p) => p.client.close()));
   }
 }

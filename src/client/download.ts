@@ -19,6 +19,7 @@ export interface DownloadDeps {
 }
 
 const SHARD_TIMEOUT_MS = 10_000;
+const HEDGE_MS = 400;
 
 async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<Uint8Array | null> {
   try {
@@ -28,6 +29,54 @@ async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<U
     if (isCairnError(err)) return null; // missing, rotten, or SP down: another shard will do
     throw err;
   }
+}
+
+/**
+ * Fetches shards until `need` good ones are in: `need` at once, another whenever one fails, and
+ * (hedging) one more every HEDGE_MS while any is outstanding, so a stalled SP costs a fraction
+ * of a second, not a timeout. Returns how many candidates were tried.
+ */
+function gather(
+  deps: DownloadDeps,
+  fileId: string,
+  index: number,
+  candidates: { i: number; sp: string }[],
+  from: number,
+  need: number,
+  shards: (Uint8Array | null)[],
+): Promise<number> {
+  return new Promise((resolve) => {
+    let next = from;
+    let good = 0;
+    let active = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearInterval(hedge);
+      resolve(next);
+    };
+    const launch = (): boolean => {
+      if (done || next >= candidates.length) return false;
+      const c = candidates[next++]!;
+      active += 1;
+      void fetchShard(deps.link, c.sp, shardKey(fileId, index, c.i)).then((bytes) => {
+        active -= 1;
+        if (done) return;
+        if (bytes) {
+          shards[c.i] = bytes;
+          if (++good >= need) return finish();
+        } else if (launch()) return;
+        if (active === 0) finish();
+      });
+      return true;
+    };
+    const hedge = setInterval(() => {
+      if (!launch() && active === 0) finish();
+    }, HEDGE_MS);
+    for (let j = 0; j < need; j++) launch();
+    if (active === 0) finish();
+  });
 }
 
 async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, index: number): Promise<Uint8Array> {
@@ -40,27 +89,15 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
     .map((s, i) => ({ i, sp: s.sp }))
     .filter((c): c is { i: number; sp: string } => c.sp !== null)
     .sort((a, b) => Number(!deps.link.get(a.sp).up) - Number(!deps.link.get(b.sp).up) || a.i - b.i);
-  let next = 0;
-  let good = 0;
-  const fetchOne = async (): Promise<void> => {
-    while (good < record.k && next < candidates.length) {
-      const c = candidates[next++]!;
-      const bytes = await fetchShard(deps.link, c.sp, shardKey(record.id, index, c.i));
-      if (bytes) {
-        shards[c.i] = bytes;
-        good++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: record.k }, fetchOne));
+  const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards);
   const hashes = seg.shards.map((s) => Buffer.from(s.hash, 'hex'));
   const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, sealedLength: seg.sealedLength };
   try {
     return await deps.pool.decode(ref, shards, hashes);
   } catch (err) {
-    if (!isCairnError(err, 'INTEGRITY') || next >= candidates.length) throw err;
-    // A shard failed its hash inside the worker: fetch the shards not tried yet and decode again.
-    await Promise.all(candidates.slice(next).map(async (c) => (shards[c.i] = await fetchShard(deps.link, c.sp, shardKey(record.id, index, c.i)))));
+    if (!isCairnError(err, 'INTEGRITY') || tried >= candidates.length) throw err;
+    // A shard failed its hash inside the worker: bring in the shards not tried yet and decode again.
+    await gather(deps, record.id, index, candidates, tried, candidates.length - tried, shards);
     return deps.pool.decode(ref, shards, hashes);
   }
 }

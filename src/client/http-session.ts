@@ -8,6 +8,16 @@ import { CairnError } from '../errors.js';
 import type { Session, Sessions } from './sessions.js';
 
 export const SESSION_COOKIE = 'cairn_session';
+
+/**
+ * Cookies are shared by every port of a host, so two web clients on one host (client1 on :5000,
+ * client2 on :5001) would overwrite each other's session cookie in one browser. Each client's
+ * cookies therefore carry the port they were set for: `cairn_session_5000`, `cairn_session_5001`.
+ */
+export function cookieName(ctx: Context, base: string): string {
+  const port = /:(\d{1,5})$/.exec(ctx.host)?.[1];
+  return port ? `${base}_${port}` : base;
+}
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export interface SessionState {
@@ -30,7 +40,7 @@ export function resolveSession(sessions: Sessions) {
       state.session = sessions.get(auth.slice(7).trim());
       state.viaCookie = false;
     } else {
-      state.session = sessions.get(ctx.cookies.get(SESSION_COOKIE, { signed: true }));
+      state.session = sessions.get(ctx.cookies.get(cookieName(ctx, SESSION_COOKIE), { signed: true }));
       state.viaCookie = state.session !== undefined;
     }
     await next();
@@ -49,5 +59,5 @@ export function requireSession(ctx: Context, csrfFromForm?: string): Session {
 }
 
 export function setSessionCookie(ctx: Context, token: string | null): void {
-  ctx.cookies.set(SESSION_COOKIE, token, { signed: true, httpOnly: true, sameSite: 'strict', overwrite: true, ...(token === null ? { maxAge: 0 } : {}) });
+  ctx.cookies.set(cookieName(ctx, SESSION_COOKIE), token, { signed: true, httpOnly: true, sameSite: 'strict', overwrite: true, ...(token === null ? { maxAge: 0 } : {}) });
 }

@@ -7,6 +7,7 @@ import type { StoredFile } from '../chain/state.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { sealTo } from '../crypto/keys.js';
 import type { ChainStatus, VerifyReport } from '../mailbox/messages.js';
+import type { ScrubStats } from '../provider/scrubber.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
 import { downloadStream } from './download.js';
@@ -93,14 +94,14 @@ export class ClientService {
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */
-  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number }[]> {
+  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number; scrub: ScrubStats | null }[]> {
     return Promise.all(
       this.link.providers.map(async (p) => {
         try {
           const { body } = await this.link.to(p.id, 'sp.stats', {}, { timeoutMs: 2_000 });
-          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes };
+          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, scrub: body.scrub };
         } catch {
-          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0 };
+          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0, scrub: null };
         }
       }),
     );
@@ -137,9 +138,17 @@ export class ClientService {
     return { ok: replicas.every((r) => r.ok) && heads.size <= 1, replicas };
   }
 
+  /** Starts a full repair pass on the chain leader (the only SP that repairs). */
+  async repair(): Promise<void> {
+    await this.link.chain('repair.start', {});
+  }
+
   async cluster() {
     const replicas = await this.replicas();
+    const leader = replicas.find((r) => r.status?.role === 'leader');
+    const repair = leader ? await this.link.to(leader.provider, 'repair.status', {}, { timeoutMs: 2_000 }).then((r) => r.body, () => null) : null;
     return {
+      repair,
       providers: replicas.map((r) => ({
         id: r.provider,
         address: r.address,
@@ -148,6 +157,7 @@ export class ClientService {
         height: r.status?.applied ?? null,
         shards: r.shards,
         bytes: r.bytes,
+        scrub: r.scrub,
       })),
       pool: this.pool.stats(),
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },

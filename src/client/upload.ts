@@ -16,8 +16,11 @@ import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
 import { keyContext, metaContext } from './file-access.js';
-import { rendezvousOrder } from './placement.js';
+import { rendezvousOrder } from '../chain/placement.js';
 import type { Session } from './sessions.js';
+
+const SHARD_PUT_TIMEOUT_MS = 15_000;
+const SLOW_SHARD_GRACE_MS = 1_500;
 
 export interface UploadSettings {
   k: number;
@@ -55,6 +58,7 @@ export class FileUpload extends Writable {
   readonly #segments: SegmentRef[] = [];
   readonly #stored: { sp: string; key: string }[] = [];
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #sealed = new Set<number>(); // segments whose placement is fixed
   #held: Buffer | null = null; // a full segment waiting to learn whether it is the last
   #current: Buffer;
   #fill = 0;
@@ -152,23 +156,31 @@ export class FileUpload extends Writable {
     const order = rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => p.up).map((p) => p.id));
     const spares = [...order.slice(k + m), ...rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => !p.up).map((p) => p.id))];
     const placed: (string | null)[] = new Array<string | null>(k + m).fill(null);
-    await Promise.all(
-      encoded.shards.map(async (bytes, shard) => {
-        let sp: string | undefined = order[shard];
-        for (let tries = 0; sp !== undefined && tries <= spares.length; tries++) {
-          const key = shardKey(this.id, index, shard);
-          try {
-            await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes });
-            placed[shard] = sp;
-            this.#stored.push({ sp, key });
-            return;
-          } catch (err) {
-            if (!isCairnError(err) || !err.retryable) throw err;
-            sp = spares.shift(); // another SP not yet used for this segment
-          }
+    let storedCount = 0;
+    let quorum!: () => void;
+    const quorumReached = new Promise<void>((resolve) => (quorum = resolve));
+    const puts = encoded.shards.map(async (bytes, shard) => {
+      let sp: string | undefined = order[shard];
+      for (let tries = 0; sp !== undefined && tries <= spares.length; tries++) {
+        const key = shardKey(this.id, index, shard);
+        try {
+          await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
+          this.#stored.push({ sp, key });
+          if (this.#sealed.has(index)) return; // the segment was recorded without it: an orphan for repair to reuse
+          placed[shard] = sp;
+          if (++storedCount >= success) quorum();
+          return;
+        } catch (err) {
+          if (!isCairnError(err) || !err.retryable) throw err;
+          sp = spares.shift(); // another SP not yet used for this segment
         }
-      }),
-    );
+      }
+    });
+    // Once `success` shards are stored, a slow SP gets a short grace, then the segment is
+    // recorded degraded without it rather than holding the whole upload back.
+    const all = Promise.all(puts);
+    await Promise.race([all, quorumReached.then(() => Promise.race([all, new Promise((r) => setTimeout(r, SLOW_SHARD_GRACE_MS))]))]);
+    this.#sealed.add(index);
     const stored = placed.filter((sp) => sp !== null).length;
     if (stored < success) {
       throw new CairnError('UNAVAILABLE', `segment ${index}: only ${stored} of ${k + m} shards could be stored (need ${success}); too many storage providers are down`);

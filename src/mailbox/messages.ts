@@ -7,6 +7,8 @@ import * as v from '../validate.js';
 import { txP, type Tx } from '../chain/tx.js';
 import type { Block } from '../chain/block.js';
 import type { StoredFile, TxResult, UserRecord } from '../chain/state.js';
+import type { ScrubStats } from '../provider/scrubber.js';
+import type { RepairRun, RepairStatus } from '../provider/repairer.js';
 
 const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
 
@@ -22,6 +24,9 @@ export const bodies = {
   'chain.verify': v.object({}),
   'state.user': v.object({ username: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
   'state.file': v.object({ id: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
+  'scrub.run': v.object({}),
+  'repair.start': v.object({ wait: v.optional(v.bool) }),
+  'repair.status': v.object({}),
   'state.files': v.object({ username: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
 } as const;
 
@@ -43,7 +48,9 @@ export interface SpStats {
   id: string;
   shards: number;
   bytes: number;
+  quarantined: number;
   chain: ChainStatus;
+  scrub: ScrubStats;
 }
 
 export interface VerifyReport {
@@ -65,6 +72,9 @@ export interface Replies {
   'chain.status': ChainStatus;
   'chain.blocks': { blocks: Block[] };
   'chain.verify': VerifyReport;
+  'scrub.run': { scanned: number; bad: number };
+  'repair.start': { started: true; run?: RepairRun };
+  'repair.status': RepairStatus;
   'state.user': { user: UserRecord | null; height: number };
   'state.file': { file: StoredFile | null; height: number };
   'state.files': { files: StoredFile[]; height: number };

@@ -2,7 +2,6 @@
  * A storage-provider actor: its LMDB (shards, chain, state), its chain node, and a mailbox that
  * serves shards, chain submissions and state queries to web clients and other SPs.
  */
-import { join } from 'node:path';
 import { CairnError } from '../errors.js';
 import { ChainNode } from '../chain/chain-node.js';
 import { ChainStore } from '../chain/chain-store.js';
@@ -17,8 +16,10 @@ import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailb
 import { tlsPskTransport } from '../mailbox/transport.js';
 import * as v from '../validate.js';
 import type { RunningRole } from '../supervisor/actor.js';
+import { Repairer, type ShardAccess } from './repairer.js';
+import { Scrubber } from './scrubber.js';
 import { ShardStore } from './shard-store.js';
-import { openProviderDbs } from './store.js';
+import { lmdbDir, openProviderDbs } from './store.js';
 
 export interface ProviderOptions {
   id: string;
@@ -30,6 +31,9 @@ export interface ProviderOptions {
 }
 
 const TICK_MS = 50;
+const SCRUB_BYTES_PER_SECOND = 32 * 1024 * 1024;
+const SCRUB_INTERVAL_MS = 10 * 60_000;
+const REPAIR_INTERVAL_MS = 5 * 60_000;
 const MAX_SHARD_BYTES = 64 * 1024 * 1024;
 const MAX_LISTED_FILES = 10_000;
 
@@ -41,11 +45,16 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
   const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
-  const dbs = openProviderDbs(join(opts.dataDir, opts.id));
+  const dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
   const shards = new ShardStore(dbs);
   const chainStore = new ChainStore(dbs, cluster.genesis);
 
   const peers = new Map<string, MailboxClient>();
+  const peer = (sp: string): MailboxClient => {
+    const p = peers.get(sp);
+    if (!p) throw new CairnError('NOT_FOUND', `unknown storage provider ${sp}`);
+    return p;
+  };
   for (const p of cluster.providers) {
     if (p.id === opts.id) continue;
     peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport, requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024 }));
@@ -74,6 +83,29 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     }
   });
 
+  const scrubber = new Scrubber(shards, { bytesPerSecond: SCRUB_BYTES_PER_SECOND, intervalMs: SCRUB_INTERVAL_MS, log });
+  const shardAccess: ShardAccess = {
+    providers: cluster.providers.map((p) => p.id),
+    scrub: async (sp) => (sp === opts.id ? scrubber.runPass() : (await call(peer(sp), 'scrub.run', {}, { timeoutMs: 600_000 })).body),
+    list: async (sp, after, limit) =>
+      sp === opts.id ? shards.keysAfter(after, limit) : (await call(peer(sp), 'shard.list', after === undefined ? { limit } : { after, limit })).body.keys,
+    get: async (sp, key) => {
+      if (sp === opts.id) return shards.get(key).bytes;
+      const reply = await call(peer(sp), 'shard.get', { key });
+      if (!reply.payload) throw new CairnError('SHARD_MISSING', `${sp} sent no bytes for ${key}`);
+      return Buffer.from(reply.payload); // the frame is reused; keep our own copy
+    },
+    put: async (sp, key, hash, bytes) => {
+      if (sp === opts.id) await shards.put(key, bytes, hash);
+      else await call(peer(sp), 'shard.put', { key, hash }, { payload: bytes });
+    },
+  };
+  const repairer = new Repairer({ id: opts.id, signer, chain: chainStore, submit: (tx) => node.submit(tx), shards: shardAccess, log });
+  const repairTimer = setInterval(() => {
+    if (node.status().role === 'leader') void repairer.run();
+  }, REPAIR_INTERVAL_MS);
+  repairTimer.unref();
+
   const server = new MailboxServer({ id: opts.id, transport, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_SHARD_BYTES + 64 * 1024 });
   const on = <T extends MessageType>(
     type: T,
@@ -90,12 +122,15 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     return { body: { hash }, payload: bytes };
   });
   on('shard.delete', async (b) => ({ body: { deleted: await shards.delete(b.key) } }));
-  on('shard.list', async (b) => {
-    const out: string[] = [];
-    for (const key of dbs.shardMeta.getKeys({ start: b.after === undefined ? '' : `${b.after}\u0000`, limit: b.limit })) out.push(key);
-    return { body: { keys: out } };
+  on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
+  on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));
+  on('scrub.run', async () => ({ body: await scrubber.runPass() }));
+  on('repair.start', async (b) => {
+    if (node.status().role !== 'leader') throw new CairnError('NOT_LEADER', 'repair runs on the chain leader; ask another provider');
+    const run = repairer.run();
+    return { body: b.wait ? { started: true as const, run: await run } : { started: true as const } };
   });
-  on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status() } }));
+  on('repair.status', async () => ({ body: repairer.status() }));
   on('chain.submit', async (b) => ({ body: await node.submit(b.tx) }));
   on('chain.status', async () => ({ body: node.status() }));
   on('chain.blocks', async (b) => {
@@ -129,10 +164,13 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
 
   const { port } = await server.listen(opts.port, opts.host);
   node.start();
+  scrubber.start();
   log(`listening on ${opts.host}:${port}`);
   return {
     url: `${opts.host}:${port}`,
     async stop() {
+      clearInterval(repairTimer);
+      scrubber.stop();
       node.stop();
       await server.close();
       await Promise.all([...peers.values()].map((p) => p.close()));

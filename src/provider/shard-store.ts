@@ -15,10 +15,13 @@ export function shardKey(fileId: string, segment: number, shard: number): string
 export interface ShardStats {
   shards: number;
   bytes: number;
+  quarantined: number; // shards found rotten and removed since start
 }
 
+export type ShardCheck = 'ok' | 'missing' | 'bad';
+
 export class ShardStore {
-  #stats: ShardStats = { shards: 0, bytes: 0 };
+  #stats: ShardStats = { shards: 0, bytes: 0, quarantined: 0 };
 
   constructor(private readonly dbs: ProviderDbs) {
     for (const { value } of dbs.shardMeta.getRange()) {
@@ -43,14 +46,46 @@ export class ShardStore {
     this.#stats.bytes += bytes.length;
   }
 
-  /** Returns the bytes only if they still match the hash recorded when they were stored. */
+  /**
+   * Returns the bytes only if they still match the hash recorded when they were stored; a shard
+   * that does not is rotten: it is removed (so repair sees it missing and rebuilds it) and the
+   * caller gets HASH_MISMATCH, never the bad bytes.
+   */
   get(key: string): { bytes: Buffer; hash: string } {
     const meta = this.dbs.shardMeta.get(key);
     // get() copies; getBinaryFast's reused buffer returned wrong bytes past ~2 MiB (FACTS.md).
     const bytes = meta ? this.dbs.shards.get(key) : undefined;
     if (!meta || !bytes) throw new CairnError('SHARD_MISSING', `shard ${key} is not stored here`);
-    if (sha256Hex(bytes) !== meta.hash) throw new CairnError('HASH_MISMATCH', `shard ${key} failed its hash check (rot)`);
+    if (sha256Hex(bytes) !== meta.hash) {
+      void this.#quarantine(key);
+      throw new CairnError('HASH_MISMATCH', `shard ${key} failed its hash check (rot); it was removed for repair`);
+    }
     return { bytes, hash: meta.hash };
+  }
+
+  /** Re-hashes one stored shard (scrub); a rotten one is removed. */
+  async check(key: string): Promise<ShardCheck> {
+    const meta = this.dbs.shardMeta.get(key);
+    const bytes = meta ? this.dbs.shards.get(key) : undefined;
+    if (!meta || !bytes) return 'missing';
+    if (sha256Hex(bytes) === meta.hash) return 'ok';
+    await this.#quarantine(key);
+    return 'bad';
+  }
+
+  async #quarantine(key: string): Promise<void> {
+    if (await this.delete(key)) this.#stats.quarantined += 1;
+  }
+
+  /** Keys in order after `after` (exclusive), at most `limit` of them. */
+  keysAfter(after: string | undefined, limit: number): string[] {
+    const out: string[] = [];
+    for (const key of this.dbs.shardMeta.getKeys(after === undefined ? { limit } : { start: `${after}\u0000`, limit })) out.push(key);
+    return out;
+  }
+
+  sizeOf(key: string): number | undefined {
+    return this.dbs.shardMeta.get(key)?.size;
   }
 
   has(key: string): boolean {

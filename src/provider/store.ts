@@ -5,6 +5,7 @@
  */
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface ProviderDbs {
   root: RootDatabase;
@@ -19,6 +20,11 @@ export interface ShardMeta {
   hash: string; // hex SHA-256 of the shard bytes
   size: number;
   storedAt: number;
+}
+
+/** An SP's LMDB lives in <dataDir>/<sp-id>/lmdb, beside (not mixed with) its node key. */
+export function lmdbDir(dataDir: string, spId: string): string {
+  return join(dataDir, spId, 'lmdb');
 }
 
 export function openProviderDbs(dir: string): ProviderDbs {

@@ -1,0 +1,75 @@
+/** Small formatting helpers for the pages: sizes, dates, hashes, chain transactions. */
+import type { Tx } from '../chain/tx.js';
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+/** 0 B, 999 B, 1.0 KiB, 12.3 MiB, 512 GiB … (binary units, three significant figures at most). */
+export function humanSize(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return '–';
+  let n = bytes;
+  let u = 0;
+  while (n >= 1024 && u < UNITS.length - 1) {
+    n /= 1024;
+    u += 1;
+  }
+  if (u === 0) return `${n} B`;
+  return `${n >= 100 ? Math.round(n) : n.toFixed(1)} ${UNITS[u]}`;
+}
+
+/** "2026-11-25 04:43 UTC": short, unambiguous, the same on every client. */
+export function humanDate(value: string | number): string {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return '–';
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+export function isoDate(value: string | number): string {
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? '' : d.toISOString();
+}
+
+export function shortHash(hash: string | null | undefined, n = 12): string {
+  if (!hash) return '–';
+  return hash.length > n ? `${hash.slice(0, n)}…` : hash;
+}
+
+export function percent(x: number): string {
+  if (!Number.isFinite(x)) return '–';
+  const p = x * 100;
+  return `${p < 10 && p > 0 ? p.toFixed(1) : Math.round(p)} %`;
+}
+
+export function thousands(n: number): string {
+  return Number.isFinite(n) ? n.toLocaleString('en-US') : '–';
+}
+
+export interface TxSummary {
+  type: string;
+  signer: string;
+  fileId: string | null;
+  detail: string;
+}
+
+/** One line per transaction for the chain explorer: what it did, who signed it, which file. */
+export function summarizeTx(tx: Tx): TxSummary {
+  const b = tx.body;
+  switch (b.type) {
+    case 'user.register':
+      return { type: b.type, signer: tx.signer, fileId: null, detail: `registers user ${b.username}` };
+    case 'file.put':
+      return {
+        type: b.type,
+        signer: tx.signer,
+        fileId: b.file.id,
+        detail: `stores ${humanSize(b.file.size)} in ${b.file.segments.length} segment${b.file.segments.length === 1 ? '' : 's'} (${b.file.k}+${b.file.m})`,
+      };
+    case 'file.delete':
+      return { type: b.type, signer: tx.signer, fileId: b.fileId, detail: 'deletes the file' };
+    case 'file.share':
+      return { type: b.type, signer: tx.signer, fileId: b.fileId, detail: `shares it with ${b.to}` };
+    case 'file.place':
+      return { type: b.type, signer: tx.signer, fileId: b.fileId, detail: `re-places ${b.placements.length} shard${b.placements.length === 1 ? '' : 's'}` };
+    default:
+      return { type: (b as { type: string }).type, signer: tx.signer, fileId: null, detail: '' };
+  }
+}

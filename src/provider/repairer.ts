@@ -1,0 +1,204 @@
+/**
+ * Repair, run by the chain's leader (one repairer at a time, so two never place the same shard).
+ * A pass asks every SP to scrub, takes each SP's shard inventory, and for every segment below
+ * k+m shards rebuilds the missing shards from k others (ciphertext only: no user key is ever
+ * needed), stores each on its SP or, if that SP is gone, on another SP holding no shard of the
+ * segment (rendezvous order), and records new placements on the chain with a file.place signed
+ * by this SP. Bounded: one segment at a time, a bounded backlog report, bounded inventories.
+ */
+import { ReedSolomon } from '../codec/reed-solomon.js';
+import { shardSize } from '../codec/shards.js';
+import { sha256Hex } from '../crypto/hash.js';
+import type { SigningKey } from '../crypto/keys.js';
+import type { ChainStore } from '../chain/chain-store.js';
+import type { Submitted } from '../chain/chain-node.js';
+import type { StoredFile } from '../chain/state.js';
+import { signTx, type Tx } from '../chain/tx.js';
+import { rendezvousOrder } from '../chain/placement.js';
+import { shardKey } from './shard-store.js';
+
+/** How the repairer reaches shards on any SP, itself included. */
+export interface ShardAccess {
+  providers: readonly string[];
+  scrub(sp: string): Promise<{ scanned: number; bad: number }>;
+  list(sp: string, after: string | undefined, limit: number): Promise<string[]>;
+  get(sp: string, key: string): Promise<Uint8Array>;
+  put(sp: string, key: string, hash: string, bytes: Uint8Array): Promise<void>;
+}
+
+export interface RepairRun {
+  startedAt: number;
+  finishedAt: number | null;
+  segmentsChecked: number;
+  shardsMissing: number;
+  shardsRebuilt: number;
+  placementsRecorded: number;
+  failures: number;
+  stillDegraded: number; // segments that could not reach k+m (e.g. no spare SP while one is down)
+  scrubbedBad: number;
+}
+
+export interface RepairStatus {
+  running: boolean;
+  backlog: number; // shards known missing and not yet rebuilt in the current pass
+  lastRun: RepairRun | null;
+}
+
+const LIST_PAGE = 5_000;
+const MAX_INVENTORY = 5_000_000;
+const MAX_PLACEMENTS_PER_TX = 1024;
+
+export class Repairer {
+  #running: Promise<RepairRun> | null = null;
+  #backlog = 0;
+  #last: RepairRun | null = null;
+
+  constructor(
+    private readonly opts: {
+      id: string;
+      signer: SigningKey;
+      chain: ChainStore;
+      submit: (tx: Tx) => Promise<Submitted>;
+      shards: ShardAccess;
+      log: (line: string) => void;
+    },
+  ) {}
+
+  status(): RepairStatus {
+    return { running: this.#running !== null, backlog: this.#backlog, lastRun: this.#last };
+  }
+
+  /** Starts a pass unless one is running; resolves with that pass's outcome. */
+  run(): Promise<RepairRun> {
+    this.#running ??= this.#pass()
+      .catch((err: Error) => {
+        this.opts.log(`repair pass failed: ${err.message}`);
+        return { ...this.#last!, finishedAt: Date.now(), failures: (this.#last?.failures ?? 0) + 1 };
+      })
+      .finally(() => {
+        this.#running = null;
+        this.#backlog = 0;
+      });
+    return this.#running;
+  }
+
+  async #inventory(sp: string): Promise<Set<string> | null> {
+    const keys = new Set<string>();
+    let after: string | undefined;
+    try {
+      while (keys.size < MAX_INVENTORY) {
+        const page = await this.opts.shards.list(sp, after, LIST_PAGE);
+        for (const k of page) keys.add(k);
+        if (page.length < LIST_PAGE) break;
+        after = page.at(-1);
+      }
+      return keys;
+    } catch {
+      return null; // SP down: its shards count as missing, and nothing is placed on it
+    }
+  }
+
+  async #pass(): Promise<RepairRun> {
+    const run: RepairRun = {
+      startedAt: Date.now(),
+      finishedAt: null,
+      segmentsChecked: 0,
+      shardsMissing: 0,
+      shardsRebuilt: 0,
+      placementsRecorded: 0,
+      failures: 0,
+      stillDegraded: 0,
+      scrubbedBad: 0,
+    };
+    this.#last = run;
+    const sps = this.opts.shards.providers;
+    const scrubs = await Promise.allSettled(sps.map((sp) => this.opts.shards.scrub(sp)));
+    for (const s of scrubs) if (s.status === 'fulfilled') run.scrubbedBad += s.value.bad;
+    const inventory = new Map<string, Set<string> | null>();
+    for (const sp of sps) inventory.set(sp, await this.#inventory(sp));
+
+    for (const [, value] of this.opts.chain.range('f/')) {
+      const file = value as StoredFile;
+      const placements: { segment: number; shard: number; sp: string }[] = [];
+      for (const [index, seg] of file.record.segments.entries()) {
+        run.segmentsChecked += 1;
+        const key = (i: number) => shardKey(file.record.id, index, i);
+        const present = seg.shards.map((sh, i) => sh.sp !== null && inventory.get(sh.sp)?.has(key(i)) === true);
+        const missing = present.flatMap((ok, i) => (ok ? [] : [i]));
+        if (missing.length === 0) continue;
+        run.shardsMissing += missing.length;
+        this.#backlog += missing.length;
+        try {
+          const moved = await this.#repairSegment(file, index, present, inventory);
+          run.shardsRebuilt += moved.rebuilt;
+          placements.push(...moved.placements);
+          if (moved.rebuilt < missing.length) run.stillDegraded += 1;
+        } catch (err) {
+          run.failures += 1;
+          this.opts.log(`repair of ${file.record.id} segment ${index} failed: ${(err as Error).message}`);
+        }
+        this.#backlog -= missing.length;
+      }
+      for (let i = 0; i < placements.length; i += MAX_PLACEMENTS_PER_TX) {
+        const batch = placements.slice(i, i + MAX_PLACEMENTS_PER_TX);
+        const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer);
+        const result = await this.opts.submit(tx);
+        if (result.ok) run.placementsRecorded += batch.length;
+        else {
+          run.failures += 1;
+          this.opts.log(`placement of ${file.record.id} refused: ${result.error}`);
+        }
+      }
+    }
+    run.finishedAt = Date.now();
+    this.opts.log(`repair pass: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded`);
+    return run;
+  }
+
+  async #repairSegment(
+    file: StoredFile,
+    index: number,
+    present: boolean[],
+    inventory: Map<string, Set<string> | null>,
+  ): Promise<{ rebuilt: number; placements: { segment: number; shard: number; sp: string }[] }> {
+    const { k, m, id } = file.record;
+    const seg = file.record.segments[index]!;
+    const size = shardSize(seg.sealedLength, k);
+    const shards: (Uint8Array | null)[] = new Array<Uint8Array | null>(k + m).fill(null);
+    let good = 0;
+    for (let i = 0; i < k + m && good < k; i++) {
+      if (!present[i]) continue;
+      try {
+        const bytes = await this.opts.shards.get(seg.shards[i]!.sp!, shardKey(id, index, i));
+        if (bytes.length === size && sha256Hex(bytes) === seg.shards[i]!.hash) {
+          shards[i] = bytes;
+          good += 1;
+        }
+      } catch {
+        /* another shard will do */
+      }
+    }
+    if (good < k) throw new Error(`only ${good} of ${k} shards needed could be read`);
+    const wanted = present.flatMap((ok, i) => (ok ? [] : [i]));
+    new ReedSolomon(k, m).reconstruct(shards, size, true);
+
+    const holding = new Set(seg.shards.filter((sh, i) => present[i] && sh.sp !== null).map((sh) => sh.sp!));
+    const up = [...inventory.entries()].filter(([, inv]) => inv !== null).map(([sp]) => sp);
+    const spare = rendezvousOrder(`${id}/${index}`, up);
+    let rebuilt = 0;
+    const placements: { segment: number; shard: number; sp: string }[] = [];
+    for (const i of wanted) {
+      const bytes = shards[i]!;
+      const hash = seg.shards[i]!.hash;
+      if (sha256Hex(bytes) !== hash) throw new Error(`rebuilt shard ${i} does not match its recorded hash`);
+      const current = seg.shards[i]!.sp;
+      const target = current !== null && inventory.get(current) !== null && !holding.has(current) ? current : spare.find((sp) => !holding.has(sp));
+      if (target === undefined) continue; // no SP can take it without doubling up: stays degraded
+      holding.add(target);
+      await this.opts.shards.put(target, shardKey(id, index, i), hash, bytes);
+      rebuilt += 1;
+      if (target !== current) placements.push({ segment: index, shard: i, sp: target });
+    }
+    return { rebuilt, placements };
+  }
+}
