@@ -8,7 +8,7 @@ import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 import { majority, type Genesis } from './genesis.js';
-import { txId, txP, type Tx } from './tx.js';
+import { txP, type Tx } from './tx.js';
 
 export const MAX_TXS_PER_BLOCK = 512;
 
@@ -43,8 +43,9 @@ export function headerHash(h: BlockHeader): string {
   return sha256Hex(canonical(h));
 }
 
+/** Leaves commit to whole transactions, signatures included, so no byte of a block can change unseen. */
 export function txRoot(txs: readonly Tx[]): string {
-  return merkleRoot(txs.map(txId));
+  return merkleRoot(txs.map((tx) => sha256Hex(canonical(tx))));
 }
 
 export function makeBlock(

@@ -107,7 +107,7 @@ export class ChainNode extends EventEmitter {
       commit: s.commit,
       applied: head.height,
       head: head.hash,
-      hasQuorum: s.role === 'leader' ? s.hasQuorum : s.leader !== null,
+      hasQuorum: s.hasQuorum,
     };
   }
 
@@ -159,8 +159,14 @@ export class ChainNode extends EventEmitter {
     return result;
   }
 
-  /** Waits until this replica has applied `height` (read-your-writes across SPs), bounded. */
+  /**
+   * Waits until this replica has applied `height` (read-your-writes across SPs), bounded. A
+   * replica cut off from the majority refuses: its state may be stale and it says so.
+   */
   async waitApplied(height: number, timeoutMs = 2_000): Promise<void> {
+    if (!this.status().hasQuorum) {
+      throw new CairnError('NO_MAJORITY', 'the chain has no majority of storage providers; metadata cannot be read reliably until one is back');
+    }
     if (this.#store.applied() >= height) return;
     await new Promise<void>((resolve, reject) => {
       const onApplied = () => {

@@ -17,7 +17,7 @@ export interface ProviderLink {
   lastError: string | null;
 }
 
-const CHAIN_RETRIES = 6;
+const CHAIN_RETRIES = 4;
 const RETRY_BASE_MS = 100;
 const PROBE_EVERY_MS = 1_000;
 /** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */

@@ -1,0 +1,179 @@
+/** Chain data model: blocks, certificates, state rules, and verification of a stored replica. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blockProblems, endorsementMessage, makeBlock, type Block } from '../src/chain/block.js';
+import { canonical } from '../src/chain/canonical.js';
+import { ChainStore } from '../src/chain/chain-store.js';
+import { genesisHash, type Genesis } from '../src/chain/genesis.js';
+import { applyBlock, fileRoot, keys, type StateValue } from '../src/chain/state.js';
+import { signTx, txId, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { verifyReplica } from '../src/chain/verify.js';
+import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
+import { openProviderDbs } from '../src/provider/store.js';
+
+const sps = ['sp1', 'sp2', 'sp3'].map((id) => ({ id, key: signingKeyFromSeed(newSigningSeed()) }));
+const genesis: Genesis = { chainId: 'test', time: 1, validators: sps.map((s) => ({ id: s.id, signKey: s.key.publicKey })) };
+const kdf = { alg: 'scrypt' as const, N: 1 << 14, r: 8, p: 1, salt: '00'.repeat(16) };
+
+function user(name: string) {
+  const signing = signingKeyFromSeed(newSigningSeed());
+  const box = boxKeyFromSeed(newSigningSeed());
+  const register = signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: box.publicKey, kdf }, name, signing);
+  return { name, signing, box, register };
+}
+
+function record(owner: ReturnType<typeof user>, id: string): FileRecord {
+  const segments = [{ sealedLength: 48, shards: ['sp1', 'sp2', 'sp3'].map((sp, i) => ({ hash: `${i}`.repeat(64), sp })) }];
+  return {
+    id,
+    owner: owner.name,
+    size: 32,
+    createdAt: 5,
+    k: 2,
+    m: 1,
+    segmentSize: 4096,
+    meta: sealSmall(Buffer.alloc(32, 1), Buffer.from('{}'), 'x'),
+    ownerKey: sealTo(owner.box.publicKey, Buffer.alloc(32, 2), 'y'),
+    segments,
+    root: fileRoot(segments),
+  };
+}
+
+function chainOf(txBatches: Tx[][]): Block[] {
+  const blocks: Block[] = [];
+  let prev = genesisHash(genesis);
+  txBatches.forEach((txs, i) => {
+    const b = makeBlock({ height: i + 1, prevHash: prev, time: 100 + i, proposer: 'sp1', term: 1, certs: [] }, txs, sps[0]!.key);
+    blocks.push(b);
+    prev = b.hash;
+  });
+  return blocks;
+}
+
+describe('canonical encoding', () => {
+  it('sorts keys at every level so equal values encode equally', () => {
+    assert.equal(canonical({ b: 1, a: { d: 2, c: [3, { f: 1, e: 0 }] } }).toString(), '{"a":{"c":[3,{"e":0,"f":1}],"d":2},"b":1}');
+  });
+});
+
+describe('blocks', () => {
+  const alice = user('alice');
+  const [block] = chainOf([[alice.register]]);
+
+  it('a well-formed block has no problems', () => {
+    assert.deepEqual(blockProblems(block!, genesis), []);
+  });
+
+  it('finds a change to any part of a block', () => {
+    const cases: [string, (b: Block) => void][] = [
+      ['transaction field', (b) => ((b.txs[0]!.body as { username: string }).username = 'mallory')],
+      ['transaction signature', (b) => (b.txs[0]!.sig = `${b.txs[0]!.sig.slice(0, -1)}${b.txs[0]!.sig.endsWith('0') ? '1' : '0'}`)],
+      ['header time', (b) => (b.header.time += 1)],
+      ['previous hash', (b) => (b.header.prevHash = '0'.repeat(64))],
+      ['proposer', (b) => (b.header.proposer = 'sp9')],
+      ['block signature', (b) => (b.sig = sps[1]!.key.sign(Buffer.from(b.hash, 'hex')))],
+    ];
+    for (const [what, mutate] of cases) {
+      const copy = structuredClone(block!);
+      mutate(copy);
+      assert.ok(blockProblems(copy, genesis).length > 0, `${what} change not found`);
+    }
+  });
+
+  it('checks commit certificates: a majority of distinct validators signing that hash', () => {
+    const target = block!.hash;
+    const sig = (i: number) => ({ sp: sps[i]!.id, sig: sps[i]!.key.sign(endorsementMessage(target)) });
+    const withCert = (sigs: { sp: string; sig: string }[]) =>
+      makeBlock({ height: 2, prevHash: block!.hash, time: 200, proposer: 'sp1', term: 1, certs: [{ height: 1, hash: target, sigs }] }, [], sps[0]!.key);
+    assert.deepEqual(blockProblems(withCert([sig(0), sig(1)]), genesis), []);
+    assert.ok(blockProblems(withCert([sig(0)]), genesis).length > 0, 'one signature of three is no majority');
+    assert.ok(blockProblems(withCert([sig(0), sig(0)]), genesis).length > 0, 'the same signer twice counts once');
+    const forged = { sp: 'sp2', sig: sps[0]!.key.sign(endorsementMessage(target)) };
+    assert.ok(blockProblems(withCert([sig(0), forged]), genesis).length > 0, 'a signature by the wrong key');
+    const proposal = { sp: 'sp2', sig: sps[1]!.key.sign(Buffer.from(target, 'hex')) };
+    assert.ok(blockProblems(withCert([sig(0), proposal]), genesis).length > 0, 'a proposal signature is not an endorsement');
+  });
+});
+
+describe('state rules', () => {
+  const alice = user('alice');
+  const bob = user('bob');
+  const id = 'a'.repeat(32);
+  const state = new Map<string, StateValue>();
+  const apply = (txs: Tx[], height: number) => {
+    const block = makeBlock({ height, prevHash: '0'.repeat(64), time: height, proposer: 'sp1', term: 1, certs: [] }, txs, sps[0]!.key);
+    const effects = applyBlock({ get: (k) => state.get(k) }, block, genesis);
+    for (const [k, v] of effects.writes) v === null ? state.delete(k) : state.set(k, v);
+    return txs.map((t) => effects.results.get(txId(t))!);
+  };
+
+  it('registers users once', () => {
+    const [a, b] = apply([alice.register, bob.register], 1);
+    assert.ok(a!.ok && b!.ok);
+    const dup = user('alice');
+    assert.deepEqual(apply([dup.register], 2).map((r) => r.ok), [false]);
+    assert.equal((state.get(keys.user('alice')) as { signKey: string }).signKey, alice.signing.publicKey);
+  });
+
+  it('stores, shares and deletes a file only as its owner allows', () => {
+    const put = signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
+    assert.equal(apply([put], 3)[0]!.ok, true);
+    const forgedPut = signTx({ type: 'file.put', file: { ...record(alice, 'b'.repeat(32)) } }, 'alice', bob.signing);
+    assert.equal(apply([forgedPut], 4)[0]!.ok, false, 'signed with the wrong key');
+    const bobDelete = signTx({ type: 'file.delete', fileId: id }, 'bob', bob.signing);
+    const r = apply([bobDelete], 5)[0]!;
+    assert.equal(r.ok, false);
+    assert.match(r.error!, /owner/);
+    const share = signTx({ type: 'file.share', fileId: id, to: 'bob', key: sealTo(bob.box.publicKey, Buffer.alloc(32), 'k') }, 'alice', alice.signing);
+    assert.equal(apply([share], 6)[0]!.ok, true);
+    assert.equal(state.get(keys.shared('bob', id)), 1);
+    const badRoot = record(alice, 'c'.repeat(32));
+    badRoot.root = '0'.repeat(64);
+    assert.equal(apply([signTx({ type: 'file.put', file: badRoot }, 'alice', alice.signing)], 7)[0]!.ok, false);
+    assert.equal(apply([signTx({ type: 'file.delete', fileId: id }, 'alice', alice.signing)], 8)[0]!.ok, true);
+    assert.equal(state.get(keys.file(id)), undefined);
+    assert.equal(state.get(keys.shared('bob', id)), undefined);
+  });
+
+  it('lets only a validator move shards, and keeps a segment on distinct SPs', () => {
+    const fid = 'd'.repeat(32);
+    assert.equal(apply([signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing)], 9)[0]!.ok, true);
+    const byUser = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'alice', alice.signing);
+    assert.equal(apply([byUser], 10)[0]!.ok, false);
+    const doubled = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'sp1', sps[0]!.key);
+    assert.equal(apply([doubled], 11)[0]!.ok, false, 'two shards of a segment on sp2');
+    const swap = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }, { segment: 0, shard: 1, sp: 'sp1' }] }, 'sp1', sps[0]!.key);
+    assert.equal(apply([swap], 12)[0]!.ok, true);
+  });
+});
+
+describe('verifying a stored replica', () => {
+  it('passes a clean replica and names the height of a changed byte', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
+    try {
+      const alice = user('alice');
+      const blocks = chainOf([[alice.register], [signTx({ type: 'file.put', file: record(alice, 'e'.repeat(32)) }, 'alice', alice.signing)], []]);
+      const dbs = openProviderDbs(dir);
+      const store = new ChainStore(dbs, genesis);
+      store.persist({ term: 1, votedFor: 'sp1', commit: 3 }, undefined, blocks.map((b) => ({ height: b.header.height, term: 1, hash: b.hash, prevHash: b.header.prevHash, data: b })));
+      for (const b of blocks) store.applyFinal(b);
+      const clean = verifyReplica('sp1', store);
+      assert.equal(clean.ok, true, JSON.stringify(clean.problems));
+      assert.equal(clean.height, 3);
+
+      const tampered = structuredClone(blocks[1]!);
+      tampered.txs[0]!.time += 1;
+      dbs.blocks.putSync(2, tampered);
+      const bad = verifyReplica('sp1', store);
+      assert.equal(bad.ok, false);
+      assert.ok(bad.problems.some((p) => p.height === 2), JSON.stringify(bad.problems));
+      assert.ok(bad.problems.every((p) => p.height >= 2));
+      await dbs.root.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

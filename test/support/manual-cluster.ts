@@ -1,0 +1,143 @@
+/**
+ * A cluster whose every actor is a process of its own started by the test (`cairn init`, then
+ * `cairn provider …` and `cairn client …`), so a test can stop, kill -9, edit the disk of and
+ * restart one SP while the rest keep running.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { CLI } from './cluster.js';
+
+const READY = '@@cairn-actor-ready ';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Actor {
+  argv: string[];
+  proc: ChildProcess | null;
+}
+
+export class ManualCluster {
+  readonly output: string[] = [];
+  readonly providers = new Map<string, Actor & { address: string }>();
+  readonly clients: (Actor & { url: string })[] = [];
+
+  private constructor(readonly dataDir: string) {}
+
+  get clusterFile(): string {
+    return join(this.dataDir, 'cluster.json');
+  }
+
+  static async create(opts: { providers?: number; clients?: number; args?: string[] } = {}): Promise<ManualCluster> {
+    const c = new ManualCluster(mkdtempSync(join(tmpdir(), 'cairn-manual-')));
+    const n = opts.providers ?? 3;
+    const ports = await Promise.all(Array.from({ length: n }, freePort));
+    execFileSync(process.execPath, [CLI, 'init', '--providers', ports.map((p) => `127.0.0.1:${p}`).join(','), '--out', c.clusterFile, ...(opts.args ?? [])], { stdio: 'pipe' });
+    ports.forEach((port, i) => {
+      const id = `sp${i + 1}`;
+      c.providers.set(id, { address: `127.0.0.1:${port}`, proc: null, argv: ['provider', '--id', id, '--port', String(port), '--data-dir', c.dataDir, '--cluster', c.clusterFile] });
+    });
+    await Promise.all([...c.providers.keys()].map((id) => c.startProvider(id)));
+    for (let i = 0; i < (opts.clients ?? 1); i++) {
+      const port = await freePort();
+      c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', c.clusterFile, '--data-dir', c.dataDir] });
+      await c.#start(c.clients[i]!, `client${i + 1}`);
+    }
+    return c;
+  }
+
+  async #start(actor: Actor, name: string): Promise<void> {
+    const proc = spawn(process.execPath, [CLI, ...actor.argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
+    actor.proc = proc;
+    const keep = (line: string) => {
+      this.output.push(`[${name}] ${line}`);
+      if (this.output.length > 3000) this.output.shift();
+    };
+    createInterface({ input: proc.stderr! }).on('line', keep);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} not ready in 30 s:\n${this.output.slice(-30).join('\n')}`)), 30_000);
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        keep(line);
+        if (line.startsWith(READY)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited with ${code} before ready:\n${this.output.slice(-30).join('\n')}`));
+      });
+    });
+  }
+
+  startProvider(id: string): Promise<void> {
+    return this.#start(this.providers.get(id)!, id);
+  }
+
+  pid(id: string): number {
+    const pid = this.providers.get(id)?.proc?.pid;
+    if (pid === undefined) throw new Error(`${id} is not running`);
+    return pid;
+  }
+
+  async #end(actor: Actor, signal: NodeJS.Signals): Promise<void> {
+    const proc = actor.proc;
+    actor.proc = null;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  stopProvider(id: string): Promise<void> {
+    return this.#end(this.providers.get(id)!, 'SIGTERM');
+  }
+
+  killProvider(id: string): Promise<void> {
+    return this.#end(this.providers.get(id)!, 'SIGKILL');
+  }
+
+  /** SIGSTOP: the SP keeps its sockets but answers nothing — a stalled, slow provider. */
+  pauseProvider(id: string): void {
+    process.kill(this.pid(id), 'SIGSTOP');
+  }
+
+  resumeProvider(id: string): void {
+    process.kill(this.pid(id), 'SIGCONT');
+  }
+
+  verify(): { code: number; out: string } {
+    try {
+      return { code: 0, out: execFileSync(process.execPath, [CLI, 'verify', '--data-dir', this.dataDir], { encoding: 'utf8' }) };
+    } catch (err) {
+      const e = err as { status: number; stdout: string };
+      return { code: e.status, out: e.stdout };
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.providers.values()) {
+      try {
+        if (p.proc?.pid) process.kill(p.proc.pid, 'SIGCONT'); // a paused SP could not stop
+      } catch {
+        /* already gone */
+      }
+    }
+    await Promise.all([...this.clients.map((c) => this.#end(c, 'SIGTERM')), ...[...this.providers.values()].map((p) => this.#end(p, 'SIGTERM'))]);
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
