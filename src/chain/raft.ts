@@ -453,7 +453,7 @@ export class RaftCore<T> {
       if (m.matchHeight > this.lastHeight) return;
       if (m.matchHeight > pr.match) {
         pr.match = m.matchHeight;
-        this.maybeCommit();
+        if (this.maybeCommit()) this.broadcastCommit();
       }
       // The probe landed (an older success would not reach next-1): the follower's position is known.
       if (pr.probing && pr.match >= pr.next - 1) {
@@ -519,11 +519,22 @@ export class RaftCore<T> {
     });
   }
 
-  private maybeCommit(): void {
+  /** True if the commit index moved. */
+  private maybeCommit(): boolean {
     const matches = [this.lastHeight, ...[...this.progress.values()].map((pr) => pr.match)].sort((a, b) => b - a);
     const n = matches[this.quorum - 1]!;
     // Only an entry of the current term commits by counting replicas (Raft §5.4.2, Figure 8).
-    if (n > this.commit && this.termAt(n) === this.term) this.commit = n;
+    if (n <= this.commit || this.termAt(n) !== this.term) return false;
+    this.commit = n;
+    return true;
+  }
+
+  /**
+   * Tells pipelined followers the new commit index now rather than at the next heartbeat, so a
+   * client waiting on any replica hears "final" one round trip after the leader does.
+   */
+  private broadcastCommit(): void {
+    for (const [p, pr] of this.progress) if (!pr.probing) this.sendAppend(p, true);
   }
 
   // ---- input validation: peers' messages are untrusted bytes until proven well formed ------
