@@ -87,10 +87,11 @@ export function apiRouter(deps: ApiDeps): Router {
 
   r.get('/files/:id/content', async (ctx) => {
     const d = await service.openDownload(requireSession(ctx), ctx.params.id!);
+    const body = await d.stream();
     ctx.set('Content-Disposition', contentDisposition(d.meta.name));
     ctx.type = d.meta.type;
     ctx.length = d.size;
-    ctx.body = d.stream();
+    ctx.body = body;
   });
 
   r.delete('/files/:id', async (ctx) => {

@@ -6,19 +6,18 @@ import Koa from 'koa';
 import { randomBytes } from 'node:crypto';
 import { CairnError } from '../errors.js';
 import { apiRouter, type ApiDeps } from './api.js';
+import { originGuard } from './csrf.js';
 import { httpError } from './http-errors.js';
 import { resolveSession } from './http-session.js';
 import { pagesRouter, renderError } from './pages.js';
+import { securityHeaders } from './security-headers.js';
 
 export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
   const app = new Koa({ proxy: false });
   app.keys = [randomBytes(32).toString('hex')];
 
+  app.use(securityHeaders());
   app.use(async (ctx, next) => {
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    ctx.set('X-Frame-Options', 'DENY');
-    ctx.set('Referrer-Policy', 'same-origin');
-    ctx.set('Content-Security-Policy', "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'");
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw new CairnError('NOT_FOUND', `nothing at ${ctx.path}`);
@@ -35,6 +34,7 @@ export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
       }
     }
   });
+  app.use(originGuard());
   app.use(resolveSession(deps.sessions));
 
   app.use(async (ctx, next) => {

@@ -18,7 +18,7 @@ export interface DownloadDeps {
   window: number;
 }
 
-const SHARD_TIMEOUT_MS = 10_000;
+const SHARD_TIMEOUT_MS = 5_000;
 const HEDGE_MS = 400;
 
 async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<Uint8Array | null> {
@@ -90,6 +90,10 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
     .filter((c): c is { i: number; sp: string } => c.sp !== null)
     .sort((a, b) => Number(!deps.link.get(a.sp).up) - Number(!deps.link.get(b.sp).up) || a.i - b.i);
   const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards);
+  const fetched = shards.filter((x) => x !== null).length;
+  if (fetched < record.k) {
+    throw new CairnError('UNAVAILABLE', `segment ${index}: only ${fetched} of the ${record.k} shards needed could be fetched; the storage providers holding the others are down or not answering — try again later`);
+  }
   const hashes = seg.shards.map((s) => Buffer.from(s.hash, 'hex'));
   const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, sealedLength: seg.sealedLength };
   try {
@@ -102,30 +106,29 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
   }
 }
 
-export function downloadStream(deps: DownloadDeps, file: StoredFile, key: Buffer): Readable {
+/**
+ * Reads the first segment before answering, so a file that cannot be read right now gets a clear
+ * error status instead of a 200 that breaks off; later failures end the stream (the declared
+ * Content-Length shows the receiver it was cut short).
+ */
+export async function downloadStream(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<Readable> {
   const total = file.record.segments.length;
+  const ahead: Promise<Uint8Array>[] = [];
+  let started = 0;
+  const fill = () => {
+    while (ahead.length < deps.window && started < total) {
+      const p = readSegment(deps, file, key, started++);
+      p.catch(() => undefined); // observed when its turn comes
+      ahead.push(p);
+    }
+  };
+  fill();
+  await ahead[0];
   async function* segments(): AsyncGenerator<Uint8Array> {
-    const ahead: Promise<Uint8Array>[] = [];
-    let started = 0;
-    const fill = () => {
-      while (ahead.length < deps.window && started < total) {
-        const p = readSegment(deps, file, key, started++);
-        p.catch(() => undefined); // observed when its turn comes
-        ahead.push(p);
-      }
-    };
-    fill();
     for (let i = 0; i < total; i++) {
       const bytes = await ahead.shift()!;
       fill();
-      let produced = 0;
-      if (bytes.length > 0) {
-        produced = bytes.length;
-        yield bytes;
-      }
-      if (i === total - 1 && produced === 0 && file.record.size > 0) {
-        throw new CairnError('INTEGRITY', 'the last segment decoded empty but the file is not');
-      }
+      if (bytes.length > 0) yield bytes;
     }
   }
   return Readable.from(segments(), { objectMode: false, highWaterMark: 1 });

@@ -33,6 +33,14 @@ export function shortHash(hash: string | null | undefined, n = 12): string {
   return hash.length > n ? `${hash.slice(0, n)}…` : hash;
 }
 
+/** An error message as a sentence: capital first letter, final full stop. */
+export function sentence(message: string): string {
+  const m = message.trim();
+  if (!m) return m;
+  const first = m[0]!.toUpperCase() + m.slice(1);
+  return /[.!?…]$/.test(first) ? first : `${first}.`;
+}
+
 export function percent(x: number): string {
   if (!Number.isFinite(x)) return '–';
   const p = x * 100;

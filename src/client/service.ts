@@ -94,14 +94,14 @@ export class ClientService {
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */
-  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number; scrub: ScrubStats | null }[]> {
+  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number; quarantined: number; scrub: ScrubStats | null }[]> {
     return Promise.all(
       this.link.providers.map(async (p) => {
         try {
           const { body } = await this.link.to(p.id, 'sp.stats', {}, { timeoutMs: 2_000 });
-          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, scrub: body.scrub };
+          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, quarantined: body.quarantined, scrub: body.scrub };
         } catch {
-          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0, scrub: null };
+          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0, quarantined: 0, scrub: null };
         }
       }),
     );
@@ -157,6 +157,7 @@ export class ClientService {
         height: r.status?.applied ?? null,
         shards: r.shards,
         bytes: r.bytes,
+        quarantined: r.quarantined,
         scrub: r.scrub,
       })),
       pool: this.pool.stats(),

@@ -45,6 +45,20 @@ export interface RepairStatus {
 }
 
 const LIST_PAGE = 5_000;
+const REACH_ATTEMPTS = 4;
+const REACH_RETRY_MS = 500;
+
+/** An SP that just restarted may refuse a moment (connection backoff): try a few times before calling it down. */
+async function reach<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= REACH_ATTEMPTS) throw err;
+      await new Promise((r) => setTimeout(r, REACH_RETRY_MS * attempt));
+    }
+  }
+}
 const MAX_INVENTORY = 5_000_000;
 const MAX_PLACEMENTS_PER_TX = 1024;
 
@@ -87,7 +101,7 @@ export class Repairer {
     let after: string | undefined;
     try {
       while (keys.size < MAX_INVENTORY) {
-        const page = await this.opts.shards.list(sp, after, LIST_PAGE);
+        const page = await reach(() => this.opts.shards.list(sp, after, LIST_PAGE));
         for (const k of page) keys.add(k);
         if (page.length < LIST_PAGE) break;
         after = page.at(-1);
@@ -112,7 +126,7 @@ export class Repairer {
     };
     this.#last = run;
     const sps = this.opts.shards.providers;
-    const scrubs = await Promise.allSettled(sps.map((sp) => this.opts.shards.scrub(sp)));
+    const scrubs = await Promise.allSettled(sps.map((sp) => reach(() => this.opts.shards.scrub(sp))));
     for (const s of scrubs) if (s.status === 'fulfilled') run.scrubbedBad += s.value.bad;
     const inventory = new Map<string, Set<string> | null>();
     for (const sp of sps) inventory.set(sp, await this.#inventory(sp));

@@ -1,0 +1,286 @@
+/**
+ * Faults caused for real on real SP processes: one SP down, stalled (SIGSTOP), its disk lost,
+ * its shards corrupted on disk, killed -9 in the middle of writes; and garbage at its port from
+ * peers with and without the cluster key.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { waitFor } from './support/cluster.js';
+import { Api } from './support/http.js';
+import { ManualCluster } from './support/manual-cluster.js';
+import { allHealthy, repairAndWait } from './support/repair.js';
+import { MailboxClient } from '../src/mailbox/client.js';
+import { encodeFrame } from '../src/mailbox/frame.js';
+import { tlsPskTransport } from '../src/mailbox/transport.js';
+
+const password = 'fault test password';
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function signedIn(base: string): Promise<Api> {
+  const api = new Api(base);
+  const name = `u${randomBytes(4).toString('hex')}`;
+  assert.equal((await api.register(name, password)).status, 201);
+  assert.equal((await api.signIn(name, password)).status, 200);
+  return api;
+}
+
+async function expectAll(api: Api, files: Map<string, Buffer>): Promise<void> {
+  for (const [id, bytes] of files) {
+    const d = await api.download(id);
+    assert.equal(d.status, 200, `download ${id}`);
+    assert.ok(d.bytes.equals(bytes), `file ${id} differs`);
+  }
+}
+
+async function spShards(api: Api, id: string): Promise<{ shards: number; quarantined?: number; scrub: any }> {
+  const c = await api.call('GET', '/api/v1/cluster');
+  return c.body.providers.find((p: { id: string }) => p.id === id);
+}
+
+describe('one SP down, stalled, wiped or rotten', () => {
+  let cluster: ManualCluster;
+  let api: Api;
+  const files = new Map<string, Buffer>();
+  let degradedId = '';
+  const upload = async (name: string, bytes: Buffer) => {
+    const r = await api.upload([{ name, bytes }]);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    files.set(r.body[0].id, bytes);
+    return r.body[0].id as string;
+  };
+
+  before(async () => {
+    cluster = await ManualCluster.create({ providers: 3, clients: 1, args: ['--segment-size', String(256 * 1024)] });
+    api = await signedIn(cluster.clients[0]!.url);
+    await upload('healthy.bin', randomBytes(1024 * 1024 + 7));
+  });
+  after(async () => {
+    if (process.exitCode) console.log(cluster?.output.slice(-60).join('\n'));
+    await cluster?.stop();
+  });
+
+  it('uploads degraded, downloads and lists with one SP down', async () => {
+    await cluster.stopProvider('sp3');
+    const id = await upload('degraded.bin', randomBytes(700_000));
+    degradedId = id;
+    const details = await api.call('GET', `/api/v1/files/${id}`);
+    assert.equal(details.status, 200);
+    assert.equal(details.body.health, 'degraded');
+    for (const seg of details.body.segments) {
+      const placed = seg.shards.filter((s: { sp: string | null }) => s.sp !== null);
+      assert.equal(placed.length, 2, 'two of three shards stored');
+      assert.ok(placed.every((s: { sp: string }) => s.sp !== 'sp3'));
+    }
+    await expectAll(api, files);
+    const list = await api.call('GET', '/api/v1/files');
+    assert.equal(list.status, 200);
+    assert.equal(list.body.length, files.size);
+    await cluster.startProvider('sp3');
+  });
+
+  it('does not wait on a stalled SP: hedged reads, degraded writes', async () => {
+    await waitFor('sp3 to be back in the chain', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
+    cluster.pauseProvider('sp1');
+    try {
+      const started = Date.now();
+      // The degraded file has shards on sp1 and sp2 only: with sp1 stalled it cannot be read
+      // now, and says so clearly instead of breaking off or returning wrong bytes.
+      const unreadable = await api.download(degradedId);
+      assert.equal(unreadable.status, 503);
+      assert.match(unreadable.bytes.toString(), /shards needed could be fetched/);
+      await expectAll(api, new Map([...files].filter(([id]) => id !== degradedId)));
+      const readMs = Date.now() - started;
+      const id = await upload('while-stalled.bin', randomBytes(300_000));
+      assert.ok(id);
+      const list = await api.call('GET', '/api/v1/files');
+      assert.equal(list.status, 200);
+      console.log(`# with sp1 stalled: read ${files.size} files in ${readMs} ms`);
+    } catch (err) {
+      console.log(cluster.output.slice(-40).join('\n'));
+      throw err;
+    } finally {
+      cluster.resumeProvider('sp1');
+    }
+  });
+
+  it('repairs degraded files once every SP is back', async () => {
+    await waitFor('all SPs in the chain', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
+    const run = await repairAndWait(api);
+    assert.ok(run.shardsRebuilt > 0, JSON.stringify(run));
+    await allHealthy(api);
+    await expectAll(api, files);
+  });
+
+  it('rebuilds a wiped SP: chain catch-up and shard repair', async () => {
+    const before = await spShards(api, 'sp2');
+    assert.ok(before.shards > 0);
+    await cluster.stopProvider('sp2');
+    rmSync(join(cluster.dataDir, 'sp2', 'lmdb'), { recursive: true, force: true });
+    await cluster.startProvider('sp2');
+    await waitFor('sp2 to catch up to the same head', async () => {
+      const c = await api.call('GET', '/api/v1/chain');
+      const heads = new Set(c.body.replicas.map((r: { height: number; head: string }) => `${r.height}:${r.head}`));
+      return c.body.replicas.every((r: { up: boolean }) => r.up) && heads.size === 1;
+    }, 30_000);
+    assert.equal((await spShards(api, 'sp2')).shards, 0, 'the wiped SP starts empty');
+    await repairAndWait(api);
+    assert.equal((await spShards(api, 'sp2')).shards, before.shards, 'repair restored every shard of sp2');
+    await allHealthy(api);
+    await expectAll(api, files);
+  });
+
+  it('serves right bytes past rotten shards; scrub finds them and repair replaces them', async () => {
+    const before = await spShards(api, 'sp1');
+    await cluster.stopProvider('sp1');
+    const env = open({ path: join(cluster.dataDir, 'sp1', 'lmdb'), maxDbs: 8 });
+    const shards = env.openDB<Buffer, string>({ name: 'shards', encoding: 'binary' });
+    let flipped = 0;
+    for (const { key, value } of shards.getRange({ limit: 6 })) {
+      const bad = Buffer.from(value);
+      bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0x40;
+      shards.putSync(key, bad);
+      flipped += 1;
+    }
+    await env.close();
+    assert.equal(flipped, 6);
+    await cluster.startProvider('sp1');
+    await waitFor('sp1 back', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
+
+    await expectAll(api, files); // every byte right although six shards on sp1 are rotten
+    const run = await repairAndWait(api);
+    const after = await spShards(api, 'sp1');
+    assert.ok((after.quarantined ?? 0) >= flipped, `sp1 removed ${after.quarantined} rotten shards, expected ${flipped}`);
+    assert.equal(after.shards, before.shards, 'repair put back every removed shard');
+    console.log(`# corruption: ${flipped} shards flipped; sp1 quarantined ${after.quarantined}; scrub found ${after.scrub?.bad ?? 0}; repair rebuilt ${run.shardsRebuilt}`);
+    await allHealthy(api);
+    await expectAll(api, files);
+  });
+});
+
+describe('kill -9 in the middle of LMDB writes', () => {
+  let cluster: ManualCluster;
+  before(async () => {
+    cluster = await ManualCluster.create({ providers: 1, clients: 0, args: ['--k', '1', '--m', '0'] });
+  });
+  after(async () => cluster?.stop());
+
+  it('restarts with every acknowledged shard intact, every time', async () => {
+    const key = Buffer.from(readFileSync(join(cluster.dataDir, 'cluster.key'), 'utf8').trim(), 'hex');
+    const address = cluster.providers.get('sp1')!.address;
+    const acked = new Map<string, string>();
+    const rounds = 5;
+    for (let round = 0; round < rounds; round++) {
+      const client = new MailboxClient({ id: 'test', address, transport: tlsPskTransport(key), requestTimeoutMs: 10_000, maxInFlight: 16, maxQueued: 4096 });
+      let writing = true;
+      const writers = Array.from({ length: 8 }, async (_, w) => {
+        for (let i = 0; writing && i < 2000; i++) {
+          const bytes = randomBytes(64 * 1024 + ((i * 131) % 4096));
+          const k = `${randomBytes(16).toString('hex')}/${w}/0`;
+          try {
+            await client.request('shard.put', { key: k, hash: sha(bytes) }, bytes);
+            acked.set(k, sha(bytes));
+          } catch {
+            return; // the SP died mid-request: not acknowledged, no promise made
+          }
+        }
+      });
+      const target = acked.size + 50 + Math.floor(Math.random() * 100);
+      await waitFor('writes under way', () => acked.size >= target, 20_000, 5);
+      await cluster.killProvider('sp1');
+      writing = false;
+      await Promise.all(writers);
+      await client.close();
+      await cluster.startProvider('sp1');
+    }
+    const reader = new MailboxClient({ id: 'test', address, transport: tlsPskTransport(key), requestTimeoutMs: 10_000, maxInFlight: 32, maxQueued: 100_000 });
+    await Promise.all(
+      [...acked].map(async ([k, hash]) => {
+        const reply = await reader.request('shard.get', { key: k });
+        assert.equal(sha(reply.payload!), hash, `shard ${k}`);
+      }),
+    );
+    await reader.close();
+    console.log(`# kill during write: ${rounds} kills, ${acked.size} acknowledged shards all read back intact`);
+  });
+});
+
+describe('garbage at an SP port, with and without the cluster key', () => {
+  let cluster: ManualCluster;
+  let api: Api;
+  before(async () => {
+    cluster = await ManualCluster.create({ providers: 3, clients: 1 });
+    api = await signedIn(cluster.clients[0]!.url);
+  });
+  after(async () => cluster?.stop());
+
+  it('stays up, keeps serving, and stores nothing from strangers', async () => {
+    const up = await api.upload([{ name: 'before.bin', bytes: randomBytes(50_000) }]);
+    assert.equal(up.status, 201);
+    const pid = cluster.pid('sp1');
+    const shardsBefore = (await spShards(api, 'sp1')).shards;
+    const [host, portText] = cluster.providers.get('sp1')!.address.split(':');
+    const port = Number(portText);
+    const clusterKey = Buffer.from(readFileSync(join(cluster.dataDir, 'cluster.key'), 'utf8').trim(), 'hex');
+
+    const frames: Uint8Array[][] = [];
+    const valid = (header: unknown, payload?: Uint8Array) => encodeFrame(header, payload);
+    for (let i = 0; i < 1500; i++) {
+      const bytes = randomBytes(16 + (i % 300));
+      switch (i % 6) {
+        case 0: frames.push([bytes]); break; // random bytes
+        case 1: frames.push(valid({ t: 'shard.put', id: i + 1, from: 'x', body: { key: `${'a'.repeat(32)}/0/0`, hash: sha(bytes) } }, bytes.subarray(1))); break; // wrong hash
+        case 2: frames.push(valid({ t: 'shard.put', id: i + 1, from: 'x', body: { key: '../../etc', hash: 5 } }, bytes)); break; // bad body
+        case 3: frames.push(valid({ t: `no.such.${i}`, id: i + 1, from: 'x', body: null })); break; // unknown type
+        case 4: frames.push([Buffer.from([0x7f, 0xff, 0xff, 0xff]), bytes]); break; // huge length
+        default: { const f = Buffer.concat(valid({ t: 'chain.status', id: i + 1, from: 'x', body: {} }).map((p) => Buffer.from(p))); f[9] = f[9]! ^ 0xff; frames.push([f.subarray(0, f.length - 1)]); } // cut and mutated
+      }
+    }
+    // Without the key: plain TCP to a TLS-PSK port, and TLS with a wrong key.
+    let refused = 0;
+    for (let c = 0; c < 30; c++) {
+      await new Promise<void>((resolve) => {
+        const s = connect(port, host!, () => {
+          for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) s.write(p);
+          s.end();
+        });
+        s.on('error', () => resolve());
+        s.on('close', () => resolve());
+        s.resume();
+      });
+    }
+    for (let c = 0; c < 10; c++) {
+      try {
+        await tlsPskTransport(randomBytes(32)).connect(host!, port, 3_000);
+      } catch {
+        refused += 1;
+      }
+    }
+    assert.equal(refused, 10, 'a wrong cluster key never completes the handshake');
+    assert.equal((await spShards(api, 'sp1')).shards, shardsBefore, 'nothing stored from unauthenticated peers');
+
+    // With the key: the same garbage inside an authenticated connection.
+    let connections = 0;
+    for (let c = 0; c < 30; c++) {
+      const socket = await tlsPskTransport(clusterKey).connect(host!, port, 3_000);
+      connections += 1;
+      await new Promise<void>((resolve) => {
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+        socket.resume();
+        for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) socket.write(p);
+        socket.end();
+      });
+    }
+    assert.equal(connections, 30);
+    assert.equal(cluster.pid('sp1'), pid, 'the SP process is the same one: it never died');
+    assert.equal((await spShards(api, 'sp1')).shards, shardsBefore, 'no shard with a wrong hash or bad key was stored');
+    const again = await api.upload([{ name: 'after.bin', bytes: randomBytes(50_000) }]);
+    assert.equal(again.status, 201);
+    assert.equal((await api.download(again.body[0].id)).status, 200);
+  });
+});
