@@ -14,6 +14,7 @@ import { ProcessHost } from './supervisor/process-host.js';
 import { ThreadHost } from './supervisor/thread-host.js';
 import { DEFAULT_SUPERVISION, Supervisor } from './supervisor/supervisor.js';
 import { startRole } from './supervisor/roles.js';
+import { repairCommand } from './repair-command.js';
 import { verifyCommand } from './verify-command.js';
 
 const USAGE = `usage:
@@ -22,7 +23,8 @@ const USAGE = `usage:
   cairn provider --id ID --port P --data-dir D --cluster FILE
   cairn client --port P --cluster FILE
   cairn init --providers host:port,… --out FILE [--k K] [--m M]
-  cairn verify [--cluster FILE | --data-dir D]`;
+  cairn verify [--cluster FILE | --data-dir D]
+  cairn repair [--cluster FILE | --data-dir D]`;
 
 async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -132,6 +134,9 @@ async function main(): Promise<void> {
       return init(flags);
     case 'verify':
       process.exitCode = await verifyCommand(flags);
+      return;
+    case 'repair':
+      process.exitCode = await repairCommand(flags);
       return;
     default:
       console.error(USAGE);

@@ -3,6 +3,7 @@
  * sessions, the JSON API and the HTML pages, all over one ClientService.
  */
 import Koa from 'koa';
+import type { IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { CairnError } from '../errors.js';
 import { apiRouter, type ApiDeps } from './api.js';
@@ -11,6 +12,39 @@ import { httpError } from './http-errors.js';
 import { resolveSession } from './http-session.js';
 import { pagesRouter, renderError } from './pages.js';
 import { securityHeaders } from './security-headers.js';
+
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+const DRAIN_MAX_MS = 15_000;
+
+/** Reads and discards what is left of a request body; false if it is longer or slower than allowed. */
+export function drainRequest(req: IncomingMessage, maxBytes: number, maxMs: number): Promise<boolean> {
+  if (req.complete) return Promise.resolve(true);
+  if (req.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onFail);
+      req.off('close', onClose);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > maxBytes) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onFail = () => finish(false);
+    const onClose = () => finish(req.complete);
+    const timer = setTimeout(() => finish(false), maxMs);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onFail);
+    req.once('close', onClose);
+    req.resume();
+  });
+}
 
 export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
   const app = new Koa({ proxy: false });
@@ -26,6 +60,10 @@ export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
       if (e.internal) log(`${ctx.method} ${ctx.path} failed: ${(err as Error).stack ?? String(err)}`);
       ctx.status = e.status;
       if (e.status === 429) ctx.set('Retry-After', '5');
+      // Refused before the request body was read (413, a CSRF 403 on an upload …): read and
+      // drop the rest first, so the client sees the answer instead of a reset connection and
+      // its keep-alive socket stays clean; past a bound, answer and close the connection.
+      if (!ctx.req.complete && !(await drainRequest(ctx.req, DRAIN_MAX_BYTES, DRAIN_MAX_MS))) ctx.set('Connection', 'close');
       if (ctx.path.startsWith('/api/') || ctx.path === '/healthz' || !ctx.accepts('html')) {
         ctx.body = { error: { code: e.code, message: e.message } };
       } else {

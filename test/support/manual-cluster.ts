@@ -129,6 +129,16 @@ export class ManualCluster {
     }
   }
 
+  /** `cairn repair --data-dir D`, run as an operator would. */
+  async repair(): Promise<{ code: number; out: string }> {
+    const child = spawn(process.execPath, [CLI, 'repair', '--data-dir', this.dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
+    return { code, out };
+  }
+
   async stop(): Promise<void> {
     for (const p of this.providers.values()) {
       try {
