@@ -36,6 +36,7 @@ export interface ChildStatus {
 export class Supervisor extends EventEmitter {
   readonly #children = new Map<string, Child>();
   #stopping = false;
+  readonly #timers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly opts: SupervisorOptions) {
     super();
@@ -76,7 +77,8 @@ export class Supervisor extends EventEmitter {
     }
     const delay = Math.min(this.opts.maxBackoffMs, this.opts.backoffMs * 2 ** (child.crashes.length - 1));
     this.opts.log(`${child.spec.id} exited with code ${code}; restarting in ${delay} ms`);
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
       if (this.#stopping) return;
       child.restarts += 1;
       this.#launch(child.spec, child);
@@ -84,12 +86,15 @@ export class Supervisor extends EventEmitter {
         (ready) => this.emit('restarted', ready),
         (err: Error) => this.opts.log(`${child.spec.id} failed to restart: ${err.message}`),
       );
-    }, delay).unref();
+    }, delay);
+    this.#timers.add(timer);
   }
 
   /** Stops clients first (they stop taking uploads), then SPs, each with a grace period. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
     const byRole = (role: string) => [...this.#children.values()].filter((c) => c.spec.role === role);
     await Promise.all(byRole('client').map((c) => c.current.stop(this.opts.stopGraceMs)));
     await Promise.all(byRole('provider').map((c) => c.current.stop(this.opts.stopGraceMs)));

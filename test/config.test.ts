@@ -1,0 +1,68 @@
+/** Configuration layering and validation, and the supervisor's crash-loop limit on real processes. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULTS, loadConfig, parseArgs } from '../src/config/config.js';
+import { CairnError } from '../src/errors.js';
+import { ProcessHost } from '../src/supervisor/process-host.js';
+import { Supervisor } from '../src/supervisor/supervisor.js';
+
+describe('configuration', () => {
+  it('layers defaults ← file ← environment ← flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-config-'));
+    try {
+      const file = join(dir, 'c.json');
+      writeFileSync(file, JSON.stringify({ providers: 5, pool: { maxThreads: 3, maxQueue: 10 }, k: 3 }));
+      const c = loadConfig(parseArgs(['--config', file, '--pool-max-queue', '20']).flags, { CAIRN_POOL_MAX_THREADS: '2', CAIRN_K: '4' });
+      assert.equal(c.providers, 5); // file
+      assert.equal(c.pool.maxThreads, 2); // environment over file
+      assert.equal(c.k, 4);
+      assert.equal(c.pool.maxQueue, 20); // flag over file
+      assert.equal(c.pool.idleTimeoutMs, DEFAULTS.pool.idleTimeoutMs); // default
+      assert.equal(c.cluster, './data/cluster.json');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops with a message that names the bad key', () => {
+    const bad: [string[], Record<string, string>, RegExp][] = [
+      [['--pool-max-threads', 'lots'], {}, /pool\.maxThreads \(from --pool-max-threads\) must be a whole number/],
+      [[], { CAIRN_PROVIDERS: '0' }, /providers \(from CAIRN_PROVIDERS\) must be between 1 and 64/],
+      [['--isolation', 'vm'], {}, /isolation .* must be "thread" or "process"/],
+      [['--k', '3', '--m', '1'], {}, /k \+ m \(3\+1\) needs at least that many providers/],
+      [['--pool-min-threads', '5', '--pool-max-threads', '2'], {}, /pool\.minThreads \(5\) must not exceed pool\.maxThreads \(2\)/],
+      [['--colour', 'blue'], {}, /unknown option --colour/],
+    ];
+    for (const [argv, env, message] of bad) {
+      assert.throws(() => loadConfig(parseArgs(argv).flags, env), (err: unknown) => err instanceof CairnError && err.code === 'BAD_CONFIG' && message.test(err.message));
+    }
+  });
+});
+
+describe('supervisor', () => {
+  it('restarts a crashing actor with backoff and gives up on a crash loop', async () => {
+    const lines: string[] = [];
+    const supervisor = new Supervisor({
+      host: new ProcessHost(),
+      maxRestarts: 3,
+      windowMs: 60_000,
+      backoffMs: 20,
+      maxBackoffMs: 100,
+      stopGraceMs: 2_000,
+      log: (l) => lines.push(l),
+    });
+    const gaveUp = new Promise<string>((resolve) => supervisor.once('gave-up', resolve));
+    // A provider of a cluster that does not exist: a real process that fails at start, every time.
+    await assert.rejects(supervisor.start([{ id: 'sp1', role: 'provider', argv: ['--id', 'sp1', '--cluster', '/nonexistent/cluster.json', '--data-dir', '/nonexistent'] }]));
+    assert.equal(await gaveUp, 'sp1');
+    const status = supervisor.status()[0]!;
+    assert.equal(status.restarts, 3);
+    assert.equal(status.gaveUp, true);
+    assert.ok(lines.some((l) => /restarting in \d+ ms/.test(l)));
+    assert.ok(lines.some((l) => /crash loop/.test(l)));
+    await supervisor.stop();
+  });
+});
