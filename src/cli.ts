@@ -101,9 +101,21 @@ async function cluster(flags: Map<string, string>): Promise<void> {
   const ready = await supervisor.start(specs);
   const clients = ready.filter((r) => r.role === 'client').map((r) => r.url);
   const providers = ready.filter((r) => r.role === 'provider').map((r) => r.url);
+  if (clients[0]) await chainReady(clients[0]);
   for (const url of clients) console.log(`cairn: web client ready at ${url}`);
   console.log(`cairn: ${providers.length} storage providers at ${providers.join(', ')} (${config.isolation} isolation); data in ${config.dataDir}`);
   console.log(JSON.stringify({ event: 'ready', clients, providers }));
+}
+
+/** "Ready" means usable: wait (bounded) until the chain has a leader with a majority. */
+async function chainReady(client: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await fetch(`${client}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.error(`cairn: the chain has no leader after ${timeoutMs / 1000} s; writes will fail until a majority of providers is up`);
 }
 
 async function role(argv: string[]): Promise<void> {

@@ -8,7 +8,7 @@ import { checkCredentials, register, signIn } from './accounts.js';
 import { requireSession, setSessionCookie, type SessionState } from './http-session.js';
 import type { FailureLimiter } from './rate-limit.js';
 import type { ClientService } from './service.js';
-import type { Sessions } from './sessions.js';
+import type { Session, Sessions } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
 
 export interface ApiDeps {
@@ -28,6 +28,19 @@ function body(ctx: Context): Record<string, unknown> {
 export function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`;
+}
+
+/**
+ * Answers with a file's plaintext, streamed; shared by the API and the pages. A HEAD gets the
+ * headers only, so no download pipeline starts that nobody would read.
+ */
+export async function sendDownload(ctx: Context, service: ClientService, session: Session, id: string): Promise<void> {
+  const d = await service.openDownload(session, id);
+  const body = ctx.method === 'HEAD' ? Buffer.alloc(0) : await d.stream();
+  ctx.set('Content-Disposition', contentDisposition(d.meta.name));
+  ctx.type = d.meta.type;
+  ctx.body = body;
+  ctx.length = d.size;
 }
 
 /** Shared by the API and the pages: sign in and remember the session in a cookie. */
@@ -86,12 +99,7 @@ export function apiRouter(deps: ApiDeps): Router {
   });
 
   r.get('/files/:id/content', async (ctx) => {
-    const d = await service.openDownload(requireSession(ctx), ctx.params.id!);
-    const body = await d.stream();
-    ctx.set('Content-Disposition', contentDisposition(d.meta.name));
-    ctx.type = d.meta.type;
-    ctx.length = d.size;
-    ctx.body = body;
+    await sendDownload(ctx, service, requireSession(ctx), ctx.params.id!);
   });
 
   r.delete('/files/:id', async (ctx) => {

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { CairnError } from '../errors.js';
 import { USERNAME } from '../chain/tx.js';
 import { checkCredentials, register } from './accounts.js';
-import { contentDisposition, signInAndStart, type ApiDeps } from './api.js';
+import { sendDownload, signInAndStart, type ApiDeps } from './api.js';
 import { checkAnonymousForm, formToken } from './csrf.js';
 import type { FileSummary } from './file-access.js';
 import { humanDate, humanSize, isoDate, percent, sentence, shortHash, summarizeTx, thousands } from './format.js';
@@ -301,11 +301,7 @@ export function pagesRouter(deps: ApiDeps): Router {
   r.get('/files/:id/download', async (ctx) => {
     const session = signedIn(ctx);
     if (!session) return;
-    const d = await service.openDownload(session, ctx.params.id!);
-    ctx.set('Content-Disposition', contentDisposition(d.meta.name));
-    ctx.type = d.meta.type;
-    ctx.length = d.size;
-    ctx.body = d.stream();
+    await sendDownload(ctx, service, session, ctx.params.id!);
   });
 
   r.get('/files/:id/delete', async (ctx) => {

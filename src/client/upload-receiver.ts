@@ -11,11 +11,13 @@ import type { FileUpload, UploadResult } from './upload.js';
 
 const MAX_FILES_PER_REQUEST = 64;
 
-/** File names are never trusted: keep the last path part, drop control characters, bound length. */
+/**
+ * File names are never trusted, but kept as the user gave them (escaped wherever shown, encoded
+ * in Content-Disposition): only control characters go, and the length is bounded.
+ */
 export function cleanName(raw: string | null | undefined): string {
-  const base = (raw ?? '').split(/[/\\]/).pop() ?? '';
   // eslint-disable-next-line no-control-regex
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
+  const clean = (raw ?? '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
   return clean || 'unnamed';
 }
 

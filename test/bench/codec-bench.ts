@@ -50,7 +50,7 @@ function stripe(k: number, m: number): { rs: ReedSolomon; shards: Uint8Array[]; 
   return { rs: new ReedSolomon(k, m), shards: set.shards, shardSize: set.shardSize };
 }
 
-function encodeRate(k: number, m: number): number {
+export function encodeRate(k: number, m: number): number {
   const { rs, shards } = stripe(k, m);
   return mbPerSecond(() => rs.encode(shards));
 }

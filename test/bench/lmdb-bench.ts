@@ -1,0 +1,68 @@
+/**
+ * LMDB throughput with 1 MiB values, as an SP uses it (lmdb-js, default durable commits,
+ * no compression, binary values), in MB/s (10^6 bytes per second):
+ *  - writeSync: one awaited put per value, so every 1 MiB value is its own synced commit;
+ *  - writeBatched: 16 puts issued in one event-loop turn (lmdb-js makes them one synced commit);
+ *  - read: `get` (which copies) of every stored value, repeated for a while.
+ * Runs in a temp directory that is removed afterwards.
+ *
+ *   node dist/test/bench/lmdb-bench.js [MiB]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { open } from 'lmdb';
+
+const MiB = 1024 * 1024;
+
+export interface LmdbBenchResult {
+  valueBytes: number;
+  writeSyncMBps: number;
+  writeBatchedMBps: number;
+  readMBps: number;
+}
+
+export async function benchLmdb(options: { totalMiB?: number; readMs?: number } = {}): Promise<LmdbBenchResult> {
+  const total = options.totalMiB ?? 128;
+  const readMs = options.readMs ?? 500;
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-lmdb-bench-'));
+  const root = open({ path: dir, maxDbs: 2, mapSize: 16 * 1024 ** 3, compression: false });
+  try {
+    const db = root.openDB<Buffer, string>({ name: 'values', encoding: 'binary' });
+    const values = Array.from({ length: 8 }, () => randomBytes(MiB));
+    const value = (i: number) => values[i % values.length]!;
+
+    let start = process.hrtime.bigint();
+    for (let i = 0; i < total; i++) await db.put(`s/${i}`, value(i));
+    const writeSyncMBps = (total * MiB) / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
+
+    start = process.hrtime.bigint();
+    const BATCH = 16;
+    for (let i = 0; i < total; i += BATCH) {
+      const puts: Promise<boolean>[] = [];
+      for (let j = i; j < Math.min(total, i + BATCH); j++) puts.push(db.put(`b/${j}`, value(j)));
+      await Promise.all(puts);
+    }
+    const writeBatchedMBps = (total * MiB) / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
+
+    // Reads: warm once, then read everything round and round for readMs.
+    for (let i = 0; i < total; i++) db.get(`s/${i}`);
+    let bytes = 0;
+    start = process.hrtime.bigint();
+    const until = Date.now() + readMs;
+    while (Date.now() < until) {
+      for (let i = 0; i < total; i++) bytes += db.get(`s/${i}`)!.length;
+    }
+    const readMBps = bytes / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
+    return { valueBytes: MiB, writeSyncMBps: Math.round(writeSyncMBps), writeBatchedMBps: Math.round(writeBatchedMBps), readMBps: Math.round(readMBps) };
+  } finally {
+    await root.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  console.log(JSON.stringify(await benchLmdb({ totalMiB: Number(process.argv[2] ?? 128) })));
+}
