@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { clusterProcs, pgrep, type ClusterProcs } from './procs.js';
+import { readyLine } from '../support/cluster.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
@@ -68,26 +69,7 @@ export async function startBenchCluster(opts: { args?: string[]; env?: NodeJS.Pr
   const timeoutMs = opts.timeoutMs ?? 90_000;
   let ready: { clients: string[]; providers: string[] };
   try {
-    ready = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`cluster not ready within ${timeoutMs} ms:\n${output.slice(-30).join('\n')}`)), timeoutMs);
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        keep(line);
-        if (!line.startsWith('{')) return;
-        try {
-          const msg = JSON.parse(line) as { event?: string; clients: string[]; providers: string[] };
-          if (msg.event === 'ready') {
-            clearTimeout(timer);
-            resolve(msg);
-          }
-        } catch {
-          /* not the ready line */
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`cluster exited with ${code} before it was ready:\n${output.slice(-30).join('\n')}`));
-      });
-    });
+    ready = await readyLine(child, keep, output, timeoutMs);
     if (shuttingDown) throw new Error('the benchmark is stopping');
   } catch (err) {
     starting.delete(child);

@@ -31,26 +31,7 @@ export async function startCluster(opts: { isolation?: 'thread' | 'process'; arg
     if (output.length > 2000) output.shift();
   };
   createInterface({ input: child.stderr! }).on('line', keep);
-  const ready = await new Promise<{ clients: string[]; providers: string[] }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cluster not ready within ${opts.timeoutMs ?? 60_000} ms:\n${output.slice(-40).join('\n')}`)), opts.timeoutMs ?? 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      keep(line);
-      if (!line.startsWith('{')) return;
-      try {
-        const msg = JSON.parse(line) as { event?: string; clients: string[]; providers: string[] };
-        if (msg.event === 'ready') {
-          clearTimeout(timer);
-          resolve(msg);
-        }
-      } catch {
-        /* not our line */
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`cluster exited with ${code} before ready:\n${output.slice(-40).join('\n')}`));
-    });
-  });
+  const ready = await readyLine(child, keep, output, opts.timeoutMs ?? 60_000);
   let stopped = false;
   return {
     dataDir,
@@ -78,6 +59,30 @@ export async function startCluster(opts: { isolation?: 'thread' | 'process'; arg
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Waits for the `{"event":"ready",…}` line of `cairn cluster`, failing with its last output. */
+export function readyLine(child: ChildProcess, keep: (line: string) => void, output: string[], timeoutMs: number): Promise<{ clients: string[]; providers: string[] }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`cluster not ready within ${timeoutMs} ms:\n${output.slice(-40).join('\n')}`)), timeoutMs);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      keep(line);
+      if (!line.startsWith('{')) return;
+      try {
+        const msg = JSON.parse(line) as { event?: string; clients: string[]; providers: string[] };
+        if (msg.event === 'ready') {
+          clearTimeout(timer);
+          resolve(msg);
+        }
+      } catch {
+        /* not the ready line */
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`cluster exited with ${code} before it was ready:\n${output.slice(-40).join('\n')}`));
+    });
+  });
 }
 
 /** PIDs of process-isolated actors of the cluster in dataDir (their command line names it). */
