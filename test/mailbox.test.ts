@@ -285,30 +285,39 @@ test('close() lets in-flight handlers finish and their replies go out', async ()
   }
 });
 
-test('client bounds: maxInFlight, then maxQueued, then OVERLOADED', async () => {
-  const hold = gate();
-  let running = 0;
-  let peak = 0;
-  const pair = await start(
-    (s) => {
+/** A 'work' handler that waits on `hold`, counting how many run at once. */
+function heldWork(hold: ReturnType<typeof gate>) {
+  const load = {
+    running: 0,
+    peak: 0,
+    register(s: MailboxServer) {
       s.handle('work', parseNothing, async () => {
-        running += 1;
-        peak = Math.max(peak, running);
+        load.running += 1;
+        load.peak = Math.max(load.peak, load.running);
         await hold.wait;
-        running -= 1;
+        load.running -= 1;
         return { body: 'ok' };
       });
     },
+  };
+  return load;
+}
+
+test('client bounds: maxInFlight, then maxQueued, then OVERLOADED', async () => {
+  const hold = gate();
+  const load = heldWork(hold);
+  const pair = await start(
+    (s) => load.register(s),
     { client: { maxInFlight: 2, maxQueued: 3 } },
   );
   try {
     const accepted = Array.from({ length: 5 }, () => pair.client.request('work', {}));
     await rejectsWith(pair.client.request('work', {}), 'OVERLOADED');
-    await waitFor(() => running === 2, 'two in flight');
+    await waitFor(() => load.running === 2, 'two in flight');
     hold.open();
     const replies = await Promise.all(accepted);
     assert.equal(replies.length, 5);
-    assert.equal(peak, 2);
+    assert.equal(load.peak, 2);
   } finally {
     await pair.close();
   }
@@ -316,28 +325,19 @@ test('client bounds: maxInFlight, then maxQueued, then OVERLOADED', async () => 
 
 test('server bounds in-flight handlers per connection by pausing the socket', async () => {
   const hold = gate();
-  let running = 0;
-  let peak = 0;
+  const load = heldWork(hold);
   const pair = await start(
-    (s) => {
-      s.handle('work', parseNothing, async () => {
-        running += 1;
-        peak = Math.max(peak, running);
-        await hold.wait;
-        running -= 1;
-        return { body: 'ok' };
-      });
-    },
+    (s) => load.register(s),
     { server: { maxInFlightPerConnection: 3 }, client: { maxInFlight: 20 } },
   );
   try {
     const all = Array.from({ length: 20 }, () => pair.client.request('work', {}));
-    await waitFor(() => running === 3, 'three handlers running');
+    await waitFor(() => load.running === 3, 'three handlers running');
     // The other 17 requests are in the socket or the server's pending chunk, not dispatched.
     assert.equal(pair.server.stats.framesReceived, 3);
     hold.open();
     await Promise.all(all);
-    assert.equal(peak, 3);
+    assert.equal(load.peak, 3);
     assert.equal(pair.server.stats.framesReceived, 20);
   } finally {
     await pair.close();
