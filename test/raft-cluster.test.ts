@@ -130,6 +130,8 @@ describe('two of three SPs down, and a tampered replica', () => {
   });
 
   it('cairn verify names the replica and height of a changed byte; the others verify clean', async () => {
+    // The client reconnects to restarted SPs after a short backoff; wait until it sees them all.
+    await waitFor('the client to see every SP', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
     const up = await api.upload([{ name: 'x.txt', bytes: Buffer.from('x') }]);
     assert.equal(up.status, 201);
     const height: number = up.body[0].block;

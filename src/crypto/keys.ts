@@ -58,10 +58,27 @@ export function newSigningSeed(): Buffer {
   return randomBytes(32);
 }
 
+/**
+ * Verification keys are few (validators and users) and used again and again; turning hex into a
+ * KeyObject costs more than the verification itself, so recent ones are kept (bounded).
+ */
+const verifyKeys = new Map<string, KeyObject>();
+const MAX_CACHED_KEYS = 4096;
+
+function verifyKey(publicKeyHex: string): KeyObject {
+  let key = verifyKeys.get(publicKeyHex);
+  if (!key) {
+    key = publicFromRaw('ed25519', Buffer.from(publicKeyHex, 'hex'));
+    if (verifyKeys.size >= MAX_CACHED_KEYS) verifyKeys.delete(verifyKeys.keys().next().value!);
+    verifyKeys.set(publicKeyHex, key);
+  }
+  return key;
+}
+
 export function verifySignature(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
   if (!/^[0-9a-f]{64}$/.test(publicKeyHex) || !/^[0-9a-f]{128}$/.test(signatureHex)) return false;
   try {
-    return verify(null, message, publicFromRaw('ed25519', Buffer.from(publicKeyHex, 'hex')), Buffer.from(signatureHex, 'hex'));
+    return verify(null, message, verifyKey(publicKeyHex), Buffer.from(signatureHex, 'hex'));
   } catch {
     return false;
   }
