@@ -115,19 +115,22 @@ export async function downloadStream(deps: DownloadDeps, file: StoredFile, key: 
   const total = file.record.segments.length;
   const ahead: Promise<Uint8Array>[] = [];
   let started = 0;
-  const fill = () => {
-    while (ahead.length < deps.window && started < total) {
+  const fill = (limit: number) => {
+    while (ahead.length < limit && started < total) {
       const p = readSegment(deps, file, key, started++);
       p.catch(() => undefined); // observed when its turn comes
       ahead.push(p);
     }
   };
-  fill();
+  // The first segment alone first: it decides the time to first byte, so it gets the SPs and
+  // the workers to itself; read-ahead starts once it is in.
+  fill(1);
   await ahead[0];
+  fill(deps.window);
   async function* segments(): AsyncGenerator<Uint8Array> {
     for (let i = 0; i < total; i++) {
       const bytes = await ahead.shift()!;
-      fill();
+      fill(deps.window);
       if (bytes.length > 0) yield bytes;
     }
   }
