@@ -41,12 +41,15 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export class CairnError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
+  /** True when a peer answered with this error (it is alive), false when it arose here. */
+  readonly remote: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; remote?: boolean }) {
     super(message, options);
     this.name = 'CairnError';
     this.code = code;
     this.retryable = RETRYABLE.has(code);
+    this.remote = options?.remote ?? false;
   }
 }
 

@@ -59,28 +59,28 @@ describe('one SP down, stalled, wiped or rotten', () => {
     api = await signedIn(cluster.clients[0]!.url);
     await upload('healthy.bin', randomBytes(1024 * 1024 + 7));
   });
-  after(async () => {
-    if (process.exitCode) console.log(cluster?.output.slice(-60).join('\n'));
-    await cluster?.stop();
-  });
+  after(async () => cluster?.stop());
 
   it('uploads degraded, downloads and lists with one SP down', async () => {
     await cluster.stopProvider('sp3');
-    const id = await upload('degraded.bin', randomBytes(700_000));
-    degradedId = id;
-    const details = await api.call('GET', `/api/v1/files/${id}`);
-    assert.equal(details.status, 200);
-    assert.equal(details.body.health, 'degraded');
-    for (const seg of details.body.segments) {
-      const placed = seg.shards.filter((s: { sp: string | null }) => s.sp !== null);
-      assert.equal(placed.length, 2, 'two of three shards stored');
-      assert.ok(placed.every((s: { sp: string }) => s.sp !== 'sp3'));
+    try {
+      const id = await upload('degraded.bin', randomBytes(700_000));
+      degradedId = id;
+      const details = await api.call('GET', `/api/v1/files/${id}`);
+      assert.equal(details.status, 200);
+      assert.equal(details.body.health, 'degraded');
+      for (const seg of details.body.segments) {
+        const placed = seg.shards.filter((s: { sp: string | null }) => s.sp !== null);
+        assert.equal(placed.length, 2, 'two of three shards stored');
+        assert.ok(placed.every((s: { sp: string }) => s.sp !== 'sp3'));
+      }
+      await expectAll(api, files);
+      const list = await api.call('GET', '/api/v1/files');
+      assert.equal(list.status, 200);
+      assert.equal(list.body.length, files.size);
+    } finally {
+      await cluster.startProvider('sp3'); // later tests need it whatever happened here
     }
-    await expectAll(api, files);
-    const list = await api.call('GET', '/api/v1/files');
-    assert.equal(list.status, 200);
-    assert.equal(list.body.length, files.size);
-    await cluster.startProvider('sp3');
   });
 
   it('does not wait on a stalled SP: hedged reads, degraded writes', async () => {

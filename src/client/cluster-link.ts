@@ -80,10 +80,12 @@ export class ClusterLink {
       p.lastError = null;
       return reply;
     } catch (err) {
-      if (isCairnError(err) && ['UNAVAILABLE', 'CONNECTION_CLOSED', 'TIMEOUT'].includes(err.code)) {
+      // Only a failure to reach the SP says it is down; an error it answered with says it is up.
+      if (isCairnError(err) && !err.remote && ['UNAVAILABLE', 'CONNECTION_CLOSED', 'TIMEOUT'].includes(err.code)) {
         p.up = false;
         p.lastError = err.message;
       }
+      if (isCairnError(err) && err.remote) p.up = true;
       throw err;
     }
   }

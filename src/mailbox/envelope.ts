@@ -101,7 +101,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
 /** Rebuilds a peer's error reply; a code this build does not know becomes INTERNAL. */
 export function errorFromWire(err: WireError, peer: string): CairnError {
   if (Object.hasOwn(KNOWN_CODES, err.code)) {
-    return new CairnError(err.code as ErrorCode, err.message);
+    return new CairnError(err.code as ErrorCode, err.message, { remote: true });
   }
-  return new CairnError('INTERNAL', `${peer} answered with unknown code ${err.code}: ${err.message}`);
+  return new CairnError('INTERNAL', `${peer} answered with unknown code ${err.code}: ${err.message}`, { remote: true });
 }

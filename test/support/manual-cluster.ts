@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI } from './cluster.js';
+import { CLI, waitFor } from './cluster.js';
 
 const READY = '@@cairn-actor-ready ';
 
@@ -55,6 +55,8 @@ export class ManualCluster {
       c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', c.clusterFile, '--data-dir', c.dataDir] });
       await c.#start(c.clients[i]!, `client${i + 1}`);
     }
+    // Usable means the chain has a leader: wait for it, as `cairn cluster` does before its ready line.
+    if (c.clients[0]) await waitFor('a chain leader', async () => (await fetch(`${c.clients[0]!.url}/healthz`)).ok, 30_000);
     return c;
   }
 
