@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitFor as waitUntil } from './support/cluster.js';
 import net from 'node:net';
 import { MailboxClient } from '../src/mailbox/client.js';
 import { parseEnvelopeHeader, salvageId } from '../src/mailbox/envelope.js';
@@ -28,13 +29,8 @@ function rng(seed: number): () => number {
   };
 }
 
-async function waitFor(cond: () => boolean, what: string, deadlineMs = 5_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+/** Polls a condition every 2 ms until it holds, failing after the deadline. */
+const waitFor = (cond: () => boolean, what: string, deadlineMs = 5_000): Promise<boolean> => waitUntil(what, cond, deadlineMs, 2);
 
 /** Writes bytes on a fresh connection and collects the reply frames until the server closes it. */
 async function exchange(port: number, bytes: Buffer, end: boolean): Promise<{ frames: Frame[]; decodeError: unknown }> {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitFor as waitUntil } from './support/cluster.js';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { CairnError, isCairnError } from '../src/errors.js';
@@ -13,13 +14,8 @@ const quiet: MailboxLog = () => {};
 const parseEcho = object({ text: str({ max: 100 }) });
 const parseNothing = (v: unknown): unknown => v;
 
-async function waitFor(cond: () => boolean, what: string, deadlineMs = 3_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+/** Polls a condition every 2 ms until it holds, failing after the deadline. */
+const waitFor = (cond: () => boolean, what: string, deadlineMs = 3_000): Promise<boolean> => waitUntil(what, cond, deadlineMs, 2);
 
 /** A promise the test opens by hand, to hold handlers in flight. */
 function gate(): { wait: Promise<void>; open: () => void } {

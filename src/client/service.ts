@@ -75,7 +75,7 @@ export class ClientService {
   async deleteFile(session: Session, id: string): Promise<void> {
     const file = await this.#file(session, id);
     requireOwner(file, session);
-    await this.#submit(session, signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing));
+    await this.#submit(signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing));
   }
 
   async shareFile(session: Session, id: string, username: string): Promise<void> {
@@ -85,10 +85,10 @@ export class ClientService {
     const { user } = await this.link.chain('state.user', { username, minHeight: 0 });
     if (!user) throw new CairnError('NOT_FOUND', `no user ${username}`);
     const key = sealTo(user.boxKey, fileKey(file, session), keyContext(id));
-    await this.#submit(session, signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
+    await this.#submit(signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
   }
 
-  async #submit(session: Session, tx: Tx): Promise<void> {
+  async #submit(tx: Tx): Promise<void> {
     const result = await this.link.chain('chain.submit', { tx });
     if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused it: ${result.error ?? 'unknown reason'}`);
   }

@@ -16,7 +16,6 @@ const MAX_FILES_PER_REQUEST = 64;
  * in Content-Disposition): only control characters go, and the length is bounded.
  */
 export function cleanName(raw: string | null | undefined): string {
-  // eslint-disable-next-line no-control-regex
   const clean = (raw ?? '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
   return clean || 'unnamed';
 }

@@ -3,6 +3,7 @@
  * serves shards, chain submissions and state queries to web clients and other SPs.
  */
 import { CairnError } from '../errors.js';
+import type { Block } from '../chain/block.js';
 import { ChainNode } from '../chain/chain-node.js';
 import { ChainStore } from '../chain/chain-store.js';
 import { endorseBodyP, raftBodyP } from '../chain/raft-wire.js';
@@ -75,9 +76,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     },
   });
   // Shards of a deleted file are garbage once the deletion is final.
-  node.on('applied', (block: { txs: { body: { type: string; fileId?: string } }[] }) => {
+  node.on('applied', (block: Block) => {
     for (const tx of block.txs) {
-      if (tx.body.type !== 'file.delete' || !tx.body.fileId) continue;
+      if (tx.body.type !== 'file.delete') continue;
       if (chainStore.get(keys.file(tx.body.fileId)) !== undefined) continue;
       for (const key of shards.keysOf(tx.body.fileId)) void shards.delete(key).catch((err: Error) => log(`delete ${key}: ${err.message}`));
     }
