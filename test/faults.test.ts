@@ -142,7 +142,9 @@ describe('one SP down, stalled, wiped or rotten', () => {
     const env = open({ path: join(cluster.dataDir, 'sp1', 'lmdb'), maxDbs: 8 });
     const shards = env.openDB<Buffer, string>({ name: 'shards', encoding: 'binary' });
     let flipped = 0;
+    let dataShardsFlipped = 0; // k = 2: shards 0 and 1 are data shards, read first by every download
     for (const { key, value } of shards.getRange({ limit: 6 })) {
+      if (/\/[01]$/.test(key)) dataShardsFlipped += 1;
       const bad = Buffer.from(value);
       bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0x40;
       shards.putSync(key, bad);
@@ -154,6 +156,8 @@ describe('one SP down, stalled, wiped or rotten', () => {
     await waitFor('sp1 back', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
 
     await expectAll(api, files); // every byte right although six shards on sp1 are rotten
+    // SPs serve without re-hashing; the client found the rotten data shards and reported them.
+    await waitFor('sp1 to remove the rotten shards readers reported', async () => ((await spShards(api, 'sp1')).quarantined ?? 0) >= dataShardsFlipped, 10_000);
     const run = await repairAndWait(api);
     const after = await spShards(api, 'sp1');
     assert.ok((after.quarantined ?? 0) >= flipped, `sp1 removed ${after.quarantined} rotten shards, expected ${flipped}`);

