@@ -31,8 +31,12 @@ describe('codec worker on a real Piscina pool', () => {
     return unwrapOutcome((await pool.run(task, { name: 'encode', transferList })) as CodecOutcome<EncodeResult>);
   }
 
-  async function decode(ref: SegmentRef, sealedLength: number, shards: (Uint8Array | null)[], hashes: Uint8Array[]): Promise<DecodeResult> {
-    const { task, transferList } = makeDecodeTask({ ...ref, sealedLength }, shards, hashes);
+  async function decode(ref: SegmentRef, sealedLength: number, shards: (Uint8Array | null)[], hashes: Uint8Array[], into?: ArrayBuffer): Promise<Uint8Array> {
+    return (await decodeFull(ref, sealedLength, shards, hashes, into)).plaintext;
+  }
+
+  async function decodeFull(ref: SegmentRef, sealedLength: number, shards: (Uint8Array | null)[], hashes: Uint8Array[], into?: ArrayBuffer): Promise<DecodeResult> {
+    const { task, transferList } = makeDecodeTask({ ...ref, sealedLength }, shards, hashes, into);
     return unwrapOutcome((await pool.run(task, { name: 'decode', transferList })) as CodecOutcome<DecodeResult>);
   }
 
@@ -47,6 +51,7 @@ describe('codec worker on a real Piscina pool', () => {
         plaintext.set(original);
         const encoded = await encode(ref, plaintext);
         assert.equal(plaintext.buffer.byteLength, 0, 'the plaintext was transferred, not copied');
+        if (size > 0) assert.equal(encoded.spent?.byteLength, size, 'and its buffer came back for reuse');
         const { shards, hashes } = encodeResultViews(encoded);
         assert.equal(shards.length, 3);
         const fetched: (Uint8Array | null)[] = shards.map((s) => new Uint8Array(s));
@@ -72,6 +77,20 @@ describe('codec worker on a real Piscina pool', () => {
     const { shards, hashes } = encodeResultViews(second);
     const decoded = await decode({ ...ref, index: 1, last: true }, second.sealedLength, shards, hashes);
     assert.ok(Buffer.from(decoded).equals(original));
+  });
+
+  it('decodes into a recycled buffer holding stale bytes and sends it back', async () => {
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'recycled', index: 0, last: true, k: 2, m: 1 };
+    const original = randomBytes(300_000);
+    const encoded = await encode(ref, new Uint8Array(original));
+    const { shards, hashes } = encodeResultViews(encoded);
+    const first = await decodeFull(ref, encoded.sealedLength, shards.map((s) => new Uint8Array(s)), hashes);
+    const stale = new Uint8Array(first.spent).fill(0xa5).buffer; // whatever the last segment left there
+    const size = stale.byteLength;
+    const second = await decodeFull(ref, encoded.sealedLength, [null, new Uint8Array(shards[1]!), new Uint8Array(shards[2]!)], hashes, stale);
+    assert.equal(stale.byteLength, 0, 'the recycled buffer went to the worker');
+    assert.equal(second.spent.byteLength, size, 'and came back');
+    assert.ok(Buffer.from(second.plaintext).equals(original), 'a missing shard is rebuilt whatever its slot held');
   });
 
   it('reports INTEGRITY from the worker as a CairnError with its code', async () => {

@@ -33,7 +33,9 @@ function moved<T>(value: CodecOutcome<T>, transfer: ArrayBuffer[]): ReturnType<t
 export function encode(task: EncodeTask): ReturnType<typeof move> | CodecOutcome<EncodeResult> {
   try {
     const segment = encodeSegment(task);
-    return moved({ ok: true, value: toEncodeResult(segment) }, [segment.buffer]);
+    // The plaintext's buffer goes back too when the task owned it, so the client can refill it.
+    const spent = ownsBuffer(task.plaintext) && task.plaintext.buffer !== segment.buffer ? task.plaintext.buffer : undefined;
+    return moved({ ok: true, value: toEncodeResult(segment, spent) }, spent ? [segment.buffer, spent] : [segment.buffer]);
   } catch (err) {
     return failure(err);
   }
@@ -43,8 +45,8 @@ export function decode(task: DecodeTask): ReturnType<typeof move> | CodecOutcome
   try {
     const plaintext = decodeSegment(decodeInputFromTask(task));
     // Transferring a view's buffer would move whatever else shares it; copy unless it is exclusively ours.
-    const owned = ownsBuffer(plaintext) ? plaintext : new Uint8Array(plaintext);
-    return moved({ ok: true, value: owned }, [owned.buffer]);
+    const owned = ownsBuffer(plaintext) && plaintext.buffer !== task.buffer ? plaintext : new Uint8Array(plaintext);
+    return moved({ ok: true, value: { plaintext: owned, spent: task.buffer } }, [owned.buffer, task.buffer]);
   } catch (err) {
     return failure(err);
   }

@@ -5,8 +5,11 @@
 import { Piscina } from 'piscina';
 import type { PoolSettings } from '../config/config.js';
 import { CairnError } from '../errors.js';
+import { BufferPool, type BufferPoolStats } from '../codec/buffer-pool.js';
 import {
+  decodeBufferBytes,
   decodeSegment,
+  encodeBufferBytes,
   encodeSegment,
   encodeResultViews,
   makeDecodeTask,
@@ -26,6 +29,17 @@ const WORKER = new URL('../../workers/codec.js', import.meta.url).href;
  */
 export const INLINE_BELOW_BYTES = 64 * 1024;
 
+/** Free segment and shard buffers kept for reuse (a 4 MiB segment in flight needs ~10 MiB). */
+const RECYCLED_BYTES = 96 * 1024 * 1024;
+
+/** One segment's shards and hashes; `release` hands their memory back once nothing reads them. */
+export interface EncodedShards {
+  shards: Uint8Array[];
+  hashes: Buffer[];
+  sealedLength: number;
+  release(): void;
+}
+
 export interface PoolStats {
   settings: PoolSettings;
   threads: number;
@@ -33,12 +47,14 @@ export interface PoolStats {
   completed: number;
   inline: number;
   utilization: number; // 0..1 since start
+  buffers: BufferPoolStats;
   runTimeP50Ms: number;
   waitTimeP50Ms: number;
 }
 
 export class CodecPool {
   readonly #pool: Piscina;
+  readonly #buffers = new BufferPool(RECYCLED_BYTES);
   #inline = 0; // small segments coded on the main thread
 
   constructor(readonly settings: PoolSettings) {
@@ -52,16 +68,35 @@ export class CodecPool {
     });
   }
 
+  /**
+   * A buffer for a segment's plaintext: pass it to encode (which moves it to a worker and recycles
+   * it), or give it back with recycle() if it is not used.
+   */
+  segmentBuffer(bytes: number): Buffer {
+    return Buffer.from(this.#buffers.take(bytes));
+  }
+
+  recycle(buffer: Uint8Array): void {
+    if (buffer.buffer instanceof ArrayBuffer && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) this.#buffers.give(buffer.buffer);
+  }
+
   /** Seals, erasure-codes and hashes one segment; the plaintext's buffer is moved to the worker. */
-  async encode(ref: SegmentRef, plaintext: Uint8Array): Promise<{ shards: Uint8Array[]; hashes: Buffer[]; sealedLength: number }> {
+  async encode(ref: SegmentRef, plaintext: Uint8Array): Promise<EncodedShards> {
     if (plaintext.length < INLINE_BELOW_BYTES) {
       const { shards, hashes, sealedLength } = encodeSegment({ ...ref, plaintext });
       this.#inline += 1;
-      return { shards, hashes, sealedLength };
+      return { shards, hashes, sealedLength, release: () => undefined };
     }
-    const { task, transferList } = makeEncodeTask(ref, plaintext);
+    const into = this.#buffers.take(encodeBufferBytes(plaintext.length, ref.k, ref.m));
+    const { task, transferList } = makeEncodeTask(ref, plaintext, into);
     const result = await this.#run<EncodeResult>('encode', task, transferList);
-    return { ...encodeResultViews(result), sealedLength: result.sealedLength };
+    if (result.spent) this.#buffers.give(result.spent);
+    let released = false;
+    const release = () => {
+      if (!released) this.#buffers.give(result.buffer);
+      released = true;
+    };
+    return { ...encodeResultViews(result), sealedLength: result.sealedLength, release };
   }
 
   /** Verifies, rebuilds and opens one segment from whichever shards are present (null = missing). */
@@ -71,8 +106,10 @@ export class CodecPool {
       // decodeSegment may rebuild into the shard slots it is given: hand it copies.
       return decodeSegment({ ...ref, shards: shards.map((s) => (s ? Uint8Array.from(s) : null)), hashes });
     }
-    const { task, transferList } = makeDecodeTask(ref, shards, hashes);
-    return this.#run<DecodeResult>('decode', task, transferList);
+    const { task, transferList } = makeDecodeTask(ref, shards, hashes, this.#buffers.take(decodeBufferBytes(ref)));
+    const { plaintext, spent } = await this.#run<DecodeResult>('decode', task, transferList);
+    this.#buffers.give(spent);
+    return plaintext;
   }
 
   async #run<R>(name: string, task: object, transferList: ArrayBuffer[]): Promise<R> {
@@ -96,6 +133,7 @@ export class CodecPool {
       completed: p.completed,
       inline: this.#inline,
       utilization: p.utilization,
+      buffers: this.#buffers.stats(),
       runTimeP50Ms: p.histogram.runTime.p50,
       waitTimeP50Ms: p.histogram.waitTime.p50,
     };

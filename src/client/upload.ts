@@ -74,7 +74,7 @@ export class FileUpload extends Writable {
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.#deps = deps;
-    this.#current = Buffer.allocUnsafe(deps.settings.segmentSize);
+    this.#current = deps.pool.segmentBuffer(deps.settings.segmentSize);
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.done.catch(() => undefined);
   }
@@ -116,7 +116,7 @@ export class FileUpload extends Writable {
         // A full segment: the one held before it is now known not to be the last.
         if (this.#held) await this.#dispatch(this.#held, false);
         this.#held = this.#current;
-        this.#current = Buffer.allocUnsafe(size);
+        this.#current = this.#deps.pool.segmentBuffer(size);
         this.#fill = 0;
       }
     }
@@ -126,8 +126,12 @@ export class FileUpload extends Writable {
     if (this.#failure) throw this.#failure;
     if (this.#fill > 0 || !this.#held) {
       if (this.#held) await this.#dispatch(this.#held, false);
-      await this.#dispatch(this.#current.subarray(0, this.#fill), true);
+      // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
+      const tail = Buffer.from(this.#current.subarray(0, this.#fill));
+      this.#deps.pool.recycle(this.#current);
+      await this.#dispatch(tail, true);
     } else {
+      this.#deps.pool.recycle(this.#current);
       await this.#dispatch(this.#held, true);
     }
     this.#held = null;
@@ -179,6 +183,8 @@ export class FileUpload extends Writable {
     // Once `success` shards are stored, a slow SP gets a short grace, then the segment is
     // recorded degraded without it rather than holding the whole upload back.
     const all = Promise.all(puts);
+    // The shard memory is reused once no put can read it any more, late or failed ones included.
+    void Promise.allSettled(puts).then(() => encoded.release());
     await Promise.race([all, quorumReached.then(() => Promise.race([all, new Promise((r) => setTimeout(r, SLOW_SHARD_GRACE_MS))]))]);
     this.#sealed.add(index);
     const stored = placed.filter((sp) => sp !== null).length;

@@ -160,13 +160,15 @@ export type EncodeTask = EncodeSegmentInput;
 /** The shard set as it leaves the worker: one transferred buffer and where each shard and hash lies in it. */
 export interface EncodeResult {
   buffer: ArrayBuffer;
+  /** The plaintext's buffer, sent back (when the task owned it) so the caller can reuse it. */
+  spent?: ArrayBuffer;
   shardSize: number;
   sealedLength: number;
   shardOffsets: number[];
   hashOffsets: number[];
 }
 
-/** The k+m shard slots (slot i at i·shardSize, zeros when absent) followed by the k+m recorded hashes. */
+/** The k+m shard slots (slot i at i·shardSize; undefined bytes when absent) followed by the k+m recorded hashes. */
 export interface DecodeTask extends SegmentRef {
   sealedLength: number;
   shardSize: number;
@@ -174,8 +176,11 @@ export interface DecodeTask extends SegmentRef {
   present: boolean[];
 }
 
-/** The plaintext, owning its ArrayBuffer (which is transferred). */
-export type DecodeResult = Uint8Array;
+/** The plaintext, owning its ArrayBuffer (which is transferred), and the task's buffer sent back for reuse. */
+export interface DecodeResult {
+  plaintext: Uint8Array;
+  spent: ArrayBuffer;
+}
 
 export interface PackedTask<T> {
   task: T;
@@ -203,9 +208,10 @@ export function makeEncodeTask(ref: SegmentRef, plaintext: Uint8Array, into?: Ar
   return { task, transferList };
 }
 
-export function toEncodeResult(segment: EncodedSegment): EncodeResult {
+export function toEncodeResult(segment: EncodedSegment, spent?: ArrayBuffer): EncodeResult {
   return {
     buffer: segment.buffer,
+    ...(spent !== undefined && spent !== segment.buffer ? { spent } : {}),
     shardSize: segment.shardSize,
     sealedLength: segment.sealedLength,
     shardOffsets: segment.shards.map((s) => s.byteOffset),
@@ -220,18 +226,33 @@ export function encodeResultViews(result: EncodeResult): { shards: Uint8Array[];
   };
 }
 
-/** A decode task for pool.run(task, { name: 'decode', transferList }); copies shards and hashes into one buffer. */
+/** Bytes of the shard set (shards, then hashes) that encodeSegment makes for a plaintext of this length. */
+export function encodeBufferBytes(plaintextLength: number, k: number, m: number): number {
+  return (k + m) * (shardSizeFor(sealedLengthOf(plaintextLength), k) + HASH_BYTES);
+}
+
+/** Bytes of the buffer makeDecodeTask packs a segment's shards and hashes into. */
+export function decodeBufferBytes(ref: { sealedLength: number; k: number; m: number }): number {
+  return (ref.k + ref.m) * (shardSizeFor(ref.sealedLength, ref.k) + HASH_BYTES);
+}
+
+/**
+ * A decode task for pool.run(task, { name: 'decode', transferList }); copies shards and hashes into
+ * one buffer: `into` when it is exactly decodeBufferBytes(ref) long (a recycled one), else a new one.
+ */
 export function makeDecodeTask(
   ref: SegmentRef & { sealedLength: number },
   shards: readonly (Uint8Array | null)[],
   hashes: readonly Uint8Array[],
+  into?: ArrayBuffer,
 ): PackedTask<DecodeTask> {
   const n = ref.k + ref.m;
   if (shards.length !== n || hashes.length !== n) {
     throw new CairnError('BAD_REQUEST', `segment ${ref.index}: expected ${n} shards and hashes, got ${shards.length} and ${hashes.length}`);
   }
   const size = shardSizeFor(ref.sealedLength, ref.k);
-  const buffer = new ArrayBuffer(n * (size + HASH_BYTES));
+  const bytesNeeded = decodeBufferBytes(ref);
+  const buffer = into !== undefined && into.byteLength === bytesNeeded ? into : new ArrayBuffer(bytesNeeded);
   const bytes = new Uint8Array(buffer);
   // A shard of the wrong size cannot be the one recorded; leaving it out is the same as failing its hash.
   const present = shards.map((s) => s !== null && s.length === size);
