@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { isCairnError } from '../src/errors.js';
 import { FrameDecoder, FRAME_PREFIX_BYTES, encodeFrame, type Frame } from '../src/mailbox/frame.js';
+import { BufferPool } from '../src/codec/buffer-pool.js';
 
 function wire(header: unknown, payload?: Uint8Array): Buffer {
   return Buffer.concat(encodeFrame(header, payload));
@@ -152,4 +153,47 @@ test('random garbage never escapes as anything but a CairnError', () => {
       assert.ok(isCairnError(err, 'BAD_FRAME') || isCairnError(err, 'FRAME_TOO_LARGE'), String(err));
     }
   }
+});
+
+test('frames split across chunks are assembled in pooled buffers that can be reused safely', () => {
+  const pool = new BufferPool(1024 * 1024);
+  const decoder = new FrameDecoder(undefined, pool);
+  const header = { t: 'shard.put', id: 1, from: 'c', body: { sig: new Uint8Array([9, 8, 7]) } };
+  const first = wire(header, randomBytes(10_000));
+  const [a] = decodeChunks(decoder, [first.subarray(0, 100), first.subarray(100)]);
+  assert.ok(a?.assembled, 'an assembled frame names its pooled buffer');
+  assert.equal(a.payload!.buffer, a.assembled, 'the payload lies in it');
+  const sig = (a.header as { body: { sig: Uint8Array } }).body.sig;
+  assert.notEqual(sig.buffer, a.assembled, 'header binaries are copied out of the frame buffer');
+  pool.give(a.assembled);
+  const second = wire({ ...header, id: 2 }, randomBytes(10_000));
+  const [b] = decodeChunks(decoder, [second.subarray(0, 50), second.subarray(50)]);
+  assert.equal(b?.assembled, a.assembled, 'the same size reuses the given-back buffer');
+  assert.deepEqual([...sig], [9, 8, 7], 'and the first header is untouched by the reuse');
+  assert.equal(pool.stats().reused, 1);
+  // A frame that arrives whole in one chunk is a view of that chunk: nothing to give back.
+  const [c] = decodeChunks(decoder, [wire(header, randomBytes(100))]);
+  assert.equal(c?.assembled, undefined);
+});
+
+test('buffer pool: exact sizes, bounded, detached buffers ignored', () => {
+  const pool = new BufferPool(3000);
+  const x = pool.take(1000);
+  const y = pool.take(1000);
+  pool.give(x);
+  pool.give(y);
+  assert.equal(pool.take(1000), y, 'last given, first taken');
+  assert.notEqual(pool.take(999), x, 'only an exact size is reused');
+  pool.give(pool.take(2000)); // 1000 + 2000 pooled: at the bound
+  pool.give(new ArrayBuffer(1500)); // over it: the oldest size class makes room
+  assert.ok(pool.stats().pooledBytes <= 3000, `pooled ${pool.stats().pooledBytes} bytes, bound 3000`);
+  const moved = new ArrayBuffer(500);
+  structuredClone(moved, { transfer: [moved] });
+  pool.give(moved);
+  assert.ok(pool.stats().pooledBytes <= 3000);
+  assert.throws(() => {
+    const z = pool.take(1500);
+    pool.give(z);
+    pool.give(z);
+  }, /once/);
 });

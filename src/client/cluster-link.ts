@@ -2,11 +2,12 @@
  * A web client's view of the SPs: one mailbox client per SP, liveness from recent replies, and
  * chain requests routed to whichever SP answers (the chain forwards writes to its leader).
  */
+import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, isCairnError } from '../errors.js';
 import type { ClusterFile } from '../config/cluster-file.js';
 import { MailboxClient } from '../mailbox/client.js';
 import type { Body, MessageType, Replies } from '../mailbox/messages.js';
-import { call } from '../mailbox/rpc.js';
+import { call, type TypedReply } from '../mailbox/rpc.js';
 import type { Transport } from '../mailbox/transport.js';
 
 export interface ProviderLink {
@@ -26,6 +27,7 @@ const PROBE_EVERY_MS = 1_000;
 /** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */
 const ATTEMPT_TIMEOUT_MS: Partial<Record<MessageType, number>> = { 'chain.submit': 10_000, 'chain.verify': 60_000, 'repair.start': 10_000 };
 const READ_TIMEOUT_MS = 3_000;
+const RECYCLED_FRAME_BYTES = 32 * 1024 * 1024;
 
 export class ClusterLink {
   readonly providers: ProviderLink[];
@@ -34,6 +36,8 @@ export class ClusterLink {
   knownHeight = 0;
 
   #prober: NodeJS.Timeout;
+  /** Shards arriving from SPs are assembled here; download gives each back once decoded. */
+  readonly #frames = new BufferPool(RECYCLED_FRAME_BYTES);
   #leader: string | null = null;
 
   constructor(cluster: ClusterFile, transport: Transport, selfId: string) {
@@ -42,7 +46,7 @@ export class ClusterLink {
       address: p.address,
       up: true,
       lastError: null,
-      client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024 }),
+      client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024, buffers: this.#frames }),
     }));
     // Liveness comes from a cheap periodic probe, so uploads and downloads pick live SPs first
     // and an SP that came back is used again without waiting for a request to stumble on it.
@@ -75,7 +79,7 @@ export class ClusterLink {
     type: T,
     body: Body<T>,
     options: { payload?: Uint8Array; timeoutMs?: number } = {},
-  ): Promise<{ body: Replies[T]; payload?: Uint8Array }> {
+  ): Promise<TypedReply<T>> {
     const p = this.get(id);
     try {
       const reply = await call(p.client, type, body, options);

@@ -21,10 +21,17 @@ export interface DownloadDeps {
 const SHARD_TIMEOUT_MS = 5_000;
 const HEDGE_MS = 400;
 
-async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<Uint8Array | null> {
+/** A fetched shard; `release` gives its memory back once it is decoded. */
+interface Fetched {
+  bytes: Uint8Array;
+  release: () => void;
+}
+
+async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<Fetched | null> {
   try {
     const reply = await link.to(sp, 'shard.get', { key }, { timeoutMs: SHARD_TIMEOUT_MS });
-    return reply.payload ?? null;
+    if (!reply.payload) return null;
+    return { bytes: reply.payload, release: reply.release ?? (() => undefined) };
   } catch (err) {
     if (isCairnError(err)) return null; // missing, rotten, or SP down: another shard will do
     throw err;
@@ -44,6 +51,7 @@ function gather(
   from: number,
   need: number,
   shards: (Uint8Array | null)[],
+  fetched: Fetched[],
 ): Promise<number> {
   return new Promise((resolve) => {
     let next = from;
@@ -60,11 +68,12 @@ function gather(
       if (done || next >= candidates.length) return false;
       const c = candidates[next++]!;
       active += 1;
-      void fetchShard(deps.link, c.sp, shardKey(fileId, index, c.i)).then((bytes) => {
+      void fetchShard(deps.link, c.sp, shardKey(fileId, index, c.i)).then((got) => {
         active -= 1;
-        if (done) return;
-        if (bytes) {
-          shards[c.i] = bytes;
+        if (done) return got?.release(); // a hedge that lost the race
+        if (got) {
+          fetched.push(got);
+          shards[c.i] = got.bytes;
           if (++good >= need) return finish();
         } else if (launch()) return;
         if (active === 0) finish();
@@ -89,10 +98,29 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
     .map((s, i) => ({ i, sp: s.sp }))
     .filter((c): c is { i: number; sp: string } => c.sp !== null)
     .sort((a, b) => Number(!deps.link.get(a.sp).up) - Number(!deps.link.get(b.sp).up) || a.i - b.i);
-  const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards);
-  const fetched = shards.filter((x) => x !== null).length;
-  if (fetched < record.k) {
-    throw new CairnError('UNAVAILABLE', `segment ${index}: only ${fetched} of the ${record.k} shards needed could be fetched; the storage providers holding the others are down or not answering — try again later`);
+  const fetched: Fetched[] = [];
+  try {
+    return await decodeFetched(deps, file, key, index, candidates, shards, fetched);
+  } finally {
+    // Decoding copied what it needed (or gave up): the shard buffers can take the next shards.
+    for (const f of fetched) f.release();
+  }
+}
+
+async function decodeFetched(
+  deps: DownloadDeps,
+  file: StoredFile,
+  key: Buffer,
+  index: number,
+  candidates: { i: number; sp: string }[],
+  shards: (Uint8Array | null)[],
+  fetched: Fetched[],
+): Promise<Uint8Array> {
+  const { record } = file;
+  const seg = record.segments[index]!;
+  const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards, fetched);
+  if (fetched.length < record.k) {
+    throw new CairnError('UNAVAILABLE', `segment ${index}: only ${fetched.length} of the ${record.k} shards needed could be fetched; the storage providers holding the others are down or not answering — try again later`);
   }
   const hashes = seg.shards.map((s) => Buffer.from(s.hash, 'hex'));
   const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, sealedLength: seg.sealedLength };
@@ -107,7 +135,7 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
     }
     if (tried >= candidates.length) throw err;
     // Then bring in the shards not tried yet and decode again.
-    await gather(deps, record.id, index, candidates, tried, candidates.length - tried, shards);
+    await gather(deps, record.id, index, candidates, tried, candidates.length - tried, shards, fetched);
     return deps.pool.decode(ref, shards, hashes);
   }
 }

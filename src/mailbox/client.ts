@@ -6,9 +6,10 @@
  * short, growing, jittered backoff has passed, and only then is a new connect tried.
  */
 import type { Socket } from 'node:net';
+import type { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, toCairnError } from '../errors.js';
 import { errorFromWire, headerOf, parseEnvelopeHeader } from './envelope.js';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame } from './frame.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
 import type { MailboxLog } from './server.js';
 import { parseAddress, type Transport } from './transport.js';
 
@@ -26,12 +27,19 @@ export interface MailboxClientOptions {
   /** Wait after a failed connect: doubles from min up to max. */
   reconnectBackoffMs?: { min: number; max: number };
   log?: MailboxLog;
+  /** Where replies split across socket chunks are assembled (see MailboxReply.release). */
+  buffers?: BufferPool;
 }
 
 export interface MailboxReply {
   body: unknown;
   /** A view into the received frame. */
   payload?: Uint8Array;
+  /**
+   * Present when the payload lies in a buffer from the client's pool: call it once the payload is
+   * no longer read, so the buffer is reused (never call it earlier; not calling it only costs GC).
+   */
+  release?: () => void;
 }
 
 interface Connection {
@@ -70,6 +78,7 @@ export class MailboxClient {
   private readonly connectTimeoutMs: number;
   private readonly backoff: { min: number; max: number };
   private readonly log: MailboxLog;
+  private readonly buffers: BufferPool | undefined;
 
   private conn: Connection | null = null;
   private connecting: Promise<Connection> | null = null;
@@ -95,6 +104,7 @@ export class MailboxClient {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
     this.backoff = options.reconnectBackoffMs ?? { min: 100, max: 2_000 };
     this.log = options.log ?? quietLog;
+    this.buffers = options.buffers;
     invariant(this.maxInFlight >= 1 && this.maxQueued >= 0, 'mailbox client limits must be sane');
     invariant(this.backoff.min > 0 && this.backoff.max >= this.backoff.min, 'backoff must be 0 < min <= max');
   }
@@ -267,7 +277,7 @@ export class MailboxClient {
   private adopt(socket: Socket): Connection {
     const conn: Connection = {
       socket,
-      decoder: new FrameDecoder(this.maxFrameBytes),
+      decoder: new FrameDecoder(this.maxFrameBytes, this.buffers),
       writer: new FrameWriter(socket),
       pending: new Map(),
       failure: null,
@@ -286,22 +296,40 @@ export class MailboxClient {
       conn.decoder.push(chunk);
       // Replies are settled synchronously, so draining the chunk here is bounded by its size.
       for (let frame = conn.decoder.next(); frame; frame = conn.decoder.next()) {
+        const release = this.releaserOf(frame);
         const env = parseEnvelopeHeader(frame.header);
+        const call = env.re && env.id !== 0 ? conn.pending.get(env.id) : undefined;
+        if (call && !env.err && frame.payload) {
+          this.finish(call, release ? { body: env.body, payload: frame.payload, release } : { body: env.body, payload: frame.payload });
+          continue;
+        }
+        release?.(); // nothing but the (copied-out) header is used
         if (!env.re) throw new CairnError('BAD_MESSAGE', `${this.address} sent a request on a reply channel`);
         if (env.id === 0) {
           if (env.err) conn.peerNotice = `${env.err.code}: ${env.err.message}`;
           continue;
         }
-        const call = conn.pending.get(env.id);
         if (!call) continue; // a late reply to a request that already timed out
         if (env.err) this.finish(call, errorFromWire(env.err, this.address));
-        else this.finish(call, frame.payload ? { body: env.body, payload: frame.payload } : { body: env.body });
+        else this.finish(call, { body: env.body });
       }
     } catch (err) {
       const cause = toCairnError(err, 'BAD_FRAME');
       conn.failure = new CairnError('CONNECTION_CLOSED', `${this.address} broke the protocol: ${cause.code}: ${cause.message}`);
       conn.socket.destroy();
     }
+  }
+
+  /** Gives a pooled frame buffer back at most once, however often it is called. */
+  private releaserOf(frame: Frame): (() => void) | undefined {
+    const { assembled } = frame;
+    const pool = this.buffers;
+    if (assembled === undefined || pool === undefined) return undefined;
+    let given = false;
+    return () => {
+      if (!given) pool.give(assembled);
+      given = true;
+    };
   }
 
   private onClose(conn: Connection): void {

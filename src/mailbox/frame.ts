@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
 import { CairnError, invariant } from '../errors.js';
+import type { BufferPool } from '../codec/buffer-pool.js';
 
 export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024;
 /** The two u32 length fields in front of every header. */
@@ -17,12 +18,19 @@ export const FRAME_PREFIX_BYTES = 8;
 export interface Frame {
   header: unknown;
   payload?: Uint8Array;
+  /**
+   * Set when the frame was assembled in a buffer from the decoder's pool: the whole buffer, to give
+   * back to that pool once neither header nor payload is used any more.
+   */
+  assembled?: ArrayBuffer;
 }
 
 // Records and structured clones would let one message define structures that later messages
 // (possibly from other peers) are decoded with; plain maps keep every frame self-contained.
+// Binary fields of a header are copied out (they are small): a decoded header must not share
+// memory with a frame buffer that is reused once the frame is handled.
 const packr = new Packr({ useRecords: false, structuredClone: false });
-const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true });
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, copyBuffers: true });
 
 /**
  * Encodes one frame as the pieces to hand to the socket in order: the prefix with the header, then
@@ -74,7 +82,11 @@ export class FrameDecoder {
   private assemblyFill = 0;
   private failure: CairnError | null = null;
 
-  constructor(maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {
+  /**
+   * @param buffers  where frames split across chunks (shards, in practice) are assembled; each such
+   *   frame says so in `assembled`, and its consumer gives that buffer back when done.
+   */
+  constructor(maxFrameBytes = DEFAULT_MAX_FRAME_BYTES, private readonly buffers?: BufferPool) {
     invariant(
       Number.isSafeInteger(maxFrameBytes) && maxFrameBytes > FRAME_PREFIX_BYTES,
       'maxFrameBytes must be an integer above the prefix size',
@@ -173,9 +185,9 @@ export class FrameDecoder {
     }
   }
 
-  /** Allocates exactly the frame's size (after the length field) and copies in what is here. */
+  /** Takes exactly the frame's size (after the length field) and copies in what is here. */
   private startAssembly(total: number, headerLength: number, initial: Buffer): void {
-    const assembly = Buffer.allocUnsafe(total);
+    const assembly = this.buffers ? Buffer.from(this.buffers.take(total)) : Buffer.allocUnsafe(total);
     assembly.writeUInt32BE(headerLength, 0);
     initial.copy(assembly, 4);
     this.assembly = assembly;
@@ -197,7 +209,9 @@ export class FrameDecoder {
     this.assembly = null;
     this.assemblyFill = 0;
     const headerLength = assembly.readUInt32BE(0);
-    return this.frameFrom(assembly, 4, 4 + headerLength, assembly.length);
+    const frame = this.frameFrom(assembly, 4, 4 + headerLength, assembly.length);
+    if (this.buffers) frame.assembled = assembly.buffer as ArrayBuffer;
+    return frame;
   }
 
   private frameFrom(buf: Buffer, headerStart: number, headerEnd: number, end: number): Frame {

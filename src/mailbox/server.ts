@@ -8,6 +8,7 @@
  * connection carries on. Nothing a peer sends can throw out of here.
  */
 import type { Socket } from 'node:net';
+import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type WireError } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
@@ -19,7 +20,7 @@ export type MailboxLog = (level: LogLevel, message: string, fields?: Record<stri
 export interface HandlerContext {
   /** Sender id as stated in the envelope. */
   from: string;
-  /** A view into the received frame: copy it if it must outlive the handler and stay small. */
+  /** A view into the received frame, valid until the handler settles (its memory is then reused): copy what must outlive it. */
   payload?: Uint8Array;
   /** host:port of the connection. */
   remote: string;
@@ -66,6 +67,7 @@ interface ConnectionHost {
   readonly maxInFlight: number;
   readonly maxFrameBytes: number;
   readonly log: MailboxLog;
+  readonly buffers: BufferPool;
   dispatch(connection: Connection, frame: Frame): Promise<void>;
   toWire(err: unknown, env?: EnvelopeHeader): WireError;
   countBadFrame(): void;
@@ -73,6 +75,12 @@ interface ConnectionHost {
 
 /** Reply type for an error that cannot be tied to a request (bad frame, bad envelope). */
 export const MAILBOX_ERROR_TYPE = 'mailbox.error';
+
+/**
+ * Assembly buffers of finished requests kept for the next ones (shards arrive as frames of the
+ * same few sizes). A handler may use a request's payload only until it settles.
+ */
+const RECYCLED_FRAME_BYTES = 32 * 1024 * 1024;
 
 /** After a bad frame, how long the error reply may take to flush before the socket is destroyed. */
 const BAD_FRAME_LINGER_MS = 1_000;
@@ -107,6 +115,7 @@ export class MailboxServer {
       maxInFlight: options.maxInFlightPerConnection ?? 16,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       log: this.log,
+      buffers: new BufferPool(RECYCLED_FRAME_BYTES),
       dispatch: (connection, frame) => this.dispatch(connection, frame),
       toWire: (err, env) => this.toWire(err, env),
       countBadFrame: () => {
@@ -185,6 +194,7 @@ export class MailboxServer {
     try {
       await this.process(connection, frame);
     } finally {
+      if (frame.assembled) this.host.buffers.give(frame.assembled);
       this.inFlightTotal -= 1;
       if (this.inFlightTotal === 0 && this.idleWaiter) {
         const wake = this.idleWaiter;
@@ -249,7 +259,7 @@ class Connection {
     readonly socket: Socket,
   ) {
     this.remote = remoteOf(socket);
-    this.decoder = new FrameDecoder(host.maxFrameBytes);
+    this.decoder = new FrameDecoder(host.maxFrameBytes, host.buffers);
     this.writer = new FrameWriter(socket);
     socket.on('error', (err) => host.log('debug', 'mailbox socket error', { remote: this.remote, error: err.message }));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
