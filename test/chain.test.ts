@@ -8,7 +8,7 @@ import { blockProblems, endorsementMessage, makeBlock, type Block } from '../src
 import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
-import { applyBlock, fileRoot, keys, type StateValue } from '../src/chain/state.js';
+import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
 import { signTx, txId, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
@@ -136,6 +136,24 @@ describe('state rules', () => {
     assert.equal(apply([signTx({ type: 'file.delete', fileId: id }, 'alice', alice.signing)], 8)[0]!.ok, true);
     assert.equal(state.get(keys.file(id)), undefined);
     assert.equal(state.get(keys.shared('bob', id)), undefined);
+  });
+
+  it('counts segments with a short first one, and refuses a first segment longer than the rest', () => {
+    const segment = record(alice, 'e'.repeat(32)).segments[0]!;
+    const withFirst = (idChar: string, size: number, first: number, count: number): FileRecord => {
+      const segments = Array.from({ length: count }, () => segment);
+      return { ...record(alice, idChar.repeat(32)), size, firstSegmentSize: first, segments, root: fileRoot(segments) };
+    };
+    assert.equal(expectedSegments(4096, 8192, 4096), 1);
+    assert.equal(expectedSegments(4097, 8192, 4096), 2);
+    assert.equal(expectedSegments(4096 + 8192 + 1, 8192, 4096), 3);
+    assert.equal(expectedSegments(0, 8192), 1);
+    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing)], height)[0]!;
+    assert.equal(put(withFirst('e', 4097, 4096, 2), 13).ok, true);
+    assert.equal(put(withFirst('f', 4097, 4096, 1), 14).ok, false, 'one segment cannot hold 4097 bytes when the first holds 4096');
+    const longer = put({ ...withFirst('0', 8193, 8192, 1), segmentSize: 4096 }, 15);
+    assert.equal(longer.ok, false);
+    assert.match(longer.error!, /first segment/);
   });
 
   it('lets only a validator move shards, and keeps a segment on distinct SPs', () => {

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
 
-const MiB = 1024 * 1024;
+const KiB = 1024;
+const MiB = 1024 * KiB;
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -29,7 +30,13 @@ describe('cairn end to end', () => {
     { name: 'one.bin', bytes: Buffer.from('x') },
     { name: 'big.bin', bytes: Buffer.concat([Buffer.from(marker), randomBytes(20 * MiB), Buffer.from(marker)]) },
     { name: 'notes ü "quoted".txt', bytes: Buffer.from(`hello ${marker} world\n`.repeat(1000)) },
+    // Around the segment boundaries: a short first segment (256 KiB), then 4 MiB ones.
+    { name: 'first-full.bin', bytes: randomBytes(256 * KiB) },
+    { name: 'first-plus-one.bin', bytes: randomBytes(256 * KiB + 1) },
+    { name: 'second-full.bin', bytes: randomBytes(256 * KiB + 4 * MiB) },
+    { name: 'second-plus-one.bin', bytes: randomBytes(256 * KiB + 4 * MiB + 1) },
   ];
+  const expectedSegments: Record<string, number> = { 'first-full.bin': 1, 'first-plus-one.bin': 2, 'second-full.bin': 2, 'second-plus-one.bin': 3, 'big.bin': 6 };
   const ids = new Map<string, string>();
   const alice = { username: `alice${randomBytes(3).toString('hex')}`, password: 'correct horse battery' };
 
@@ -77,11 +84,16 @@ describe('cairn end to end', () => {
       assert.ok(d.bytes.equals(f.bytes), `${f.name} differs`);
       assert.match(d.headers.get('content-disposition')!, /^attachment; filename="/);
     }
+    for (const [name, count] of Object.entries(expectedSegments)) {
+      const d = await api.call('GET', `/api/v1/files/${ids.get(name)}`);
+      assert.equal(d.body.segments.length, count, `${name}: segments`);
+      assert.equal(d.body.segments[0].sealedLength, Math.min(256 * KiB, d.body.size) + 16, `${name}: the first segment is cut at 256 KiB`);
+    }
     const details = await api.call('GET', `/api/v1/files/${ids.get('big.bin')}`);
     assert.equal(details.status, 200);
     assert.equal(details.body.k, 2);
     assert.equal(details.body.m, 1);
-    assert.ok(details.body.segments.length >= 5);
+    assert.equal(details.body.firstSegmentSize, 256 * KiB);
     for (const seg of details.body.segments) {
       const sps = seg.shards.map((s: any) => s.sp);
       assert.equal(new Set(sps).size, 3, 'shards of a segment sit on distinct SPs');

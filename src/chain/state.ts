@@ -58,8 +58,9 @@ function rule(condition: unknown, message: string): asserts condition {
   if (!condition) throw new RuleError(message);
 }
 
-export function expectedSegments(size: number, segmentSize: number): number {
-  return Math.max(1, Math.ceil(size / segmentSize));
+/** Segment 0 holds up to firstSegmentSize bytes, every later one up to segmentSize. */
+export function expectedSegments(size: number, segmentSize: number, firstSegmentSize = segmentSize): number {
+  return size <= firstSegmentSize ? 1 : 1 + Math.ceil((size - firstSegmentSize) / segmentSize);
 }
 
 /** The root over every shard hash of a file, segment by segment. */
@@ -148,7 +149,8 @@ function applyTx(
     rule(f.owner === tx.signer, 'a user stores files as themselves only');
     rule(read(keys.file(f.id)) === undefined, 'file id already exists');
     rule(f.k + f.m <= validators.size, `k+m = ${f.k + f.m} needs that many providers, the cluster has ${validators.size}`);
-    rule(f.segments.length === expectedSegments(f.size, f.segmentSize), 'segment count does not match size');
+    rule((f.firstSegmentSize ?? f.segmentSize) <= f.segmentSize, 'the first segment is not longer than the others');
+    rule(f.segments.length === expectedSegments(f.size, f.segmentSize, f.firstSegmentSize), 'segment count does not match size');
     for (const seg of f.segments) {
       rule(seg.shards.length === f.k + f.m, 'every segment has k+m shard slots');
       const sps = seg.shards.map((sh) => sh.sp).filter((sp): sp is string => sp !== null);

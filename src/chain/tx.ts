@@ -45,6 +45,8 @@ export const fileRecordP = v.object({
   k: v.int({ min: 1, max: 16 }),
   m: v.int({ min: 0, max: 16 }),
   segmentSize: v.int({ min: 4096, max: 256 * 1024 * 1024 }),
+  /** Plaintext bytes of segment 0 when it is cut shorter than the rest (absent: segmentSize). */
+  firstSegmentSize: v.optional(v.int({ min: 4096, max: 256 * 1024 * 1024 })),
   meta: hexP(8192), // name and type, sealed with the file key
   ownerKey: sealedBoxP, // the file key, sealed to the owner
   segments: v.array(segmentRefP, { min: 1, max: LIMITS.maxSegments }),

@@ -156,16 +156,16 @@ export async function downloadStream(deps: DownloadDeps, file: StoredFile, key: 
       ahead.push(p);
     }
   };
-  // The first segment alone first: it decides the time to first byte, so it gets the SPs and
-  // the workers to itself; read-ahead starts once it is in.
+  // The first segment alone first: it decides the time to first byte, so it gets the SPs, the
+  // workers and the event loop to itself; read-ahead starts once it is on its way to the reader.
   fill(1);
   await ahead[0];
-  fill(deps.window);
   async function* segments(): AsyncGenerator<Uint8Array> {
     for (let i = 0; i < total; i++) {
       const bytes = await ahead.shift()!;
-      fill(deps.window);
+      if (i > 0) fill(deps.window);
       if (bytes.length > 0) yield bytes;
+      if (i === 0) fill(deps.window);
     }
   }
   return Readable.from(segments(), { objectMode: false, highWaterMark: 1 });

@@ -50,6 +50,7 @@ export class ClientService {
       k: r.k,
       m: r.m,
       segmentSize: r.segmentSize,
+      firstSegmentSize: r.firstSegmentSize ?? r.segmentSize,
       root: r.root,
       block: file.height,
       health: health(file, this.isUp),
