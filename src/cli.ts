@@ -13,6 +13,7 @@ import { READY_PREFIX, type ActorSpec } from './supervisor/actor.js';
 import { ProcessHost } from './supervisor/process-host.js';
 import { ThreadHost } from './supervisor/thread-host.js';
 import { DEFAULT_SUPERVISION, Supervisor } from './supervisor/supervisor.js';
+import { applyHeapFlagsToNewIsolates } from './supervisor/heap-flags.js';
 import { startRole } from './supervisor/roles.js';
 import { repairCommand } from './repair-command.js';
 import { verifyCommand } from './verify-command.js';
@@ -134,6 +135,7 @@ async function init(flags: Map<string, string>): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  applyHeapFlagsToNewIsolates();
   const [command, ...rest] = process.argv.slice(2);
   const { flags } = parseArgs(rest);
   switch (command) {

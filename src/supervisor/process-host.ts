@@ -7,12 +7,13 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { READY_PREFIX, type ActorHost, type ActorReady, type ActorSpec, type RunningActor } from './actor.js';
+import { ACTOR_HEAP_FLAGS } from './heap-flags.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 
 export class ProcessHost implements ActorHost {
   start(spec: ActorSpec): RunningActor {
-    const child = spawn(process.execPath, [CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...ACTOR_HEAP_FLAGS, CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
     const ready = new Promise<ActorReady>((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });
