@@ -27,7 +27,7 @@ const PROBE_EVERY_MS = 1_000;
 /** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */
 const ATTEMPT_TIMEOUT_MS: Partial<Record<MessageType, number>> = { 'chain.submit': 10_000, 'chain.verify': 60_000, 'repair.start': 10_000 };
 const READ_TIMEOUT_MS = 3_000;
-const RECYCLED_FRAME_BYTES = 32 * 1024 * 1024;
+const RECYCLED_FRAME_BYTES = 16 * 1024 * 1024;
 
 export class ClusterLink {
   readonly providers: ProviderLink[];

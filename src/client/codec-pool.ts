@@ -29,8 +29,8 @@ const WORKER = new URL('../../workers/codec.js', import.meta.url).href;
  */
 export const INLINE_BELOW_BYTES = 64 * 1024;
 
-/** Free segment and shard buffers kept for reuse (a 4 MiB segment in flight needs ~10 MiB). */
-const RECYCLED_BYTES = 96 * 1024 * 1024;
+/** Free segment and shard buffers kept for reuse (one 4 MiB segment in flight uses ~10 MiB; a few free ones cover a transfer). */
+const RECYCLED_BYTES = 32 * 1024 * 1024;
 
 /** One segment's shards and hashes; `release` hands their memory back once nothing reads them. */
 export interface EncodedShards {

@@ -80,7 +80,7 @@ export const MAILBOX_ERROR_TYPE = 'mailbox.error';
  * Assembly buffers of finished requests kept for the next ones (shards arrive as frames of the
  * same few sizes). A handler may use a request's payload only until it settles.
  */
-const RECYCLED_FRAME_BYTES = 32 * 1024 * 1024;
+const RECYCLED_FRAME_BYTES = 16 * 1024 * 1024;
 
 /** After a bad frame, how long the error reply may take to flush before the socket is destroyed. */
 const BAD_FRAME_LINGER_MS = 1_000;
