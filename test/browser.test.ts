@@ -183,7 +183,8 @@ describe('web pages in Chromium', { skip }, () => {
     assert.match(about, new RegExp(`k\\+m = ${record.k}\\+${record.m}`));
     assert.match(about, /every shard is present/);
     assert.match(about, new RegExp(`Block ${record.block}\\b`));
-    assert.equal(record.segments.length, 2, '5 MiB in 4 MiB segments');
+    assert.equal(record.segments.length, 3, '5 MiB: a 256 KiB first segment, then 4 MiB ones');
+    assert.match(about, /3 × up to 4.0 MiB \(the first up to 256 KiB/);
     const hashes = await page.locator('table.shards td.col-hash').allInnerTexts();
     assert.deepEqual(hashes, record.segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
     const sps = await page.locator('table.shards td[data-label="Provider"]').allInnerTexts();
