@@ -167,6 +167,12 @@ describe('benchmark --quick', () => {
       positive(snap.clientsMiB, 'clients RSS');
       assert.equal(Object.keys(snap.perProcessMiB).length, 6, 'supervisor + 3 SPs + 2 clients');
     }
+    for (const snap of [result.idleRssThreads.fresh, result.idleRssThreads.afterTransfer]) {
+      positive(snap.totalMiB, 'thread-isolated cluster RSS');
+      positive(snap.anonMiB, 'thread-isolated cluster RssAnon');
+      assert.ok(snap.anonMiB <= snap.totalMiB);
+      assert.equal(snap.totalMiB, snap.supervisorMiB, 'in thread isolation the supervisor process is the whole cluster');
+    }
     assert.ok(result.targets.length >= 9);
     for (const t of result.targets) {
       assert.ok(t.what && t.target && t.measured, JSON.stringify(t));

@@ -50,13 +50,22 @@ export function clientPid(dataDir: string, id = 'client1'): number | undefined {
   return pgrep(`client --id ${id} .*--data-dir ${dataDir} `)[0];
 }
 
-export function rssBytes(pid: number): number {
+function statusBytes(pid: number, field: 'VmRSS' | 'RssAnon'): number {
   try {
-    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+)\\s+kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
   }
+}
+
+export function rssBytes(pid: number): number {
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** The private part of RSS: heaps and buffers, not file pages such as LMDB's mapped data (which the kernel can drop). */
+export function anonRssBytes(pid: number): number {
+  return statusBytes(pid, 'RssAnon');
 }
 
 /** CPU seconds (user + system) a process has used so far, all its threads. */
@@ -77,6 +86,8 @@ export function allPids(p: ClusterProcs): number[] {
 
 export interface RssSnapshot {
   totalMiB: number;
+  /** RssAnon of every process together: RSS without mapped file pages. */
+  anonMiB: number;
   supervisorMiB: number;
   providersMiB: number;
   clientsMiB: number;
@@ -94,7 +105,8 @@ export function rssSnapshot(p: ClusterProcs): RssSnapshot {
     else providers += r;
   }
   const supervisor = per.supervisor!;
-  return { totalMiB: round1(supervisor + providers + clients), supervisorMiB: supervisor, providersMiB: round1(providers), clientsMiB: round1(clients), perProcessMiB: per };
+  const anon = allPids(p).reduce((sum, pid) => sum + anonRssBytes(pid), 0) / MiB;
+  return { totalMiB: round1(supervisor + providers + clients), anonMiB: round1(anon), supervisorMiB: supervisor, providersMiB: round1(providers), clientsMiB: round1(clients), perProcessMiB: per };
 }
 
 export interface CpuSnapshot {

@@ -305,8 +305,20 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
   out.push('');
   out.push('## Memory');
   out.push('');
-  const rssRow = (name: string, s: BenchResult['idleRss']['fresh']) => [name, s.totalMiB, s.supervisorMiB, s.providersMiB, s.clientsMiB, Object.entries(s.perProcessMiB).map(([k, v]) => `${k} ${v}`).join(', ')];
-  out.push(table(['idle cluster', 'total MiB', 'supervisor', 'SPs', 'clients', 'per process'], [rssRow('after start', r.idleRss.fresh), rssRow('after the scenarios', r.idleRss.after)]));
+  const rssRow = (name: string, s: BenchResult['idleRss']['fresh']) => [name, s.totalMiB, s.anonMiB, s.supervisorMiB, s.providersMiB, s.clientsMiB, Object.entries(s.perProcessMiB).map(([k, v]) => `${k} ${v}`).join(', ')];
+  out.push(
+    table(
+      ['idle cluster', 'total MiB', 'without file pages (RssAnon)', 'supervisor', 'SPs', 'clients', 'per process'],
+      [
+        rssRow('thread isolation (default), after start', r.idleRssThreads.fresh),
+        rssRow(`thread isolation, after ${r.idleRssThreads.transferMiB} MiB up and down`, r.idleRssThreads.afterTransfer),
+        rssRow('process isolation, after start', r.idleRss.fresh),
+        rssRow('process isolation, after the scenarios', r.idleRss.after),
+      ],
+    ),
+  );
+  out.push('');
+  out.push('In thread isolation every actor is a thread of the supervisor process, so its RSS is the whole cluster. In process isolation each actor is a node process of its own (~80 MiB of runtime each). RSS also counts the LMDB data pages an SP has mapped and touched; RssAnon leaves those out (the kernel can drop them at any time).');
   out.push('');
   if (r.sweeps) {
     const sw = r.sweeps;
