@@ -3,12 +3,12 @@
  * The `cairn` command: cluster (supervisor), provider, client, init, verify.
  * Errors end the command with their code and message, never a stack trace for a user mistake.
  */
-import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CairnError } from './errors.js';
 import { loadConfig, parseArgs, type Config } from './config/config.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
+import { freePorts } from './config/free-ports.js';
 import { READY_PREFIX, type ActorSpec } from './supervisor/actor.js';
 import { ProcessHost } from './supervisor/process-host.js';
 import { ThreadHost } from './supervisor/thread-host.js';
@@ -27,21 +27,10 @@ const USAGE = `usage:
   cairn verify [--cluster FILE | --data-dir D]
   cairn repair [--cluster FILE | --data-dir D]`;
 
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function ports(base: number, count: number, host: string): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) out.push(base === 0 ? await freePort(host) : base + i);
-  return out;
+/** Ports for each group: base, base+1, … or, for a base of 0, free ones distinct across all groups. */
+async function ports(host: string, ...groups: { base: number; count: number }[]): Promise<number[][]> {
+  const free = await freePorts(groups.reduce((n, g) => n + (g.base === 0 ? g.count : 0), 0), host);
+  return groups.map((g) => Array.from({ length: g.count }, (_, i) => (g.base === 0 ? free.shift()! : g.base + i)));
 }
 
 function onSignals(stop: () => Promise<void>): void {
@@ -75,8 +64,11 @@ function sharedFlags(c: Config): string[] {
 
 async function cluster(flags: Map<string, string>): Promise<void> {
   const config = loadConfig(flags);
-  const providerPorts = await ports(config.providerBasePort, config.providers, config.host);
-  const clientPorts = await ports(config.clientBasePort, config.clients, config.host);
+  const [providerPorts, clientPorts] = (await ports(
+    config.host,
+    { base: config.providerBasePort, count: config.providers },
+    { base: config.clientBasePort, count: config.clients },
+  )) as [number[], number[]];
   const addresses = providerPorts.map((p) => `${config.host}:${p}`);
   if (!existsSync(config.cluster)) {
     initCluster({ out: config.cluster, keyDir: config.dataDir, addresses, k: config.k, m: config.m, segmentSize: config.segmentSize });

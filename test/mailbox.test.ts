@@ -1,3 +1,4 @@
+import { freePorts } from '../src/config/free-ports.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor as waitUntil } from './support/cluster.js';
@@ -197,10 +198,7 @@ test('a slow handler times out; the late reply is ignored and the link stays usa
 });
 
 test('a down peer fails fast with UNAVAILABLE, and a restarted one is reached again', async () => {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const port = (await freePorts(1, '127.0.0.1'))[0]!;
 
   const client = new MailboxClient({
     id: 'c',

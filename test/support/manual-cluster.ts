@@ -5,7 +5,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePorts } from '../../src/config/free-ports.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,16 +13,6 @@ import { CLI, waitFor } from './cluster.js';
 
 const READY = '@@cairn-actor-ready ';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Actor {
   argv: string[];
@@ -43,15 +33,18 @@ export class ManualCluster {
   static async create(opts: { providers?: number; clients?: number; args?: string[] } = {}): Promise<ManualCluster> {
     const c = new ManualCluster(mkdtempSync(join(tmpdir(), 'cairn-manual-')));
     const n = opts.providers ?? 3;
-    const ports = await Promise.all(Array.from({ length: n }, freePort));
+    const clientCount = opts.clients ?? 1;
+    const all = await freePorts(n + clientCount, '127.0.0.1');
+    const ports = all.slice(0, n);
+    const clientPorts = all.slice(n);
     execFileSync(process.execPath, [CLI, 'init', '--providers', ports.map((p) => `127.0.0.1:${p}`).join(','), '--out', c.clusterFile, ...(opts.args ?? [])], { stdio: 'pipe' });
     ports.forEach((port, i) => {
       const id = `sp${i + 1}`;
       c.providers.set(id, { address: `127.0.0.1:${port}`, proc: null, argv: ['provider', '--id', id, '--port', String(port), '--data-dir', c.dataDir, '--cluster', c.clusterFile] });
     });
     await Promise.all([...c.providers.keys()].map((id) => c.startProvider(id)));
-    for (let i = 0; i < (opts.clients ?? 1); i++) {
-      const port = await freePort();
+    for (let i = 0; i < clientCount; i++) {
+      const port = clientPorts[i]!;
       c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', c.clusterFile, '--data-dir', c.dataDir] });
       await c.#start(c.clients[i]!, `client${i + 1}`);
     }
