@@ -14,6 +14,7 @@ import {
   encodeResultViews,
   makeDecodeTask,
   makeEncodeTask,
+  ownsBuffer,
   unwrapOutcome,
   type CodecOutcome,
   type DecodeResult,
@@ -77,7 +78,7 @@ export class CodecPool {
   }
 
   recycle(buffer: Uint8Array): void {
-    if (buffer.buffer instanceof ArrayBuffer && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) this.#buffers.give(buffer.buffer);
+    if (ownsBuffer(buffer)) this.#buffers.give(buffer.buffer);
   }
 
   /** Seals, erasure-codes and hashes one segment; the plaintext's buffer is moved to the worker. */
