@@ -95,6 +95,10 @@ describe('blocks', () => {
     assert.ok(blockProblems(withCert([sig(0), forged]), genesis).length > 0, 'a signature by the wrong key');
     const proposal = { sp: 'sp2', sig: sps[1]!.key.sign(Buffer.from(target, 'hex')) };
     assert.ok(blockProblems(withCert([sig(0), proposal]), genesis).length > 0, 'a proposal signature is not an endorsement');
+    // A replica may skip endorsements it verified on arrival, and only those.
+    const knownSp1 = (_c: unknown, e: { sp: string }) => e.sp === 'sp1';
+    assert.deepEqual(blockProblems(withCert([{ sp: 'sp1', sig: 'a'.repeat(128) }, sig(1)]), genesis, knownSp1), []);
+    assert.ok(blockProblems(withCert([sig(0), forged]), genesis, knownSp1).length > 0, 'an unknown forged signature is still checked');
   });
 });
 
@@ -165,6 +169,31 @@ describe('state rules', () => {
     assert.equal(apply([doubled], 11)[0]!.ok, false, 'two shards of a segment on sp2');
     const swap = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }, { segment: 0, shard: 1, sp: 'sp1' }] }, 'sp1', sps[0]!.key);
     assert.equal(apply([swap], 12)[0]!.ok, true);
+  });
+});
+
+describe('the chain store', () => {
+  it('tracks the last certified height through appends, truncation and a reopen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
+    try {
+      const dbs = openProviderDbs(dir);
+      const store = new ChainStore(dbs, genesis);
+      const [b1] = chainOf([[]]);
+      const cert = { height: 1, hash: b1!.hash, sigs: [{ sp: 'sp1', sig: 'a'.repeat(128) }] };
+      const b2 = makeBlock({ height: 2, prevHash: b1!.hash, time: 200, proposer: 'sp1', term: 1, certs: [cert] }, [], sps[0]!.key);
+      const entry = (b: Block) => ({ height: b.header.height, term: 1, hash: b.hash, prevHash: b.header.prevHash, data: b });
+      assert.equal(store.certifiedHeight(), 0);
+      store.persist({ term: 1, votedFor: 'sp1', commit: 0 }, undefined, [entry(b1!), entry(b2)]);
+      assert.equal(store.certifiedHeight(), 1);
+      assert.equal(new ChainStore(dbs, genesis).certifiedHeight(), 1, 'found again on start');
+      store.persist(undefined, 1, []);
+      assert.equal(store.certifiedHeight(), 0, 'the certificate went with the truncated block');
+      assert.equal(store.block(2), undefined, 'a truncated block is not served from the cache');
+      assert.equal(store.lastHeight(), 1);
+      await dbs.root.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -209,17 +209,38 @@ export class ChainNode extends EventEmitter {
       h.term === entry.term &&
       h.prevHash === prev.hash &&
       entry.prevHash === prev.hash &&
-      blockProblems(block, this.#store.genesis).length === 0
+      blockProblems(block, this.#store.genesis, (cert, e) => this.#knownEndorsement(cert, e)).length === 0
     );
+  }
+
+  /** Endorsements on record were verified on arrival (or are our own): no second verification. */
+  #knownEndorsement(cert: Certificate, e: Certificate['sigs'][number]): boolean {
+    const stored = this.#store.endorsements(cert.height);
+    return stored !== undefined && stored.hash === cert.hash && stored.sigs.some((s) => s.sp === e.sp && s.sig === e.sig);
   }
 
   #run(step: () => Ready<Block | null>): void {
     if (this.#stopped) return;
     const ready = step();
-    this.#store.persist(ready.hardState, ready.truncateAfter, ready.append);
-    if (ready.append.length > 0) this.#endorse(ready.append);
+    // One durable commit per step: the log, the hard state, our endorsements and the blocks that
+    // became final, all before any message of this step leaves (Raft's persist-then-send).
+    const final: [Block, BlockEffects][] = [];
+    const endorsements = this.#store.write(() => {
+      this.#store.persist(ready.hardState, ready.truncateAfter, ready.append);
+      for (const entry of ready.committed) {
+        if (entry.height <= this.#store.applied()) continue;
+        invariant(entry.data !== null, 'final entries are blocks');
+        final.push([entry.data, this.#store.applyFinal(entry.data)]);
+      }
+      return this.#endorse(ready.append);
+    });
+    if (endorsements.length > 0) {
+      for (const id of this.#validators.keys()) {
+        if (id !== this.opts.id) this.opts.peers.send(id, 'chain.endorse', { endorsements });
+      }
+    }
     for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
-    if (ready.committed.length > 0) this.#apply(ready.committed);
+    for (const [block, effects] of final) this.#announce(block, effects);
     if (ready.becameLeader) {
       this.opts.log(`${this.opts.id} is leader for term ${this.#core.status().term}`);
       this.#propose(true);
@@ -228,32 +249,27 @@ export class ChainNode extends EventEmitter {
     else if (this.#pending.length > 0) this.#schedulePropose();
   }
 
-  #endorse(entries: RaftEntry<Block | null>[]): void {
+  /** Signs every appended block and records our own endorsements; the caller sends them. */
+  #endorse(entries: RaftEntry<Block | null>[]): EndorsementWire[] {
     const endorsements: EndorsementWire[] = entries.map((e) => ({
       height: e.height,
       hash: e.hash,
       sig: this.opts.signer.sign(endorsementMessage(e.hash)),
     }));
     for (const e of endorsements) this.#store.saveEndorsement(e.height, e.hash, { sp: this.opts.id, sig: e.sig });
-    for (const id of this.#validators.keys()) {
-      if (id !== this.opts.id) this.opts.peers.send(id, 'chain.endorse', { endorsements });
-    }
+    return endorsements;
   }
 
-  #apply(entries: RaftEntry<Block | null>[]): void {
-    for (const entry of entries) {
-      if (entry.height <= this.#store.applied()) continue;
-      invariant(entry.data !== null, 'final entries are blocks');
-      const effects = this.#store.applyFinal(entry.data);
-      for (const [id, result] of effects.results) {
-        const w = this.#waiters.get(id);
-        if (!w) continue;
-        this.#waiters.delete(id);
-        clearTimeout(w.timer);
-        w.resolve({ ...result, txId: id });
-      }
-      this.emit('applied', entry.data, effects satisfies BlockEffects);
+  /** Tells the submitters of a final block's transactions their outcome, and the provider. */
+  #announce(block: Block, effects: BlockEffects): void {
+    for (const [id, result] of effects.results) {
+      const w = this.#waiters.get(id);
+      if (!w) continue;
+      this.#waiters.delete(id);
+      clearTimeout(w.timer);
+      w.resolve({ ...result, txId: id });
     }
+    this.emit('applied', block, effects);
   }
 
   #failPendingNotLeader(): void {
@@ -294,17 +310,9 @@ export class ChainNode extends EventEmitter {
 
   /** Certificates for final blocks that no block on the chain certifies yet. */
   #certificates(commit: number): Certificate[] {
-    let certified = 0;
-    for (let h = this.#store.lastHeight(), scanned = 0; h >= 1 && scanned < 10_000; h--, scanned++) {
-      const certs = this.#store.block(h)?.header.certs ?? [];
-      if (certs.length > 0) {
-        certified = Math.max(...certs.map((c) => c.height));
-        break;
-      }
-    }
     const need = majority(this.#validators.size);
     const out: Certificate[] = [];
-    for (let h = certified + 1; h <= commit && out.length < MAX_CERTS_PER_BLOCK; h++) {
+    for (let h = this.#store.certifiedHeight() + 1; h <= commit && out.length < MAX_CERTS_PER_BLOCK; h++) {
       const e = this.#store.endorsements(h);
       const block = this.#store.block(h);
       if (!e || !block || e.hash !== block.hash || e.sigs.length < need) break; // certificates stay contiguous

@@ -27,7 +27,7 @@ export function verifyReplica(provider: string, store: ChainStore): ReplicaRepor
   let certified = 0;
   const hashes = new Map<number, string>();
   for (let h = 1; h <= last; h++) {
-    const block = store.block(h);
+    const block = store.blockOnDisk(h);
     if (!block) {
       report(h, 'block is missing');
       break;

