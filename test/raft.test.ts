@@ -168,6 +168,38 @@ test('proposals replicate, commit by majority and are delivered once, in order, 
   }
 });
 
+test('a new commit index rides on the next append, or goes out when the shell flushes it', () => {
+  const c = new Cluster(['a', 'b', 'c']);
+  c.elect('a');
+  c.rounds(1);
+  const commitOf = (id: string) => c.node(id).core.status().commit;
+  c.propose('a', 'p1');
+  // Deliver the appends and the followers' answers by hand, to look at the leader's Ready.
+  let flagged: Ready<string> | undefined;
+  for (let guard = 0; c.queue.length > 0 && guard < 100; guard++) {
+    const m = c.queue.shift()!;
+    const r = c.apply(m.to, c.node(m.to).core.step(m.from, m.msg));
+    if (m.to === 'a' && r.commitUnsent) flagged = r;
+  }
+  assert.ok(flagged, 'the leader said its commit index is unsent');
+  assert.equal(commitOf('a'), 1);
+  assert.ok(flagged.messages.every((m) => m.msg.type !== 'append' || m.msg.entries.length > 0), 'no commit-only append was sent');
+  assert.equal(commitOf('b'), 0, 'the follower has not heard of the commit yet');
+  // The next proposal's appends carry it: nothing left to flush.
+  const r = c.propose('a', 'p2');
+  assert.equal(r.commitUnsent, undefined);
+  assert.ok(r.messages.some((m) => m.msg.type === 'append' && m.msg.commit === 1));
+  c.deliver();
+  assert.equal(commitOf('b'), 1, 'learned from the append of the next entry');
+  assert.equal(commitOf('a'), 2);
+  // Nothing to propose: the shell flushes, and the followers learn the commit at once.
+  const flushed = c.apply('a', c.node('a').core.flushCommit());
+  assert.deepEqual(flushed.messages.map((m) => [m.to, m.msg.type]), [['b', 'append'], ['c', 'append']]);
+  c.deliver();
+  assert.equal(commitOf('b'), 2);
+  assert.equal(c.apply('a', c.node('a').core.flushCommit()).messages.length, 0, 'a second flush has nothing to send');
+});
+
 test('a proposal on a follower is refused with NOT_LEADER', () => {
   const c = new Cluster(['a', 'b', 'c']);
   c.elect('a');

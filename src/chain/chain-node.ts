@@ -56,6 +56,9 @@ export class ChainNode extends EventEmitter {
   readonly #validators: Map<string, string>;
   #timer: NodeJS.Timeout | undefined;
   #proposeScheduled = false;
+  #commitFlushScheduled = false;
+  /** term/leader our endorsements last went to, so a new leader gets the ones it may lack. */
+  #endorsedLeader = '';
   #stopped = false;
 
   constructor(private readonly opts: ChainNodeOptions) {
@@ -225,19 +228,28 @@ export class ChainNode extends EventEmitter {
     // One durable commit per step: the log, the hard state, our endorsements and the blocks that
     // became final, all before any message of this step leaves (Raft's persist-then-send).
     const final: [Block, BlockEffects][] = [];
-    const endorsements = this.#store.write(() => {
-      this.#store.persist(ready.hardState, ready.truncateAfter, ready.append);
-      for (const entry of ready.committed) {
-        if (entry.height <= this.#store.applied()) continue;
-        invariant(entry.data !== null, 'final entries are blocks');
-        final.push([entry.data, this.#store.applyFinal(entry.data)]);
+    let endorsements: EndorsementWire[] = [];
+    const writes = ready.hardState || ready.truncateAfter !== undefined || ready.append.length > 0 || ready.committed.length > 0;
+    if (writes || this.#store.hasUnsaved()) {
+      endorsements = this.#store.write(() => {
+        this.#store.persist(ready.hardState, ready.truncateAfter, ready.append);
+        for (const entry of ready.committed) {
+          if (entry.height <= this.#store.applied()) continue;
+          invariant(entry.data !== null, 'final entries are blocks');
+          final.push([entry.data, this.#store.applyFinal(entry.data)]);
+        }
+        return this.#endorse(ready.append);
+      });
+    }
+    // Only the leader builds certificates, so only it needs our endorsements; a new leader gets
+    // those it may lack (heights not yet certified in the log) once we learn of it.
+    const { leader, term } = this.#core.status();
+    if (leader !== null && leader !== this.opts.id) {
+      if (`${term}/${leader}` !== this.#endorsedLeader) {
+        this.#endorsedLeader = `${term}/${leader}`;
+        endorsements = this.#ownUncertifiedEndorsements();
       }
-      return this.#endorse(ready.append);
-    });
-    if (endorsements.length > 0) {
-      for (const id of this.#validators.keys()) {
-        if (id !== this.opts.id) this.opts.peers.send(id, 'chain.endorse', { endorsements });
-      }
+      if (endorsements.length > 0) this.opts.peers.send(leader, 'chain.endorse', { endorsements });
     }
     for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
     for (const [block, effects] of final) this.#announce(block, effects);
@@ -247,6 +259,17 @@ export class ChainNode extends EventEmitter {
     }
     if (this.#core.status().role !== 'leader') this.#failPendingNotLeader();
     else if (this.#pending.length > 0) this.#schedulePropose();
+    // After any proposal scheduled above (setImmediate runs in order), whose appends carry the commit.
+    if (ready.commitUnsent) this.#scheduleCommitFlush();
+  }
+
+  #scheduleCommitFlush(): void {
+    if (this.#commitFlushScheduled) return;
+    this.#commitFlushScheduled = true;
+    setImmediate(() => {
+      this.#commitFlushScheduled = false;
+      this.#run(() => this.#core.flushCommit());
+    });
   }
 
   /** Signs every appended block and records our own endorsements; the caller sends them. */
@@ -258,6 +281,17 @@ export class ChainNode extends EventEmitter {
     }));
     for (const e of endorsements) this.#store.saveEndorsement(e.height, e.hash, { sp: this.opts.id, sig: e.sig });
     return endorsements;
+  }
+
+  #ownUncertifiedEndorsements(): EndorsementWire[] {
+    const out: EndorsementWire[] = [];
+    const last = this.#store.lastHeight();
+    for (let h = this.#store.certifiedHeight() + 1; h <= last && out.length < MAX_CERTS_PER_BLOCK; h++) {
+      const own = this.#store.endorsements(h)?.sigs.find((e) => e.sp === this.opts.id);
+      const block = this.#store.block(h);
+      if (own && block) out.push({ height: h, hash: block.hash, sig: own.sig });
+    }
+    return out;
   }
 
   /** Tells the submitters of a final block's transactions their outcome, and the provider. */

@@ -33,6 +33,7 @@ const endorseKey = (height: number) => `endorse/${String(height).padStart(12, '0
  * from the cache too), and no caller mutates a block it is given.
  */
 const RECENT_BLOCKS = 256;
+const MAX_UNSAVED_ENDORSEMENTS = 256;
 /** How far back the start-up scan looks for the last certificate on the chain. */
 const MAX_CERT_SCAN = 10_000;
 
@@ -43,6 +44,8 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
   /** The highest height certified by a block in the log (committed or not). */
   #certified: number;
   readonly #recent = new Map<number, Block>();
+  /** Endorsements received since the last write, keyed by height (see saveEndorsement). */
+  readonly #unsaved = new Map<number, { hash: string; sigs: Endorsement[] }>();
   /** Set while a `write` transaction is open, so persist and applyFinal join it. */
   #inWrite = false;
 
@@ -68,6 +71,8 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     return this.dbs.root.transactionSync(() => {
       this.#inWrite = true;
       try {
+        for (const [height, e] of this.#unsaved) this.dbs.meta.putSync(endorseKey(height), e);
+        this.#unsaved.clear();
         return fn();
       } finally {
         this.#inWrite = false;
@@ -169,18 +174,31 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     return effects;
   }
 
-  /** Inside `write` it joins that transaction; otherwise it is written in the background. */
+  /**
+   * Records a validator's endorsement of a block. It is written with the next `write` (every
+   * consensus step that changes anything), not in a commit of its own: a crash may lose the
+   * endorsements received since, and followers send theirs again to every new leader.
+   */
   saveEndorsement(height: number, hash: string, e: Endorsement): void {
-    const key = endorseKey(height);
-    const current = (this.dbs.meta.get(key) as { hash: string; sigs: Endorsement[] } | undefined) ?? { hash, sigs: [] };
+    const current = this.endorsements(height) ?? { hash, sigs: [] };
     if (current.hash !== hash || current.sigs.some((s) => s.sp === e.sp)) return;
     const next = { hash, sigs: [...current.sigs, e] };
-    if (this.#inWrite) this.dbs.meta.putSync(key, next);
-    else void this.dbs.meta.put(key, next);
+    if (this.#inWrite) {
+      this.dbs.meta.putSync(endorseKey(height), next);
+      this.#unsaved.delete(height);
+      return;
+    }
+    this.#unsaved.set(height, next);
+    if (this.#unsaved.size > MAX_UNSAVED_ENDORSEMENTS) this.write(() => undefined);
   }
 
   endorsements(height: number): { hash: string; sigs: Endorsement[] } | undefined {
-    return this.dbs.meta.get(endorseKey(height)) as { hash: string; sigs: Endorsement[] } | undefined;
+    return this.#unsaved.get(height) ?? (this.dbs.meta.get(endorseKey(height)) as { hash: string; sigs: Endorsement[] } | undefined);
+  }
+
+  /** Whether `write` has anything to do beyond what the caller brings. */
+  hasUnsaved(): boolean {
+    return this.#unsaved.size > 0;
   }
 
   /** Digest of the stored state and of the state rebuilt from blocks alone (for verify). */

@@ -65,6 +65,12 @@ export interface Ready<T> {
   committed: RaftEntry<T>[];
   /** The shell should propose an (empty) entry of the new term at once: only that commits older entries. */
   becameLeader?: boolean;
+  /**
+   * Leader only: the commit index advanced and some follower has not been told. The next append
+   * tells it for free; if the shell has nothing to propose it calls `flushCommit` (the next
+   * heartbeat would also do, later).
+   */
+  commitUnsent?: boolean;
 }
 
 export interface RaftOptions<T> {

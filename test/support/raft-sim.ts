@@ -182,6 +182,8 @@ interface SimNode {
   /** The state machine: how far it applied. Persisted with the Ready unless a crash says otherwise. */
   applied: number;
   checkedCommit: number;
+  /** A leader's Ready said followers lack the commit index: the shell flushes it soon, not at once. */
+  flushDue: boolean;
 }
 
 interface InFlight {
@@ -321,6 +323,7 @@ class Simulation {
       phase: this.rng.int(this.sc.tickEvery),
       applied: 0,
       checkedCommit: 0,
+      flushDue: false,
     }));
     for (const n of this.nodes) this.start(n);
   }
@@ -345,6 +348,12 @@ class Simulation {
         if (this.converged(heightAtHeal)) return this.result();
       }
       this.deliverDue();
+      for (const n of this.nodes) {
+        if (n.core && n.flushDue && this.rng.chance(0.5)) {
+          n.flushDue = false;
+          this.call(n, 'flush-commit', (c) => c.flushCommit());
+        }
+      }
       for (const n of this.nodes) {
         if (n.core && (this.t + n.phase) % this.sc.tickEvery === 0) this.call(n, 'tick', (c) => c.tick());
       }
@@ -405,6 +414,7 @@ class Simulation {
       return this.fail(`${n.id} ${what}: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (ready.truncateAfter !== undefined) this.truncations++;
+    if (ready.commitUnsent) n.flushDue = true;
     for (const e of ready.append) this.checkAppended(n, e);
     this.checkCommitted(n);
     const midCallCrash = this.faultsOn && this.rng.chance(this.sc.pCrashMidCall);
