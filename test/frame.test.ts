@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { isCairnError } from '../src/errors.js';
-import { FrameDecoder, FRAME_PREFIX_BYTES, encodeFrame, type Frame } from '../src/mailbox/frame.js';
+import { FrameDecoder, FrameWriter, FRAME_PREFIX_BYTES, encodeFrame, type Frame } from '../src/mailbox/frame.js';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { BufferPool } from '../src/codec/buffer-pool.js';
 
 function wire(header: unknown, payload?: Uint8Array): Buffer {
@@ -196,4 +198,43 @@ test('buffer pool: exact sizes, bounded, detached buffers ignored', () => {
     pool.give(z);
     pool.give(z);
   }, /once/);
+});
+
+test('frames written in one turn leave in one write, and all of them arrive', async () => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const client = connect(port, '127.0.0.1');
+  await once(client, 'connect');
+  const peer = await accepted;
+  try {
+    const decoder = new FrameDecoder(1 << 20);
+    const got: Frame[] = [];
+    peer.on('data', (chunk: Buffer) => {
+      decoder.push(chunk);
+      for (let f = decoder.next(); f; f = decoder.next()) got.push(f);
+    });
+    // Count what reaches the socket's underlying handle: one writev per turn, not one per frame.
+    let handleWrites = 0;
+    const counted = client as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+    for (const name of ['_writev', '_write'] as const) {
+      const original = counted[name].bind(client);
+      counted[name] = (...a: unknown[]) => {
+        handleWrites += 1;
+        return original(...a);
+      };
+    }
+    const writer = new FrameWriter(client);
+    const writes = [1, 2, 3].map((id) => writer.write(encodeFrame({ t: 'x', id, from: 'a' }, Buffer.alloc(100, id))));
+    await Promise.all(writes);
+    const deadline = Date.now() + 5_000;
+    while (got.length < 3 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(got.map((f) => (f.header as { id: number }).id), [1, 2, 3]);
+    assert.equal(handleWrites, 1, 'three frames of one turn went out in one write');
+  } finally {
+    client.destroy();
+    peer.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });

@@ -98,8 +98,20 @@ export const txP = v.object({
 });
 export type Tx = v.Parsed<typeof txP>;
 
+/**
+ * A replica needs a transaction's signed bytes several times (its id on submit, at apply, for
+ * the signature check), and canonical encoding is not free; a transaction is never changed once
+ * made or received, so its bytes are kept with it.
+ */
+const signedBytes = new WeakMap<object, Buffer>();
+
 function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
-  return canonical({ body: tx.body, signer: tx.signer, nonce: tx.nonce, time: tx.time });
+  let bytes = signedBytes.get(tx);
+  if (!bytes) {
+    bytes = canonical({ body: tx.body, signer: tx.signer, nonce: tx.nonce, time: tx.time });
+    signedBytes.set(tx, bytes);
+  }
+  return bytes;
 }
 
 export function txId(tx: Tx): string {

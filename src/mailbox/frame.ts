@@ -221,12 +221,15 @@ export class FrameDecoder {
 }
 
 /**
- * Writes frames to a socket without tearing them (cork/uncork puts the pieces in one writev) and
- * resolves once the socket will take more, so the caller's in-flight slot is the back-pressure:
- * at most one frame per slot sits above the socket's high-water mark.
+ * Writes frames to a socket without tearing them and resolves once the socket will take more, so
+ * the caller's in-flight slot is the back-pressure: at most one frame per slot sits above the
+ * socket's high-water mark. The socket stays corked until the current turn of the event loop
+ * ends, so every frame written in one turn (a consensus step's appends and endorsements, replies
+ * made final by one LMDB commit) leaves in one writev and one TLS record instead of one each.
  */
 export class FrameWriter {
   private drained: Promise<void> | null = null;
+  private corked = false;
 
   constructor(private readonly socket: Socket) {}
 
@@ -239,11 +242,21 @@ export class FrameWriter {
   async write(pieces: readonly Uint8Array[]): Promise<void> {
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return;
-    socket.cork();
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => this.flush());
+    }
     let ok = true;
     for (const piece of pieces) ok = socket.write(piece);
-    socket.uncork();
     if (!ok || socket.writableNeedDrain) await this.drain();
+  }
+
+  /** Hands what this turn wrote to the socket now, e.g. before the socket is destroyed. */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   private drain(): Promise<void> {

@@ -161,7 +161,7 @@ export class MailboxServer {
     this.listener?.stopAccepting();
     for (const connection of this.connections) connection.stopReading();
     await this.idle(this.closeGraceMs);
-    for (const connection of this.connections) connection.socket.destroy();
+    for (const connection of this.connections) connection.destroy();
     await this.listener?.close();
   }
 
@@ -272,6 +272,12 @@ class Connection {
   stopReading(): void {
     this.reading = false;
     this.socket.pause();
+  }
+
+  /** Replies written this turn still go out before the socket is gone. */
+  destroy(): void {
+    this.writer.flush();
+    this.socket.destroy();
   }
 
   /** Encodes and writes one reply; an unencodable reply becomes an error reply instead. */
