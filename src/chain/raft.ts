@@ -546,11 +546,8 @@ export class RaftCore<T> {
   }
 
   /**
-   * Tells pipelined followers the new commit index now rather than at the next heartbeat, so a
-   * client waiting on any replica hears "final" one round trip after the leader does.
-   */
-  /**
-   * Not sent at once: under load the leader proposes the next block right away and its appends
+   * Followers hear of a new commit index soon (so a client reading any replica sees "final" about
+   * one round trip after the leader), but not at once: under load the leader proposes the next block right away and its appends
    * carry the commit index, which saves a round of messages and a durable write per follower and
    * block. The shell flushes (`flushCommit`) when it has nothing to propose.
    */

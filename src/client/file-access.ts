@@ -5,7 +5,7 @@
 import { CairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
 import { openSealed, openSmall } from '../crypto/keys.js';
-import type { Session } from './sessions.js';
+import { MAX_FILE_KEYS_PER_SESSION, type Session } from './sessions.js';
 
 export type Health = 'ok' | 'degraded' | 'lost';
 
@@ -27,7 +27,13 @@ export function requireOwner(file: StoredFile, session: Session): void {
 export function fileKey(file: StoredFile, session: Session): Buffer {
   const sealed = file.record.owner === session.username ? file.record.ownerKey : file.shares[session.username];
   if (!sealed) throw new CairnError('NOT_FOUND', `no file ${file.record.id} that you can access`);
-  return openSealed(session.keys.box, sealed, keyContext(file.record.id));
+  const id = `${file.record.id}/${sealed.epk}`;
+  const known = session.fileKeys.get(id);
+  if (known) return known;
+  const key = openSealed(session.keys.box, sealed, keyContext(file.record.id));
+  if (session.fileKeys.size >= MAX_FILE_KEYS_PER_SESSION) session.fileKeys.delete(session.fileKeys.keys().next().value!);
+  session.fileKeys.set(id, key);
+  return key;
 }
 
 export interface FileMeta {
