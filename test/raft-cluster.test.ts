@@ -58,6 +58,7 @@ describe('leader killed with -9 while uploads run', () => {
       const c = await api.call('GET', '/api/v1/chain');
       return c.status === 200 && c.body.leader ? c.body.leader : undefined;
     });
+    const atElection: number = (await api.call('GET', '/api/v1/chain')).body.height;
     await waitFor('uploads succeeding after the election', () => stored.size >= before + 5, 60_000);
     stop = true;
     await uploader;
@@ -83,6 +84,14 @@ describe('leader killed with -9 while uploads run', () => {
     }
     const verify = await api.call('GET', '/api/v1/chain/verify');
     assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
+    // Certificates go on under the new leader: endorsements go to the leader only, so it must have
+    // been sent those it lacked for the blocks around the kill. Each upload adds a block that
+    // carries the certificates due.
+    await waitFor('certificates past the election on every replica', async () => {
+      assert.equal((await api.upload([{ name: 'certify.bin', bytes: randomBytes(100) }])).status, 201);
+      const v = await api.call('GET', '/api/v1/chain/verify');
+      return Math.min(...v.body.replicas.map((r: { certified: number }) => r.certified)) >= atElection;
+    }, 30_000);
     console.log(`# leader ${leader} killed; new leader ${newLeader}; ${stored.size} uploads stored, ${failures} failed retryably during the election`);
   });
 });
