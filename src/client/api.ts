@@ -31,12 +31,12 @@ export function contentDisposition(name: string): string {
 }
 
 /**
- * Answers with a file's plaintext, streamed; shared by the API and the pages. A HEAD gets the
- * headers only, so no download pipeline starts that nobody would read.
+ * Answers with a file's plaintext (streamed past the first segment); shared by the API and the
+ * pages. A HEAD gets the headers only, so no download pipeline starts that nobody would read.
  */
 export async function sendDownload(ctx: Context, service: ClientService, session: Session, id: string): Promise<void> {
   const d = await service.openDownload(session, id);
-  const body = ctx.method === 'HEAD' ? Buffer.alloc(0) : await d.stream();
+  const body = ctx.method === 'HEAD' ? Buffer.alloc(0) : await d.body();
   ctx.set('Content-Disposition', contentDisposition(d.meta.name));
   ctx.type = d.meta.type;
   ctx.body = body;

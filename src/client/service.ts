@@ -10,7 +10,7 @@ import type { ChainStatus, VerifyReport } from '../mailbox/messages.js';
 import type { ScrubStats } from '../provider/scrubber.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
-import { downloadStream } from './download.js';
+import { downloadBody } from './download.js';
 import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summarize, type FileSummary } from './file-access.js';
 import type { Session } from './sessions.js';
 import { FileUpload, type UploadSettings } from './upload.js';
@@ -70,7 +70,7 @@ export class ClientService {
     const file = await this.#file(session, id);
     const key = fileKey(file, session);
     const meta = fileMeta(file, key);
-    return { meta, size: file.record.size, stream: () => downloadStream({ link: this.link, pool: this.pool, window: this.settings.window }, file, key) };
+    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window }, file, key) };
   }
 
   async deleteFile(session: Session, id: string): Promise<void> {
