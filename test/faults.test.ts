@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
@@ -20,6 +20,22 @@ import { tlsPskTransport } from '../src/mailbox/transport.js';
 
 const password = 'fault test password';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** The SP must close a connection that sent it garbage: resolves on close or error, fails after a deadline. */
+function closedWithin(socket: Socket, what: string, ms = 20_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${what}: the SP neither closed nor refused it within ${ms} ms`));
+    }, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    socket.once('error', done);
+    socket.once('close', done);
+  });
+}
 
 async function signedIn(base: string): Promise<Api> {
   const api = new Api(base);
@@ -249,15 +265,12 @@ describe('garbage at an SP port, with and without the cluster key', () => {
     // Without the key: plain TCP to a TLS-PSK port, and TLS with a wrong key.
     let refused = 0;
     for (let c = 0; c < 30; c++) {
-      await new Promise<void>((resolve) => {
-        const s = connect(port, host!, () => {
-          for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) s.write(p);
-          s.end();
-        });
-        s.on('error', () => resolve());
-        s.on('close', () => resolve());
-        s.resume();
+      const s = connect(port, host!, () => {
+        for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) s.write(p);
+        s.end();
       });
+      s.resume();
+      await closedWithin(s, `plain TCP connection ${c}`);
     }
     for (let c = 0; c < 10; c++) {
       try {
@@ -274,13 +287,11 @@ describe('garbage at an SP port, with and without the cluster key', () => {
     for (let c = 0; c < 30; c++) {
       const socket = await tlsPskTransport(clusterKey).connect(host!, port, 3_000);
       connections += 1;
-      await new Promise<void>((resolve) => {
-        socket.on('error', () => resolve());
-        socket.on('close', () => resolve());
-        socket.resume();
-        for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) socket.write(p);
-        socket.end();
-      });
+      const closed = closedWithin(socket, `authenticated connection ${c}`);
+      socket.resume();
+      for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) socket.write(p);
+      socket.end();
+      await closed;
     }
     assert.equal(connections, 30);
     assert.equal(cluster.pid('sp1'), pid, 'the SP process is the same one: it never died');

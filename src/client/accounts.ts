@@ -5,6 +5,7 @@
 import { CairnError } from '../errors.js';
 import { signTx, USERNAME } from '../chain/tx.js';
 import { deriveAccountKeys, newKdfParams, type AccountKeys } from '../crypto/password.js';
+import type { UserRecord } from '../chain/state.js';
 import type { ClusterLink } from './cluster-link.js';
 
 export const PASSWORD_MIN = 8;
@@ -36,8 +37,19 @@ export async function register(link: ClusterLink, username: string, password: st
 
 const BAD_LOGIN = 'wrong username or password';
 
-export async function signIn(link: ClusterLink, username: string, password: string): Promise<AccountKeys> {
+/**
+ * A user as the chain knows it, or null. The replica asked first may not have applied the newest
+ * blocks (someone who just signed up through another web client), so a "no" is asked again at
+ * the leader's height before it counts.
+ */
+export async function findUser(link: ClusterLink, username: string): Promise<UserRecord | null> {
   const { user } = await link.chain('state.user', { username, minHeight: 0 });
+  if (user) return user;
+  return (await link.chain('state.user', { username, minHeight: await link.headHeight() })).user;
+}
+
+export async function signIn(link: ClusterLink, username: string, password: string): Promise<AccountKeys> {
+  const user = await findUser(link, username);
   if (!user) throw new CairnError('UNAUTHENTICATED', BAD_LOGIN);
   const keys = await deriveAccountKeys(password, user.kdf);
   if (keys.signing.publicKey !== user.signKey || keys.box.publicKey !== user.boxKey) {

@@ -135,6 +135,16 @@ export class ClusterLink {
     throw lastErr;
   }
 
+  /**
+   * The height the chain's leader has applied: a read that waits for it sees every write that
+   * is final so far, also those made through other web clients.
+   */
+  async headHeight(): Promise<number> {
+    let status = await this.chain('chain.status', {});
+    if (status.role !== 'leader' && status.leader) status = (await this.to(status.leader, 'chain.status', {}, { timeoutMs: READ_TIMEOUT_MS })).body;
+    return status.applied;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#prober);
     await Promise.all(this.providers.map((p) => p.client.close()));

@@ -9,6 +9,7 @@ import { sealTo } from '../crypto/keys.js';
 import type { ChainStatus, VerifyReport } from '../mailbox/messages.js';
 import type { ScrubStats } from '../provider/scrubber.js';
 import type { ClusterLink } from './cluster-link.js';
+import { findUser } from './accounts.js';
 import type { CodecPool } from './codec-pool.js';
 import { downloadBody } from './download.js';
 import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summarize, type FileSummary } from './file-access.js';
@@ -83,7 +84,7 @@ export class ClientService {
     const file = await this.#file(session, id);
     requireOwner(file, session);
     if (username === session.username) throw new CairnError('BAD_REQUEST', 'you already own this file');
-    const { user } = await this.link.chain('state.user', { username, minHeight: 0 });
+    const user = await findUser(this.link, username);
     if (!user) throw new CairnError('NOT_FOUND', `no user ${username}`);
     const key = sealTo(user.boxKey, fileKey(file, session), keyContext(id));
     await this.#submit(signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
