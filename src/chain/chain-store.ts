@@ -183,12 +183,9 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     const current = this.endorsements(height) ?? { hash, sigs: [] };
     if (current.hash !== hash || current.sigs.some((s) => s.sp === e.sp)) return;
     const next = { hash, sigs: [...current.sigs, e] };
-    if (this.#inWrite) {
-      this.dbs.meta.putSync(endorseKey(height), next);
-      this.#unsaved.delete(height);
-      return;
-    }
-    this.#unsaved.set(height, next);
+    // Inside a write, #unsaved is empty (flushed when the write began): the record goes straight in.
+    if (this.#inWrite) this.dbs.meta.putSync(endorseKey(height), next);
+    else this.#unsaved.set(height, next);
     if (this.#unsaved.size > MAX_UNSAVED_ENDORSEMENTS) this.write(() => undefined);
   }
 

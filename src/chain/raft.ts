@@ -152,7 +152,7 @@ export class RaftCore<T> {
   flushCommit(): Ready<T> {
     this.begin();
     if (this.role === 'leader') {
-      for (const [p, pr] of this.progress) if (!pr.probing && pr.sentCommit < this.commit) this.sendAppend(p, true);
+      for (const [p, pr] of this.progress) if (this.lacksCommit(pr)) this.sendAppend(p, true);
     }
     return this.finish();
   }
@@ -185,7 +185,7 @@ export class RaftCore<T> {
     const ready = this.ready;
     ready.append = this.pending;
     if (ready.commitUnsent) {
-      ready.commitUnsent = this.role === 'leader' && [...this.progress.values()].some((pr) => !pr.probing && pr.sentCommit < this.commit);
+      ready.commitUnsent = this.role === 'leader' && [...this.progress.values()].some((pr) => this.lacksCommit(pr));
     }
     while (this.applied < this.commit && ready.committed.length < MAX_COMMITTED_PER_READY) {
       ready.committed.push(this.entryAt(++this.applied));
@@ -547,12 +547,18 @@ export class RaftCore<T> {
 
   /**
    * Followers hear of a new commit index soon (so a client reading any replica sees "final" about
-   * one round trip after the leader), but not at once: under load the leader proposes the next block right away and its appends
-   * carry the commit index, which saves a round of messages and a durable write per follower and
-   * block. The shell flushes (`flushCommit`) when it has nothing to propose.
+   * one round trip after the leader), but not at once: under load the leader proposes the next
+   * block right away and its appends carry the commit index, which saves a round of messages and
+   * a durable write per follower and block. The shell flushes (`flushCommit`) when it has nothing
+   * to propose.
    */
   private broadcastCommit(): void {
     this.ready.commitUnsent = true;
+  }
+
+  /** A replicating follower not yet sent the current commit index (a probe carries it anyway). */
+  private lacksCommit(pr: Progress): boolean {
+    return !pr.probing && pr.sentCommit < this.commit;
   }
 
   // ---- input validation: peers' messages are untrusted bytes until proven well formed ------
