@@ -200,7 +200,7 @@ test('buffer pool: exact sizes, bounded, detached buffers ignored', () => {
   }, /once/);
 });
 
-test('frames written in one turn leave in one write, and all of them arrive', async () => {
+test('frames written in one turn leave in one write, a shard-sized payload leaves alone, and all arrive in order', async () => {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -209,29 +209,45 @@ test('frames written in one turn leave in one write, and all of them arrive', as
   await once(client, 'connect');
   const peer = await accepted;
   try {
-    const decoder = new FrameDecoder(1 << 20);
+    const decoder = new FrameDecoder(8 << 20);
     const got: Frame[] = [];
     peer.on('data', (chunk: Buffer) => {
       decoder.push(chunk);
       for (let f = decoder.next(); f; f = decoder.next()) got.push(f);
     });
-    // Count what reaches the socket's underlying handle: one writev per turn, not one per frame.
-    let handleWrites = 0;
-    const counted = client as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-    for (const name of ['_writev', '_write'] as const) {
-      const original = counted[name].bind(client);
-      counted[name] = (...a: unknown[]) => {
-        handleWrites += 1;
-        return original(...a);
-      };
-    }
+    // Log what reaches the socket's underlying handle: the byte sizes of each write's buffers.
+    const handleWrites: number[][] = [];
+    const counted = client as unknown as Record<'_writev' | '_write', (...a: unknown[]) => unknown>;
+    counted._writev = ((original) => (chunks: { chunk: Buffer }[], cb: unknown) => {
+      handleWrites.push(chunks.map((c) => c.chunk.length));
+      return original(chunks, cb);
+    })(counted._writev.bind(client));
+    counted._write = ((original) => (chunk: Buffer, enc: unknown, cb: unknown) => {
+      handleWrites.push([chunk.length]);
+      return original(chunk, enc, cb);
+    })(counted._write.bind(client));
     const writer = new FrameWriter(client);
-    const writes = [1, 2, 3].map((id) => writer.write(encodeFrame({ t: 'x', id, from: 'a' }, Buffer.alloc(100, id))));
-    await Promise.all(writes);
-    const deadline = Date.now() + 5_000;
-    while (got.length < 3 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    const arrived = async (count: number) => {
+      const deadline = Date.now() + 5_000;
+      while (got.length < count && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    };
+
+    await Promise.all([1, 2, 3].map((id) => writer.write(encodeFrame({ t: 'x', id, from: 'a' }, Buffer.alloc(100, id)))));
+    await arrived(3);
     assert.deepEqual(got.map((f) => (f.header as { id: number }).id), [1, 2, 3]);
-    assert.equal(handleWrites, 1, 'three frames of one turn went out in one write');
+    assert.equal(handleWrites.length, 1, 'three frames of one turn went out in one write');
+
+    // Shards: Node's TLS copies a multi-buffer write whole, so a big payload must never share one.
+    const big = 1 << 20;
+    handleWrites.length = 0;
+    const sizes = [big, 10, big, big, 10];
+    await Promise.all(sizes.map((size, i) => writer.write(encodeFrame({ t: 'x', id: 4 + i, from: 'a' }, Buffer.alloc(size, i)))));
+    await arrived(3 + sizes.length);
+    assert.deepEqual(got.slice(3).map((f) => (f.header as { id: number }).id), [4, 5, 6, 7, 8]);
+    assert.deepEqual(got.slice(3).map((f) => f.payload?.length), sizes);
+    const alone = handleWrites.filter((w) => w.length === 1 && w[0] === big).length;
+    assert.equal(alone, 3, `each 1 MiB payload went to the handle in a write of its own (writes: ${JSON.stringify(handleWrites)})`);
+    assert.ok(handleWrites.every((w) => w.length === 1 || w.every((n) => n < big)), 'no big payload shared a writev');
   } finally {
     client.destroy();
     peer.destroy();

@@ -221,11 +221,20 @@ export class FrameDecoder {
 }
 
 /**
+ * A payload at least this big is handed to the socket on its own. Node's TLS layer encrypts a
+ * multi-buffer write from one contiguous copy, so a shard batched with other frames (by the cork
+ * below, or by queueing behind a busy socket) was copied once more in full (~5 % of a web
+ * client's main thread during a large upload).
+ */
+const SEPARATE_PAYLOAD_BYTES = 64 * 1024;
+
+/**
  * Writes frames to a socket without tearing them and resolves once the socket will take more, so
- * the caller's in-flight slot is the back-pressure: at most one frame per slot sits above the
- * socket's high-water mark. The socket stays corked until the current turn of the event loop
- * ends, so every frame written in one turn (a consensus step's appends and endorsements, replies
- * made final by one LMDB commit) leaves in one writev and one TLS record instead of one each.
+ * the caller's in-flight slot is the back-pressure: a writer waits while the socket is above its
+ * high-water mark, so at most one frame sits above it. The socket stays corked until the current
+ * turn of the event loop ends, so every small frame written in one turn (a consensus step's
+ * appends and endorsements, replies made final by one LMDB commit) leaves in one writev and one
+ * TLS record instead of one each.
  */
 export class FrameWriter {
   private drained: Promise<void> | null = null;
@@ -241,15 +250,23 @@ export class FrameWriter {
   /** Resolves when the frame is handed over and the socket is below its mark (or is gone). */
   async write(pieces: readonly Uint8Array[]): Promise<void> {
     const socket = this.socket;
+    // Writers queue on 'drain' in order, so frames keep the order they were written in.
+    while (socket.writableNeedDrain && !socket.destroyed) await this.drain();
     if (socket.destroyed || !socket.writable) return;
+    const payload = pieces.length > 1 ? pieces[pieces.length - 1]! : undefined;
+    const alone = payload !== undefined && payload.byteLength >= SEPARATE_PAYLOAD_BYTES;
     if (!this.corked) {
       this.corked = true;
       socket.cork();
       process.nextTick(() => this.flush());
     }
-    let ok = true;
-    for (const piece of pieces) ok = socket.write(piece);
-    if (!ok || socket.writableNeedDrain) await this.drain();
+    for (const piece of alone ? pieces.slice(0, -1) : pieces) socket.write(piece);
+    if (alone) {
+      // What this turn batched goes first; the payload then is the socket's only queued write.
+      this.flush();
+      socket.write(payload);
+    }
+    if (socket.writableNeedDrain) await this.drain();
   }
 
   /** Hands what this turn wrote to the socket now, e.g. before the socket is destroyed. */
