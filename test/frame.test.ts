@@ -217,7 +217,10 @@ test('frames written in one turn leave in one write, a shard-sized payload leave
     });
     // Log what reaches the socket's underlying handle: the byte sizes of each write's buffers.
     const handleWrites: number[][] = [];
-    const counted = client as unknown as Record<'_writev' | '_write', (...a: unknown[]) => unknown>;
+    const counted = client as unknown as {
+      _writev: (chunks: { chunk: Buffer }[], cb: unknown) => unknown;
+      _write: (chunk: Buffer, enc: unknown, cb: unknown) => unknown;
+    };
     counted._writev = ((original) => (chunks: { chunk: Buffer }[], cb: unknown) => {
       handleWrites.push(chunks.map((c) => c.chunk.length));
       return original(chunks, cb);
