@@ -160,6 +160,26 @@ describe('cairn end to end', () => {
     assert.equal(notMultipart.status, 400);
     assert.equal(notMultipart.body.error.code, 'BAD_REQUEST');
     assert.doesNotMatch(JSON.stringify(notMultipart.body), /at .*\.js:\d+/, 'no stack trace');
+    // Malformed multipart bodies: a clear 400 naming the problem, and no file appears.
+    const filesBefore = (await api.call('GET', '/api/v1/files')).body.length;
+    const part = '--x\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\nhalf a file';
+    for (const [contentType, body, problem] of [
+      ['multipart/form-data', `${part}\r\n--x--\r\n`, /boundary/],
+      ['multipart/form-data; boundary=x', part, /cut off/],
+      ['multipart/form-data; boundary=x', '--x\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--x--\r\n', /Content-Disposition/],
+      ['multipart/form-data; boundary=x', '--x--\r\n', /no file/],
+    ] as const) {
+      const r = await fetch(`${cluster.clients[0]}/api/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${api.token}`, 'content-type': contentType },
+        body,
+      });
+      const reply = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(r.status, 400, contentType);
+      assert.equal(reply.error.code, 'BAD_REQUEST');
+      assert.match(reply.error.message, problem);
+    }
+    assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from a malformed upload');
 
     // Garbage at an SP's mailbox port: the connection is refused or closed, the SP stays up.
     const [host, port] = cluster.providers[0]!.split(':');

@@ -1,15 +1,20 @@
 /**
- * Receives multipart uploads: each file part streams straight into its own upload pipeline
- * (formidable's fileWriteStreamHandler), so nothing is buffered on disk or held whole in memory.
+ * Receives multipart uploads: each file part streams straight into its own upload pipeline as the
+ * request's chunks arrive (reading pauses while a pipeline is full), so nothing is buffered on
+ * disk or held whole in memory.
  */
+import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
-import { koaBody } from 'koa-body';
 import { CairnError } from '../errors.js';
+import { MultipartParser, boundaryOf } from './multipart.js';
 import type { ClientService } from './service.js';
 import type { Session } from './sessions.js';
 import type { FileUpload, UploadResult } from './upload.js';
 
 const MAX_FILES_PER_REQUEST = 64;
+const MAX_OTHER_FIELDS = 16;
+const MAX_FIELD_BYTES = 64 * 1024; // all non-file fields together; they are read and ignored
+const MAX_PART_HEADER_BYTES = 16 * 1024;
 
 /**
  * File names are never trusted, but kept as the user gave them (escaped wherever shown, encoded
@@ -24,41 +29,63 @@ function cleanType(raw: string | null | undefined): string {
   return raw && /^[\w.+-]+\/[\w.+-]+$/.test(raw) && raw.length <= 127 ? raw.toLowerCase() : 'application/octet-stream';
 }
 
+/** Resolves when the sink wants more; rejects if it fails first. */
+function drained(sink: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      sink.off('drain', onDrain).off('error', settle).off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new CairnError('UNAVAILABLE', 'the upload pipeline stopped before the file was received'));
+    sink.on('drain', onDrain).on('error', settle).on('close', onClose);
+  });
+}
+
 export async function receiveUploads(ctx: Context, service: ClientService, session: Session, maxBytes: number): Promise<UploadResult[]> {
   if (!ctx.is('multipart/form-data')) {
     throw new CairnError('BAD_REQUEST', 'upload files as multipart/form-data, in a field named "file"');
   }
+  const tooLarge = () => new CairnError('TOO_LARGE', `the upload is larger than the limit of ${maxBytes} bytes; nothing was stored`);
   const declared = Number(ctx.get('content-length'));
-  if (Number.isFinite(declared) && declared > maxBytes + 1024 * 1024) {
-    throw new CairnError('TOO_LARGE', `the upload is larger than the limit of ${maxBytes} bytes`);
-  }
-  const uploads: FileUpload[] = [];
-  const parse = koaBody({
-    multipart: true,
-    json: false,
-    urlencoded: false,
-    text: false,
-    formidable: {
-      maxFiles: MAX_FILES_PER_REQUEST,
-      maxFields: 16,
-      maxFieldsSize: 64 * 1024,
-      maxFileSize: maxBytes,
-      maxTotalFileSize: maxBytes,
-      allowEmptyFiles: true,
-      minFileSize: 0,
-      fileWriteStreamHandler: (file?: { originalFilename?: string | null; mimetype?: string | null }) => {
-        const upload = service.startUpload(session, cleanName(file?.originalFilename), cleanType(file?.mimetype));
-        uploads.push(upload);
-        return upload;
-      },
-    } as never,
+  if (Number.isFinite(declared) && declared > maxBytes + 1024 * 1024) throw tooLarge();
+  const parser = new MultipartParser(boundaryOf(ctx.get('content-type')), {
+    maxParts: MAX_FILES_PER_REQUEST + MAX_OTHER_FIELDS,
+    maxHeaderBytes: MAX_PART_HEADER_BYTES,
   });
+  const uploads: FileUpload[] = [];
+  let file: FileUpload | null = null; // the file part being read, if the current part is a file
+  let fileBytes = 0;
+  let fieldBytes = 0;
   try {
-    await parse(ctx, async () => undefined);
+    for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+      for (const event of parser.push(chunk)) {
+        if (event.kind === 'part') {
+          if (event.headers.filename === null) continue;
+          if (uploads.length === MAX_FILES_PER_REQUEST) {
+            throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
+          }
+          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType));
+          file.on('error', () => undefined); // its failure is read from `done`
+          uploads.push(file);
+        } else if (event.kind === 'data') {
+          if (file) {
+            fileBytes += event.bytes.length;
+            if (fileBytes > maxBytes) throw tooLarge();
+            if (!file.write(event.bytes)) await drained(file);
+          } else if ((fieldBytes += event.bytes.length) > MAX_FIELD_BYTES) {
+            throw new CairnError('TOO_LARGE', `the form's fields other than files hold more than ${MAX_FIELD_BYTES} bytes`);
+          }
+        } else {
+          file?.end();
+          file = null;
+        }
+      }
+    }
+    parser.end();
   } catch (err) {
     for (const u of uploads) u.destroy(err instanceof Error ? err : new Error(String(err)));
-    const status = (err as { httpCode?: number }).httpCode;
-    if (status === 413) throw new CairnError('TOO_LARGE', `the upload is larger than the limit of ${maxBytes} bytes; nothing was stored`);
     throw err;
   }
   if (uploads.length === 0) throw new CairnError('BAD_REQUEST', 'the form holds no file; send one or more in a field named "file"');
