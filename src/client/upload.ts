@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { fileRoot } from '../chain/state.js';
 import { signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
-import { sealSmall, sealTo } from '../crypto/keys.js';
+import { sealSmall, sealToSelf } from '../crypto/keys.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
@@ -222,7 +222,7 @@ export class FileUpload extends Writable {
       segmentSize,
       ...(this.#firstSegmentSize < segmentSize ? { firstSegmentSize: this.#firstSegmentSize } : {}),
       meta: sealSmall(this.#key, Buffer.from(JSON.stringify({ name: this.name, type: this.type })), metaContext(this.id)),
-      ownerKey: sealTo(this.session.keys.box.publicKey, this.#key, keyContext(this.id)),
+      ownerKey: sealToSelf(this.session.keys.box, this.#key, keyContext(this.id)),
       segments: this.#segments,
       root: fileRoot(this.#segments),
     };
