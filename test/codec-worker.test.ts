@@ -35,8 +35,15 @@ describe('codec worker on a real Piscina pool', () => {
     return (await decodeFull(ref, sealedLength, shards, hashes, into)).plaintext;
   }
 
-  async function decodeFull(ref: SegmentRef, sealedLength: number, shards: (Uint8Array | null)[], hashes: Uint8Array[], into?: ArrayBuffer): Promise<DecodeResult> {
-    const { task, transferList } = makeDecodeTask({ ...ref, sealedLength }, shards, hashes, into);
+  async function decodeFull(
+    ref: SegmentRef,
+    sealedLength: number,
+    shards: (Uint8Array | null)[],
+    hashes: Uint8Array[],
+    into?: ArrayBuffer,
+    out?: ArrayBuffer,
+  ): Promise<DecodeResult> {
+    const { task, transferList } = makeDecodeTask({ ...ref, sealedLength }, shards, hashes, into, out);
     return unwrapOutcome((await pool.run(task, { name: 'decode', transferList })) as CodecOutcome<DecodeResult>);
   }
 
@@ -91,6 +98,14 @@ describe('codec worker on a real Piscina pool', () => {
     assert.equal(stale.byteLength, 0, 'the recycled buffer went to the worker');
     assert.equal(second.spent.byteLength, size, 'and came back');
     assert.ok(Buffer.from(second.plaintext).equals(original), 'a missing shard is rebuilt whatever its slot held');
+
+    // The plaintext can land in a recycled buffer too, which comes back holding it.
+    const out = new Uint8Array(original.length).fill(0x5a).buffer;
+    const third = await decodeFull(ref, encoded.sealedLength, shards.map((s) => new Uint8Array(s)), hashes, undefined, out);
+    assert.equal(out.byteLength, 0, 'the plaintext buffer went to the worker');
+    assert.equal(third.plaintext.byteOffset, 0);
+    assert.equal(third.plaintext.buffer.byteLength, original.length, 'and came back holding the plaintext');
+    assert.ok(Buffer.from(third.plaintext).equals(original));
   });
 
   it('reports INTEGRITY from the worker as a CairnError with its code', async () => {

@@ -83,7 +83,24 @@ describe('cairn end to end', () => {
       assert.equal(d.bytes.length, f.bytes.length, f.name);
       assert.ok(d.bytes.equals(f.bytes), `${f.name} differs`);
       assert.match(d.headers.get('content-disposition')!, /^attachment; filename="/);
+      assert.equal(d.headers.get('content-length'), String(f.bytes.length), `${f.name}: Content-Length`);
+      assert.equal(d.headers.get('cache-control'), 'no-store', `${f.name}: never cached`);
+      assert.equal(d.headers.get('x-content-type-options'), 'nosniff', `${f.name}: security headers`);
     }
+    // A reader that leaves mid-download: the web client stops sending and serves the next one whole.
+    const big = files.find((f) => f.name === 'big.bin')!;
+    const abort = new AbortController();
+    const partial = await fetch(`${cluster.clients[1]}/api/v1/files/${ids.get('big.bin')}/content`, {
+      headers: { authorization: `Bearer ${api.token}` },
+      signal: abort.signal,
+    });
+    const reader = partial.body!.getReader();
+    const firstChunk = await reader.read();
+    assert.ok(firstChunk.value && firstChunk.value.length > 0 && Buffer.from(firstChunk.value).equals(big.bytes.subarray(0, firstChunk.value.length)));
+    abort.abort();
+    await reader.read().catch(() => undefined);
+    const again = await api.download(ids.get('big.bin')!);
+    assert.ok(again.bytes.equals(big.bytes), 'the download after an abandoned one is whole');
     for (const [name, count] of Object.entries(expectedSegments)) {
       const d = await api.call('GET', `/api/v1/files/${ids.get(name)}`);
       assert.equal(d.body.segments.length, count, `${name}: segments`);

@@ -44,6 +44,9 @@ export function encode(task: EncodeTask): ReturnType<typeof move> | CodecOutcome
 export function decode(task: DecodeTask): ReturnType<typeof move> | CodecOutcome<DecodeResult> {
   try {
     const plaintext = decodeSegment(decodeInputFromTask(task));
+    if (task.out !== undefined && plaintext.buffer === task.out) {
+      return moved({ ok: true, value: { plaintext, spent: task.buffer } }, [task.out, task.buffer]);
+    }
     // Transferring a view's buffer would move whatever else shares it; copy unless it is exclusively ours.
     const owned = ownsBuffer(plaintext) && plaintext.buffer !== task.buffer ? plaintext : new Uint8Array(plaintext);
     return moved({ ok: true, value: { plaintext: owned, spent: task.buffer } }, [owned.buffer, task.buffer]);

@@ -10,6 +10,7 @@ import type { FailureLimiter } from './rate-limit.js';
 import type { ClientService } from './service.js';
 import type { Session, Sessions } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
+import { sendSegments } from './download.js';
 
 export interface ApiDeps {
   service: ClientService;
@@ -39,8 +40,18 @@ export async function sendDownload(ctx: Context, service: ClientService, session
   const body = ctx.method === 'HEAD' ? Buffer.alloc(0) : await d.body();
   ctx.set('Content-Disposition', contentDisposition(d.meta.name));
   ctx.type = d.meta.type;
-  ctx.body = body;
+  if (Buffer.isBuffer(body)) {
+    ctx.body = body;
+    ctx.length = d.size;
+    return;
+  }
+  // Written here rather than by Koa, so each segment's memory is reused once the socket sent it.
+  ctx.status = 200;
   ctx.length = d.size;
+  ctx.respond = false;
+  // A failure past the headers cannot change the status: it ends the response early, and goes
+  // where Koa reports errors of responses already under way.
+  await sendSegments(ctx.res, body, (err) => ctx.app.emit('error', err, ctx));
 }
 
 /** Shared by the API and the pages: sign in and remember the session in a cookie. */

@@ -1,16 +1,16 @@
 /**
  * The download pipeline: for each segment, fetch k shards concurrently (from SPs that are up
  * first; a missing or bad shard is replaced by another), verify, decode and open in a worker,
- * and stream the plaintext out in order. Up to `window` segments are fetched ahead, so memory
+ * and hand the plaintext out in order. Up to `window` segments are fetched ahead, so memory
  * stays bounded by segmentSize × window. Any failure ends the stream with an error: never
  * wrong bytes, and the declared Content-Length exposes a cut-off stream to the receiver.
  */
-import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
 import { CairnError, isCairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
-import type { CodecPool } from './codec-pool.js';
+import type { CodecPool, DecodedSegment } from './codec-pool.js';
 
 export interface DownloadDeps {
   link: ClusterLink;
@@ -88,7 +88,7 @@ function gather(
   });
 }
 
-async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, index: number): Promise<Uint8Array> {
+async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, index: number): Promise<DecodedSegment> {
   const { record } = file;
   const seg = record.segments[index]!;
   const n = record.k + record.m;
@@ -115,7 +115,7 @@ async function decodeFetched(
   candidates: { i: number; sp: string }[],
   shards: (Uint8Array | null)[],
   fetched: Fetched[],
-): Promise<Uint8Array> {
+): Promise<DecodedSegment> {
   const { record } = file;
   const seg = record.segments[index]!;
   const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards, fetched);
@@ -140,6 +140,9 @@ async function decodeFetched(
   }
 }
 
+/** A file of more than one segment, read ahead in order; each segment is released once sent. */
+export type SegmentStream = AsyncGenerator<DecodedSegment>;
+
 /**
  * Reads the first segment before answering, so a file that cannot be read right now gets a clear
  * error status instead of a 200 that breaks off; later failures end the stream (the declared
@@ -147,9 +150,9 @@ async function decodeFetched(
  * answered as a buffer: it is whole by then, and a stream would only add per-request machinery
  * (~5 % of a 4 KiB download's CPU).
  */
-export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<Readable | Buffer> {
+export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<SegmentStream | Buffer> {
   const total = file.record.segments.length;
-  const ahead: Promise<Uint8Array>[] = [];
+  const ahead: Promise<DecodedSegment>[] = [];
   let started = 0;
   const fill = (limit: number) => {
     while (ahead.length < limit && started < total) {
@@ -162,14 +165,54 @@ export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Bu
   // workers and the event loop to itself; read-ahead starts once it is on its way to the reader.
   fill(1);
   const first = await ahead[0]!;
-  if (total === 1) return Buffer.from(first.buffer, first.byteOffset, first.byteLength);
-  async function* segments(): AsyncGenerator<Uint8Array> {
-    for (let i = 0; i < total; i++) {
-      const bytes = await ahead.shift()!;
-      if (i > 0) fill(deps.window);
-      if (bytes.length > 0) yield bytes;
-      if (i === 0) fill(deps.window);
+  if (total === 1) return Buffer.from(first.plaintext.buffer, first.plaintext.byteOffset, first.plaintext.byteLength);
+  async function* segments(): SegmentStream {
+    try {
+      for (let i = 0; i < total; i++) {
+        const segment = await ahead.shift()!;
+        if (i > 0) fill(deps.window);
+        yield segment;
+        if (i === 0) fill(deps.window);
+      }
+    } finally {
+      // Stopped early (the reader left, or a segment failed): segments read ahead are not sent.
+      for (const p of ahead.splice(0)) void p.then((s) => s.release(), () => undefined);
     }
   }
-  return Readable.from(segments(), { objectMode: false, highWaterMark: 1 });
+  return segments();
+}
+
+/**
+ * Streams segments into an HTTP response (headers already set); a segment's memory goes back for
+ * reuse only when the socket is done with it (the write callback), which a Readable piped into the
+ * response cannot tell. Never throws: a failure or a reader that left ends the response early.
+ */
+export async function sendSegments(res: ServerResponse, segments: SegmentStream, onError: (err: unknown) => void): Promise<void> {
+  try {
+    for await (const segment of segments) {
+      if (res.destroyed) {
+        segment.release();
+        break;
+      }
+      if (segment.plaintext.length === 0) {
+        segment.release();
+        continue;
+      }
+      if (!res.write(segment.plaintext, () => segment.release())) await drainedOrClosed(res);
+    }
+    if (!res.destroyed) res.end();
+  } catch (err) {
+    onError(err);
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.on('drain', done).on('close', done);
+  });
 }

@@ -26,11 +26,9 @@ export function securityHeaders() {
     ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
     ctx.set('Cross-Origin-Resource-Policy', 'same-origin');
     ctx.set('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), interest-cohort=()');
-    try {
-      await next();
-    } finally {
-      // Pages and API answers hold a user's data: never keep them in a shared or disk cache.
-      if (!ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
-    }
+    // Pages and API answers hold a user's data: never keep them in a shared or disk cache. Set
+    // before the route runs (a download writes its headers itself); a route may relax it.
+    ctx.set('Cache-Control', 'no-store');
+    await next();
   };
 }

@@ -46,6 +46,8 @@ export interface DecodeSegmentInput extends SegmentRef {
   shards: (Uint8Array | null)[];
   /** The recorded SHA-256 of each shard. */
   hashes: readonly Uint8Array[];
+  /** Where the plaintext goes (at least sealedLength − tag bytes) instead of new memory. */
+  out?: Uint8Array;
 }
 
 const MAX_CODERS = 16;
@@ -133,7 +135,7 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
   if (intact.slice(0, k).some((ok) => !ok)) {
     rs.reconstruct([...data, ...shards.slice(k)], size, false, intact);
   }
-  return openSegment(input.key, input.fileId, index, input.last, joinShards(data, input.sealedLength));
+  return openSegment(input.key, input.fileId, index, input.last, joinShards(data, input.sealedLength), input.out);
 }
 
 // ---- Crossing the worker-thread boundary ----
@@ -174,9 +176,14 @@ export interface DecodeTask extends SegmentRef {
   shardSize: number;
   buffer: ArrayBuffer;
   present: boolean[];
+  /** Memory for the plaintext (sent back with it), e.g. a recycled buffer. */
+  out?: ArrayBuffer;
 }
 
-/** The plaintext, owning its ArrayBuffer (which is transferred), and the task's buffer sent back for reuse. */
+/**
+ * The plaintext (a view at the start of the task's `out`, or else owning its ArrayBuffer; transferred
+ * either way) and the task's buffer sent back for reuse.
+ */
 export interface DecodeResult {
   plaintext: Uint8Array;
   spent: ArrayBuffer;
@@ -239,12 +246,14 @@ export function decodeBufferBytes(ref: { sealedLength: number; k: number; m: num
 /**
  * A decode task for pool.run(task, { name: 'decode', transferList }); copies shards and hashes into
  * one buffer: `into` when it is exactly decodeBufferBytes(ref) long (a recycled one), else a new one.
+ * `out`, if given, is transferred too and receives the plaintext.
  */
 export function makeDecodeTask(
   ref: SegmentRef & { sealedLength: number },
   shards: readonly (Uint8Array | null)[],
   hashes: readonly Uint8Array[],
   into?: ArrayBuffer,
+  out?: ArrayBuffer,
 ): PackedTask<DecodeTask> {
   const n = ref.k + ref.m;
   if (shards.length !== n || hashes.length !== n) {
@@ -262,7 +271,9 @@ export function makeDecodeTask(
     bytes.set(h, n * size + i * HASH_BYTES);
   });
   const task: DecodeTask = { ...ref, key: new Uint8Array(ref.key), shardSize: size, buffer, present };
-  return { task, transferList: [buffer] };
+  if (out === undefined) return { task, transferList: [buffer] };
+  task.out = out;
+  return { task, transferList: [buffer, out] };
 }
 
 export function decodeInputFromTask(task: DecodeTask): DecodeSegmentInput {
@@ -283,5 +294,6 @@ export function decodeInputFromTask(task: DecodeTask): DecodeSegmentInput {
     sealedLength: task.sealedLength,
     shards: slots.map((s, i) => (present[i] ? s : null)),
     hashes: shardViews(buffer, n * shardSize, n, HASH_BYTES),
+    ...(task.out ? { out: new Uint8Array(task.out) } : {}),
   };
 }

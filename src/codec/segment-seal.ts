@@ -97,8 +97,12 @@ export function sealSegment(key: Uint8Array, fileId: string, index: number, last
   return out;
 }
 
-/** Authenticates and decrypts; throws INTEGRITY if the bytes, key, file id, index or last flag do not match. */
-export function openSegment(key: Uint8Array, fileId: string, index: number, last: boolean, sealed: Uint8Array): Buffer {
+/**
+ * Authenticates and decrypts, into `out` when given (at least the plaintext's length; a recycled
+ * buffer spares fresh pages and the garbage collector); throws INTEGRITY if the bytes, key, file
+ * id, index or last flag do not match.
+ */
+export function openSegment(key: Uint8Array, fileId: string, index: number, last: boolean, sealed: Uint8Array, out?: Uint8Array): Buffer {
   checkKey(key);
   if (sealed.length < TAG_BYTES) {
     throw new CairnError('INTEGRITY', `segment ${index}: sealed segment is ${sealed.length} bytes, shorter than its tag`);
@@ -107,8 +111,9 @@ export function openSegment(key: Uint8Array, fileId: string, index: number, last
   const decipher = createDecipheriv('aes-256-gcm', key, segmentNonce(index), { authTagLength: TAG_BYTES });
   decipher.setAAD(segmentAad(fileId, index, last));
   decipher.setAuthTag(sealed.subarray(split));
+  invariant(out === undefined || out.length >= split, 'plaintext output buffer too small');
   // Not from the shared pool: the caller may transfer this buffer to another thread.
-  const plaintext = Buffer.allocUnsafeSlow(split);
+  const plaintext = out ? Buffer.from(out.buffer, out.byteOffset, split) : Buffer.allocUnsafeSlow(split);
   let written = 0;
   for (let at = 0; at < split; at += CHUNK_BYTES) {
     const piece = decipher.update(sealed.subarray(at, Math.min(split, at + CHUNK_BYTES)));
