@@ -41,6 +41,15 @@ const MAX_UNCOMMITTED_BLOCKS = 1;
 const MAX_CERTS_PER_BLOCK = 64;
 const SUBMIT_TIMEOUT_MS = 15_000;
 const LEADER_WAIT_MS = 3_000;
+/**
+ * Endorsements are sent once; one lost on the way (a congested or broken link) would hold
+ * certification back until the next election, since certificates are contiguous. So a follower
+ * whose chain has a block this far below its last one still uncertified sends its uncertified
+ * endorsements to the leader again, at most once every ENDORSE_RETRY_TICKS. Normally a block is
+ * certified one or two blocks later; an idle chain (no new blocks) never triggers it.
+ */
+const CERT_LAG_BLOCKS = 4;
+const ENDORSE_RETRY_TICKS = 20;
 
 interface Waiter {
   resolve: (r: Submitted) => void;
@@ -59,6 +68,7 @@ export class ChainNode extends EventEmitter {
   #commitFlushScheduled = false;
   /** term/leader our endorsements last went to, so a new leader gets the ones it may lack. */
   #endorsedLeader = '';
+  #ticks = 0;
   #stopped = false;
 
   constructor(private readonly opts: ChainNodeOptions) {
@@ -86,7 +96,10 @@ export class ChainNode extends EventEmitter {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.#run(() => this.#core.tick()), this.opts.tickMs);
+    this.#timer = setInterval(() => {
+      if (++this.#ticks % ENDORSE_RETRY_TICKS === 0 && this.#certificationLags()) this.#endorsedLeader = ''; // this step re-sends
+      this.#run(() => this.#core.tick());
+    }, this.opts.tickMs);
   }
 
   stop(): void {
@@ -121,8 +134,10 @@ export class ChainNode extends EventEmitter {
 
   onEndorse(from: string, endorsements: EndorsementWire[]): void {
     const key = this.#validators.get(from);
-    if (!key) return;
+    if (!key || this.#stopped) return;
     for (const e of endorsements) {
+      // A re-sent endorsement we hold already is not verified again.
+      if (this.#store.endorsements(e.height)?.sigs.some((s) => s.sp === from && s.sig === e.sig)) continue;
       if (verifySignature(key, endorsementMessage(e.hash), e.sig)) {
         this.#store.saveEndorsement(e.height, e.hash, { sp: from, sig: e.sig });
       }
@@ -281,6 +296,10 @@ export class ChainNode extends EventEmitter {
     }));
     for (const e of endorsements) this.#store.saveEndorsement(e.height, e.hash, { sp: this.opts.id, sig: e.sig });
     return endorsements;
+  }
+
+  #certificationLags(): boolean {
+    return this.#store.certifiedHeight() + CERT_LAG_BLOCKS < this.#store.lastHeight();
   }
 
   #ownUncertifiedEndorsements(): EndorsementWire[] {
