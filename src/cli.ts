@@ -58,7 +58,7 @@ function sharedFlags(c: Config): string[] {
     '--pool-min-threads', String(c.pool.minThreads), '--pool-max-threads', String(c.pool.maxThreads),
     '--pool-idle-timeout-ms', String(c.pool.idleTimeoutMs), '--pool-max-queue', String(c.pool.maxQueue),
     '--pool-concurrent-tasks', String(c.pool.concurrentTasksPerWorker), '--pipeline-depth', String(c.pipelineDepth),
-    '--max-upload-bytes', String(c.maxUploadBytes),
+    '--max-upload-bytes', String(c.maxUploadBytes), '--inline-max-bytes', String(c.inlineMaxBytes),
   ];
 }
 

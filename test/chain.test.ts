@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blockProblems, endorsementMessage, makeBlock, type Block } from '../src/chain/block.js';
+import { blockProblems, endorsementMessage, makeBlock, MAX_INLINE_BYTES_PER_BLOCK, takeBlockTxs, type Block } from '../src/chain/block.js';
 import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
-import { signTx, txId, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { LIMITS, signTx, txId, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
@@ -38,7 +38,7 @@ function record(owner: ReturnType<typeof user>, id: string): FileRecord {
     meta: sealSmall(Buffer.alloc(32, 1), Buffer.from('{}'), 'x'),
     ownerKey: sealTo(owner.box.publicKey, Buffer.alloc(32, 2), 'y'),
     segments,
-    root: fileRoot(segments),
+    root: fileRoot({ segments }),
   };
 }
 
@@ -146,7 +146,7 @@ describe('state rules', () => {
     const segment = record(alice, 'e'.repeat(32)).segments[0]!;
     const withFirst = (idChar: string, size: number, first: number, count: number): FileRecord => {
       const segments = Array.from({ length: count }, () => segment);
-      return { ...record(alice, idChar.repeat(32)), size, firstSegmentSize: first, segments, root: fileRoot(segments) };
+      return { ...record(alice, idChar.repeat(32)), size, firstSegmentSize: first, segments, root: fileRoot({ segments }) };
     };
     assert.equal(expectedSegments(4096, 8192, 4096), 1);
     assert.equal(expectedSegments(4097, 8192, 4096), 2);
@@ -160,6 +160,26 @@ describe('state rules', () => {
     assert.match(longer.error!, /first segment/);
   });
 
+  it('stores a small file inline only when its bytes, size, segments and root agree', () => {
+    const inlineRecord = (idChar: string, size: number, sealed: number): FileRecord => {
+      const inline = 'ab'.repeat(sealed);
+      return { ...record(alice, idChar.repeat(32)), size, segments: [], inline, root: fileRoot({ segments: [], inline }) };
+    };
+    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing)], height)[0]!;
+    assert.equal(put(inlineRecord('1', 100, 116), 20).ok, true);
+    assert.equal((state.get(keys.file('1'.repeat(32))) as { record: FileRecord }).record.inline, 'ab'.repeat(116));
+    assert.equal(put(inlineRecord('2', 0, 16), 21).ok, true, 'an empty file is its tag alone');
+    const short = put(inlineRecord('3', 100, 115), 22);
+    assert.equal(short.ok, false);
+    assert.match(short.error!, /inline bytes/);
+    const withShards = put({ ...inlineRecord('4', 100, 116), segments: record(alice, '4'.repeat(32)).segments }, 23);
+    assert.equal(withShards.ok, false, 'inline and shards at once');
+    const otherRoot = put({ ...inlineRecord('5', 100, 116), root: fileRoot(record(alice, '5'.repeat(32))) }, 24);
+    assert.equal(otherRoot.ok, false);
+    assert.match(otherRoot.error!, /Merkle root/);
+    assert.equal(put({ ...record(alice, '6'.repeat(32)), segments: [], root: fileRoot({ segments: [] }) }, 25).ok, false, 'no segments and no inline bytes');
+  });
+
   it('lets only a validator move shards, and keeps a segment on distinct SPs', () => {
     const fid = 'd'.repeat(32);
     assert.equal(apply([signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing)], 9)[0]!.ok, true);
@@ -169,6 +189,33 @@ describe('state rules', () => {
     assert.equal(apply([doubled], 11)[0]!.ok, false, 'two shards of a segment on sp2');
     const swap = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }, { segment: 0, shard: 1, sp: 'sp1' }] }, 'sp1', sps[0]!.key);
     assert.equal(apply([swap], 12)[0]!.ok, true);
+  });
+});
+
+describe('inline bytes per block', () => {
+  const alice = user('alice');
+  const inlinePut = (i: number) => {
+    const inline = '00'.repeat(LIMITS.maxInlineBytes);
+    const file = { ...record(alice, i.toString(16).padStart(32, '0')), size: LIMITS.maxInlineBytes - 16, segments: [], inline, root: fileRoot({ segments: [], inline }) };
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+  };
+  const perBlock = MAX_INLINE_BYTES_PER_BLOCK / LIMITS.maxInlineBytes;
+
+  it('a proposer takes only what one block may carry, in order', () => {
+    const pending = [alice.register, ...Array.from({ length: perBlock + 2 }, (_, i) => inlinePut(i))];
+    const first = takeBlockTxs(pending);
+    assert.equal(first.length, 1 + perBlock, 'the register and as many inline files as fit');
+    assert.equal(first[0], alice.register);
+    assert.equal(pending.length, 2);
+    assert.equal(takeBlockTxs(pending).length, 2);
+    assert.equal(pending.length, 0);
+  });
+
+  it('a block over the bound is refused', () => {
+    const [over] = chainOf([Array.from({ length: perBlock + 1 }, (_, i) => inlinePut(i))]);
+    assert.match(blockProblems(over!, genesis).join('; '), /inline file bytes/);
+    const [within] = chainOf([Array.from({ length: perBlock }, (_, i) => inlinePut(i))]);
+    assert.deepEqual(blockProblems(within!, genesis), []);
   });
 });
 

@@ -106,6 +106,14 @@ describe('cairn end to end', () => {
       assert.equal(d.body.segments.length, count, `${name}: segments`);
       assert.equal(d.body.segments[0].sealedLength, Math.min(256 * KiB, d.body.size) + 16, `${name}: the first segment is cut at 256 KiB`);
     }
+    // Files up to inlineMaxBytes (8 KiB) ride sealed in their record: no segments, no shards.
+    for (const name of ['empty.bin', 'one.bin']) {
+      const d = await api.call('GET', `/api/v1/files/${ids.get(name)}`);
+      assert.equal(d.body.inline, true, `${name} is inline`);
+      assert.deepEqual(d.body.segments, [], `${name} has no shards`);
+      assert.equal(d.body.health, 'ok');
+    }
+    assert.equal((await api.call('GET', `/api/v1/files/${ids.get('notes ü "quoted".txt')}`)).body.inline, false, 'a 52 KB file is sharded');
     const details = await api.call('GET', `/api/v1/files/${ids.get('big.bin')}`);
     assert.equal(details.status, 200);
     assert.equal(details.body.k, 2);
@@ -115,6 +123,22 @@ describe('cairn end to end', () => {
       const sps = seg.shards.map((s: any) => s.sp);
       assert.equal(new Set(sps).size, 3, 'shards of a segment sit on distinct SPs');
     }
+  });
+
+  it('keeps a file of up to 8 KiB in its record (no SP gains a shard) and shards one byte more', async () => {
+    const api = new Api(cluster.clients[0]!);
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
+    const shards = async () => (await api.call('GET', '/api/v1/cluster')).body.providers.reduce((n: number, p: { shards: number }) => n + p.shards, 0);
+    const before = await shards();
+    const small = randomBytes(8 * KiB);
+    const over = randomBytes(8 * KiB + 1);
+    const up = await api.upload([{ name: 'inline.bin', bytes: small }, { name: 'over.bin', bytes: over }]);
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(await shards(), before + 3, 'only the 8 KiB + 1 file has shards (2+1)');
+    const other = new Api(cluster.clients[1]!);
+    assert.equal((await other.signIn(alice.username, alice.password)).status, 200);
+    assert.ok((await other.download(up.body[0].id)).bytes.equals(small));
+    assert.ok((await other.download(up.body[1].id)).bytes.equals(over));
   });
 
   it('keeps no plaintext in the SP data directories', () => {

@@ -8,9 +8,14 @@ import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 import { majority, type Genesis } from './genesis.js';
-import { txP, type Tx } from './tx.js';
+import { inlineBytes, txP, type Tx } from './tx.js';
 
 export const MAX_TXS_PER_BLOCK = 512;
+/**
+ * Inline file bytes one block may carry: keeps a block under ~0.6 MiB and a Raft append of
+ * MAX_ENTRIES_PER_APPEND blocks well inside a mailbox frame.
+ */
+export const MAX_INLINE_BYTES_PER_BLOCK = 256 * 1024;
 
 const endorsementP = v.object({ sp: v.str({ min: 1, max: 64 }), sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }) });
 export const certificateP = v.object({
@@ -38,6 +43,18 @@ export const blockP = v.object({
   sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }),
 });
 export type Block = v.Parsed<typeof blockP>;
+
+/** Takes from the front of `pending` what the next block can carry: within both the count and the inline-bytes bound. */
+export function takeBlockTxs(pending: Tx[]): Tx[] {
+  let count = 0;
+  let inline = 0;
+  for (const tx of pending) {
+    if (count === MAX_TXS_PER_BLOCK || inline + inlineBytes(tx) > MAX_INLINE_BYTES_PER_BLOCK) break;
+    inline += inlineBytes(tx);
+    count += 1;
+  }
+  return pending.splice(0, count);
+}
 
 export function headerHash(h: BlockHeader): string {
   return sha256Hex(canonical(h));
@@ -75,6 +92,8 @@ export function blockProblems(block: Block, genesis: Genesis, known: KnownEndors
   const keys = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
   if (headerHash(block.header) !== block.hash) problems.push('header hash does not match');
   if (txRoot(block.txs) !== block.header.txRoot) problems.push('transaction Merkle root does not match');
+  const inline = block.txs.reduce((sum, tx) => sum + inlineBytes(tx), 0);
+  if (inline > MAX_INLINE_BYTES_PER_BLOCK) problems.push(`carries ${inline} inline file bytes, more than ${MAX_INLINE_BYTES_PER_BLOCK}`);
   const proposerKey = keys.get(block.header.proposer);
   if (!proposerKey) problems.push(`proposer ${block.header.proposer} is not a validator`);
   else if (!verifySignature(proposerKey, Buffer.from(block.hash, 'hex'), block.sig)) {

@@ -9,7 +9,7 @@ import { randomInt } from 'node:crypto';
 import { CairnError, invariant } from '../errors.js';
 import type { SigningKey } from '../crypto/keys.js';
 import { verifySignature } from '../crypto/keys.js';
-import { blockProblems, endorsementMessage, makeBlock, MAX_TXS_PER_BLOCK, type Block, type Certificate } from './block.js';
+import { blockProblems, endorsementMessage, makeBlock, takeBlockTxs, type Block, type Certificate } from './block.js';
 import type { ChainStore } from './chain-store.js';
 import { majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
@@ -351,7 +351,7 @@ export class ChainNode extends EventEmitter {
     const s = this.#core.status();
     if (this.#stopped || s.role !== 'leader') return;
     if (!empty && (this.#pending.length === 0 || s.lastHeight - s.commit >= MAX_UNCOMMITTED_BLOCKS)) return;
-    const txs = empty ? [] : this.#pending.splice(0, MAX_TXS_PER_BLOCK);
+    const txs = empty ? [] : takeBlockTxs(this.#pending);
     const certs = this.#certificates(s.commit);
     this.#run(() =>
       this.#core.propose((height, term, prevHash) => {

@@ -3,6 +3,7 @@
  * shares, placements). Every SP applies the same blocks with these rules and gets the same
  * state; a transaction that breaks a rule is recorded as rejected and changes nothing.
  */
+import { sealedLength } from '../codec/segment-seal.js';
 import { sha256Hex, merkleRoot } from '../crypto/hash.js';
 import type { SealedBox } from '../crypto/keys.js';
 import type { Block } from './block.js';
@@ -63,9 +64,10 @@ export function expectedSegments(size: number, segmentSize: number, firstSegment
   return size <= firstSegmentSize ? 1 : 1 + Math.ceil((size - firstSegmentSize) / segmentSize);
 }
 
-/** The root over every shard hash of a file, segment by segment. */
-export function fileRoot(segments: FileRecord['segments']): string {
-  return merkleRoot(segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
+/** The root over every shard hash of a file, segment by segment; an inline file's is over its sealed bytes. */
+export function fileRoot(file: { segments: FileRecord['segments']; inline?: string | undefined }): string {
+  if (file.inline !== undefined) return merkleRoot([sha256Hex(Buffer.from(file.inline, 'hex'))]);
+  return merkleRoot(file.segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
 }
 
 export function applyBlock(view: StateView, block: Block, genesis: Genesis): BlockEffects {
@@ -150,7 +152,12 @@ function applyTx(
     rule(read(keys.file(f.id)) === undefined, 'file id already exists');
     rule(f.k + f.m <= validators.size, `k+m = ${f.k + f.m} needs that many providers, the cluster has ${validators.size}`);
     rule((f.firstSegmentSize ?? f.segmentSize) <= f.segmentSize, 'the first segment is not longer than the others');
-    rule(f.segments.length === expectedSegments(f.size, f.segmentSize, f.firstSegmentSize), 'segment count does not match size');
+    if (f.inline !== undefined) {
+      rule(f.segments.length === 0, 'an inline file has no segments');
+      rule(f.inline.length === 2 * sealedLength(f.size), 'inline bytes do not match the size');
+    } else {
+      rule(f.segments.length === expectedSegments(f.size, f.segmentSize, f.firstSegmentSize), 'segment count does not match size');
+    }
     for (const seg of f.segments) {
       rule(seg.shards.length === f.k + f.m, 'every segment has k+m shard slots');
       const sps = seg.shards.map((sh) => sh.sp).filter((sp): sp is string => sp !== null);
@@ -158,7 +165,7 @@ function applyTx(
       rule(sps.every((sp) => validators.has(sp)), 'shards name unknown providers');
       rule(new Set(sps).size === sps.length, 'shards of one segment must be on distinct providers');
     }
-    rule(fileRoot(f.segments) === f.root, 'Merkle root over shard hashes does not match');
+    rule(fileRoot(f) === f.root, 'Merkle root over shard hashes does not match');
     write(keys.file(f.id), { record: f, shares: {}, height, updatedAt: height });
     write(keys.owned(f.owner, f.id), 1);
     return;

@@ -13,6 +13,12 @@ export const LIMITS = {
   maxShardsPerSegment: 32,
   maxSharesPerTx: 1,
   maxPlacementsPerTx: 4096,
+  /**
+   * Sealed bytes a small file may carry inside its record instead of as shards (Storj's inline
+   * segments, MinIO's inline data): every replica then holds them, and the file costs no shard
+   * puts, fsyncs or fetches. 64 KiB bounds what one transaction can add to a block.
+   */
+  maxInlineBytes: 64 * 1024,
 } as const;
 
 export const USERNAME = /^[a-z0-9][a-z0-9_.-]{2,31}$/;
@@ -49,7 +55,9 @@ export const fileRecordP = v.object({
   firstSegmentSize: v.optional(v.int({ min: 4096, max: 256 * 1024 * 1024 })),
   meta: hexP(8192), // name and type, sealed with the file key
   ownerKey: sealedBoxP, // the file key, sealed to the owner
-  segments: v.array(segmentRefP, { min: 1, max: LIMITS.maxSegments }),
+  /** Absent for a file stored as shards; present, its single sealed segment is here and `segments` is empty. */
+  inline: v.optional(hexP(2 * LIMITS.maxInlineBytes)),
+  segments: v.array(segmentRefP, { min: 0, max: LIMITS.maxSegments }),
   root: v.hex32,
 });
 export type FileRecord = v.Parsed<typeof fileRecordP>;
@@ -112,6 +120,11 @@ function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
     signedBytes.set(tx, bytes);
   }
   return bytes;
+}
+
+/** Sealed bytes a transaction carries inline (0 for all but an inline file.put). */
+export function inlineBytes(tx: Tx): number {
+  return tx.body.type === 'file.put' && tx.body.file.inline !== undefined ? tx.body.file.inline.length / 2 : 0;
 }
 
 export function txId(tx: Tx): string {

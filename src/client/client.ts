@@ -32,6 +32,7 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
     success: cluster.k,
     segmentSize: cluster.segmentSize,
     window: opts.config.pipelineDepth,
+    inlineMax: opts.config.inlineMaxBytes,
   });
   const app = createApp({ service, sessions: new Sessions(), limiter: new FailureLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
   const server = createServer(app.callback());

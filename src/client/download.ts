@@ -8,6 +8,7 @@
 import type { ServerResponse } from 'node:http';
 import { CairnError, isCairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
+import { openSegment } from '../codec/segment-seal.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool, DecodedSegment } from './codec-pool.js';
@@ -146,11 +147,13 @@ export type SegmentStream = AsyncGenerator<DecodedSegment>;
 /**
  * Reads the first segment before answering, so a file that cannot be read right now gets a clear
  * error status instead of a 200 that breaks off; later failures end the stream (the declared
- * Content-Length shows the receiver it was cut short). A one-segment file (every small file) is
+ * Content-Length shows the receiver it was cut short). An inline or one-segment file is
  * answered as a buffer: it is whole by then, and a stream would only add per-request machinery
  * (~5 % of a 4 KiB download's CPU).
  */
 export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<SegmentStream | Buffer> {
+  // An inline file's sealed bytes came with its record: no SP to ask.
+  if (file.record.inline !== undefined) return openSegment(key, file.record.id, 0, true, Buffer.from(file.record.inline, 'hex'));
   const total = file.record.segments.length;
   const ahead: Promise<DecodedSegment>[] = [];
   let started = 0;

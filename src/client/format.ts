@@ -69,7 +69,10 @@ export function summarizeTx(tx: Tx): TxSummary {
         type: b.type,
         signer: tx.signer,
         fileId: b.file.id,
-        detail: `stores ${humanSize(b.file.size)} in ${b.file.segments.length} segment${b.file.segments.length === 1 ? '' : 's'} (${b.file.k}+${b.file.m})`,
+        detail:
+          b.file.inline !== undefined
+            ? `stores ${humanSize(b.file.size)} inline`
+            : `stores ${humanSize(b.file.size)} in ${b.file.segments.length} segment${b.file.segments.length === 1 ? '' : 's'} (${b.file.k}+${b.file.m})`,
       };
     case 'file.delete':
       return { type: b.type, signer: tx.signer, fileId: b.fileId, detail: 'deletes the file' };

@@ -154,7 +154,8 @@ function columnsFor(sort: { key: SortKey; dir: 'asc' | 'desc' }, anchor: string)
   });
 }
 
-function healthText(h: string): string {
+function healthText(h: string, inline: boolean): string {
+  if (inline) return 'its record, with its bytes, is on every storage provider';
   if (h === 'ok') return 'every shard is present';
   if (h === 'degraded') return 'some shards are missing or on a provider that is down; still readable';
   return 'a segment has fewer than k shards reachable; not readable until providers return';
@@ -281,7 +282,7 @@ export function pagesRouter(deps: ApiDeps): Router {
     render(ctx, 'details', {
       file,
       isOwner: file.owner === session.username,
-      healthText: healthText(file.health),
+      healthText: healthText(file.health, file.inline),
       segments: file.segments.slice(first, last),
       page,
       pages,

@@ -53,6 +53,7 @@ export class ClientService {
       segmentSize: r.segmentSize,
       firstSegmentSize: r.firstSegmentSize ?? r.segmentSize,
       root: r.root,
+      inline: r.inline !== undefined,
       block: file.height,
       health: health(file, this.isUp),
       segments: r.segments.map((s, index) => ({

@@ -11,6 +11,7 @@ import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { fileRoot } from '../chain/state.js';
 import { signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
+import { sealSegment } from '../codec/segment-seal.js';
 import { sealSmall, sealToSelf } from '../crypto/keys.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
@@ -35,6 +36,8 @@ export interface UploadSettings {
   success: number; // shards per segment that must be stored before the segment counts as written
   segmentSize: number;
   window: number; // segments in flight
+  /** A file of at most this many bytes goes into its chain record, sealed, instead of into shards. */
+  inlineMax: number;
 }
 
 export interface UploadDeps {
@@ -131,6 +134,12 @@ export class FileUpload extends Writable {
 
   async #finish(): Promise<UploadResult> {
     if (this.#failure) throw this.#failure;
+    if (this.#index === 0 && !this.#held && this.#fill <= this.#deps.settings.inlineMax) {
+      // Small enough to ride in the record: no shards, no puts, one transaction.
+      const sealed = sealSegment(this.#key, this.id, 0, true, this.#current.subarray(0, this.#fill));
+      this.#deps.pool.recycle(this.#current);
+      return this.#commit(sealed);
+    }
     if (this.#fill > 0 || !this.#held) {
       if (this.#held) await this.#dispatch(this.#held, false);
       // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
@@ -209,9 +218,12 @@ export class FileUpload extends Writable {
     return Math.min(FIRST_SEGMENT_BYTES, this.#deps.settings.segmentSize);
   }
 
-  async #commit(): Promise<UploadResult> {
+  /** Records the file: its stored segments, or (inline) its one sealed segment itself. */
+  async #commit(inline?: Buffer): Promise<UploadResult> {
     const { k, m, segmentSize } = this.#deps.settings;
     invariant(this.#segments.length === this.#index, 'every segment was stored');
+    invariant(inline === undefined || this.#index === 0, 'an inline file has no stored segments');
+    const content = { segments: this.#segments, ...(inline ? { inline: inline.toString('hex') } : {}) };
     const record: FileRecord = {
       id: this.id,
       owner: this.session.username,
@@ -223,8 +235,8 @@ export class FileUpload extends Writable {
       ...(this.#firstSegmentSize < segmentSize ? { firstSegmentSize: this.#firstSegmentSize } : {}),
       meta: sealSmall(this.#key, Buffer.from(JSON.stringify({ name: this.name, type: this.type })), metaContext(this.id)),
       ownerKey: sealToSelf(this.session.keys.box, this.#key, keyContext(this.id)),
-      segments: this.#segments,
-      root: fileRoot(this.#segments),
+      ...content,
+      root: fileRoot(content),
     };
     const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
     const result = await this.#deps.link.chain('chain.submit', { tx });

@@ -5,6 +5,8 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { LIMITS } from '../chain/tx.js';
+import { TAG_BYTES } from '../codec/segment-seal.js';
 import { CairnError } from '../errors.js';
 
 export interface PoolSettings {
@@ -29,6 +31,8 @@ export interface Config {
   segmentSize: number;
   maxUploadBytes: number;
   pipelineDepth: number;
+  /** Files up to this many bytes are stored inside their chain record instead of as shards (0: never). */
+  inlineMaxBytes: number;
   pool: PoolSettings;
 }
 
@@ -58,6 +62,7 @@ export const DEFAULTS: Config = {
   segmentSize: 4 * MiB,
   maxUploadBytes: 16 * 1024 * MiB,
   pipelineDepth: 4,
+  inlineMaxBytes: 8 * 1024,
   pool: {
     minThreads: 1,
     maxThreads: Math.max(1, Math.min(4, cores)),
@@ -81,6 +86,7 @@ const SETTINGS: Setting[] = [
   { key: 'segmentSize', flag: 'segment-size', kind: 'int', min: 64 * 1024, max: 64 * MiB },
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
   { key: 'pipelineDepth', flag: 'pipeline-depth', kind: 'int', min: 1, max: 32 },
+  { key: 'inlineMaxBytes', flag: 'inline-max-bytes', kind: 'int', min: 0, max: LIMITS.maxInlineBytes - TAG_BYTES },
   { key: 'pool.minThreads', flag: 'pool-min-threads', kind: 'int', min: 0, max: 64 },
   { key: 'pool.maxThreads', flag: 'pool-max-threads', kind: 'int', min: 1, max: 64 },
   { key: 'pool.idleTimeoutMs', flag: 'pool-idle-timeout-ms', kind: 'int', min: 0, max: 3_600_000 },

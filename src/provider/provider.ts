@@ -156,7 +156,8 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     for (const prefix of [`o/${b.username}/`, `s/${b.username}/`]) {
       for (const [key] of chainStore.range(prefix)) {
         const f = chainStore.get(keys.file(key.slice(prefix.length))) as StoredFile | undefined;
-        if (f && files.length < MAX_LISTED_FILES) files.push(f);
+        // A listing needs no file's bytes: inline ones stay behind (state.file has them).
+        if (f && files.length < MAX_LISTED_FILES) files.push(withoutInline(f));
       }
     }
     return { body: { files, height: chainStore.applied() } };
@@ -179,4 +180,10 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       await dbs.root.close();
     },
   };
+}
+
+function withoutInline(f: StoredFile): StoredFile {
+  if (f.record.inline === undefined) return f;
+  const { inline: _bytes, ...record } = f.record;
+  return { ...f, record };
 }
