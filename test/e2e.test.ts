@@ -139,6 +139,8 @@ describe('cairn end to end', () => {
     assert.equal((await other.signIn(alice.username, alice.password)).status, 200);
     assert.ok((await other.download(up.body[0].id)).bytes.equals(small));
     assert.ok((await other.download(up.body[1].id)).bytes.equals(over));
+    const slots = (await api.call('GET', '/api/v1/cluster')).body.pool.uploadSlots;
+    assert.deepEqual(slots, { limit: 8, inUse: 0, waiting: 0 }, 'every upload gave its segment slots back');
   });
 
   it('keeps no plaintext in the SP data directories', () => {

@@ -13,15 +13,21 @@ import { findUser } from './accounts.js';
 import type { CodecPool } from './codec-pool.js';
 import { downloadBody } from './download.js';
 import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summarize, type FileSummary } from './file-access.js';
+import { SegmentSlots } from './segment-slots.js';
 import type { Session } from './sessions.js';
 import { FileUpload, type UploadSettings } from './upload.js';
 
 export class ClientService {
+  /** Two pipelines' worth: enough to keep the workers and SPs busy, whatever the number of uploads. */
+  readonly #uploadSlots: SegmentSlots;
+
   constructor(
     readonly link: ClusterLink,
     readonly pool: CodecPool,
     readonly settings: UploadSettings,
-  ) {}
+  ) {
+    this.#uploadSlots = new SegmentSlots(2 * settings.window);
+  }
 
   readonly isUp = (sp: string): boolean => this.link.get(sp).up;
 
@@ -65,7 +71,7 @@ export class ClientService {
   }
 
   startUpload(session: Session, name: string, type: string): FileUpload {
-    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings }, session, name, type);
+    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings, slots: this.#uploadSlots }, session, name, type);
   }
 
   async openDownload(session: Session, id: string) {
@@ -163,7 +169,7 @@ export class ClientService {
         quarantined: r.quarantined,
         scrub: r.scrub,
       })),
-      pool: this.pool.stats(),
+      pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats() },
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },
     };
   }

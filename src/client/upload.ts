@@ -18,6 +18,7 @@ import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
 import { keyContext, metaContext } from './file-access.js';
 import { rendezvousOrder } from '../chain/placement.js';
+import type { SegmentSlots } from './segment-slots.js';
 import type { Session } from './sessions.js';
 
 const SHARD_PUT_TIMEOUT_MS = 15_000;
@@ -44,6 +45,8 @@ export interface UploadDeps {
   link: ClusterLink;
   pool: CodecPool;
   settings: UploadSettings;
+  /** Shared by every upload of this client: bounds the segments in flight across all of them. */
+  slots: SegmentSlots;
 }
 
 export interface UploadResult {
@@ -156,14 +159,20 @@ export class FileUpload extends Writable {
     return this.#commit();
   }
 
-  /** Waits for a free slot in the window, then starts the segment without waiting for it. */
+  /** Waits for room in the window and a client-wide slot, then starts the segment without waiting for it. */
   async #dispatch(plaintext: Buffer, last: boolean): Promise<void> {
     while (this.#inFlight.size >= this.#deps.settings.window) await Promise.race(this.#inFlight);
-    if (this.#failure) throw this.#failure;
+    const release = await this.#deps.slots.acquire();
+    if (this.#failure) {
+      release();
+      throw this.#failure;
+    }
     const index = this.#index++;
-    const p = this.#storeSegment(index, plaintext, last).catch((err: Error) => {
-      this.#failure ??= err;
-    });
+    const p = this.#storeSegment(index, plaintext, last)
+      .catch((err: Error) => {
+        this.#failure ??= err;
+      })
+      .finally(release);
     const tracked = p.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
   }
