@@ -82,6 +82,7 @@ describe('benchmark --quick', () => {
       positive(t.smallRequestsPerSec, `${t.transport} small`);
     }
     positive(l.lmdb.writeSyncMBps, 'LMDB write sync');
+    positive(l.lmdb.writeCpuMBps, 'LMDB write per CPU-second');
     positive(l.lmdb.writeBatchedMBps, 'LMDB write batched');
     positive(l.lmdb.readMBps, 'LMDB read');
     for (const km of ['2+1', '4+2', '8+4']) {

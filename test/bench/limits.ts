@@ -8,7 +8,8 @@
  *
  * Upload, k+m = 2+1 (expansion e = (k+m)/k = 1.5):
  *   client: AES-256-GCM seal ×1, RS encode ×1 (rate per input byte), SHA-256 of every shard ×e;
- *   SP:     SHA-256 re-hash of what it receives ×e.
+ *   SP:     SHA-256 re-hash of what it receives ×e; storing it in LMDB ×e, at the CPU cost the
+ *           LMDB benchmark measured per byte (writeCpu: mostly the kernel's fresh page-cache pages).
  *   + transport: the shards over the TLS-PSK mailbox ×e (the mailbox benchmark's rate, counted
  *     as one core's work per byte).
  *   Disk: e bytes per plaintext byte go to LMDB with synced commits; the disk ceiling is the
@@ -108,6 +109,7 @@ export function floors(l: Omit<Limits, 'floors'>): Limits['floors'] {
         [1, rsRate],
         [e, l.sha256MBps],
         [e, l.sha256MBps],
+        [e, l.lmdb.writeCpuMBps],
       ],
       [[e, l.mailbox.tlsPsk.uploadMBps]],
       [e, Math.max(l.lmdb.writeSyncMBps, l.lmdb.writeBatchedMBps)],

@@ -227,6 +227,7 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
         ['mailbox TCP, 1 MiB requests up / down; small req/s', `${L.mailbox.tcp.uploadMBps} / ${L.mailbox.tcp.downloadMBps}; ${L.mailbox.tcp.smallRequestsPerSec}`],
         ['mailbox TLS-PSK, 1 MiB requests up / down; small req/s', `${L.mailbox.tlsPsk.uploadMBps} / ${L.mailbox.tlsPsk.downloadMBps}; ${L.mailbox.tlsPsk.smallRequestsPerSec}`],
         ['LMDB 1 MiB values: write, a synced commit each / 16 per commit; read (get)', `${L.lmdb.writeSyncMBps} / ${L.lmdb.writeBatchedMBps}; ${L.lmdb.readMBps}`],
+        ['LMDB 1 MiB values written per CPU-second (all threads, kernel included: new page-cache pages)', `${L.lmdb.writeCpuMBps}`],
       ],
     ),
   );
