@@ -3,12 +3,13 @@
  * A block may carry the commit certificate of an earlier block: the signatures of a majority of
  * validators over that block's hash, so anyone holding the genesis can check history was endorsed.
  */
+import { invariant } from '../errors.js';
 import { merkleRoot, sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 import { majority, type Genesis } from './genesis.js';
-import { inlineBytes, txP, type Tx } from './tx.js';
+import { inlineBytes, LIMITS, txP, type Tx } from './tx.js';
 
 export const MAX_TXS_PER_BLOCK = 512;
 /**
@@ -16,6 +17,8 @@ export const MAX_TXS_PER_BLOCK = 512;
  * MAX_ENTRIES_PER_APPEND blocks well inside a mailbox frame.
  */
 export const MAX_INLINE_BYTES_PER_BLOCK = 256 * 1024;
+// Else a transaction at the per-file bound could never be proposed, and would wait forever.
+invariant(LIMITS.maxInlineBytes <= MAX_INLINE_BYTES_PER_BLOCK, 'one inline file fits in a block');
 
 const endorsementP = v.object({ sp: v.str({ min: 1, max: 64 }), sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }) });
 export const certificateP = v.object({
