@@ -51,6 +51,7 @@ describe('chain nodes', () => {
               else if (!dropEndorsements) node.onEndorse(id, (body as { endorsements: never[] }).endorsements);
             }),
           submit: (to, tx) => nodes.get(to)!.submit(tx),
+          flush: () => undefined, // setImmediate delivers after this turn either way
         };
         const store = new ChainStore(dbs[i]!, genesis);
         stores.set(id, store);

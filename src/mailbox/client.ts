@@ -164,6 +164,11 @@ export class MailboxClient {
     return true;
   }
 
+  /** Sends what is corked on the live connection now instead of at the end of this turn. */
+  flush(): void {
+    this.live()?.writer.flush();
+  }
+
   /** Fails everything queued or pending with CONNECTION_CLOSED and closes the link. */
   async close(): Promise<void> {
     if (this.closed) return;

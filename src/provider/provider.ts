@@ -68,6 +68,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     log,
     peers: {
       send: (to, type, body) => void peers.get(to)?.send(type, body),
+      flush: () => {
+        for (const p of peers.values()) p.flush();
+      },
       submit: async (to, tx, timeoutMs) => {
         const peer = peers.get(to);
         if (!peer) throw new CairnError('NO_MAJORITY', `leader ${to} is unknown`);
