@@ -39,7 +39,12 @@ export type Submitted = TxResult & { txId: string };
 const ELECTION_TICKS = { min: 10, max: 20 };
 const HEARTBEAT_TICKS = 2;
 const MAX_PENDING_TXS = 4096;
-const MAX_UNCOMMITTED_BLOCKS = 1;
+/**
+ * Blocks proposed and not yet final. With the leader's appends leaving before its own commit,
+ * two in flight beat one (A/B, fresh clusters: finality at 64 submitters 1883-2036 -> 2142-2180
+ * tx/s, 4 KiB uploads c8 ~420 -> ~443/s and c64 ~727 -> ~772/s); before that change two were no better.
+ */
+const MAX_UNCOMMITTED_BLOCKS = 2;
 const MAX_CERTS_PER_BLOCK = 64;
 const SUBMIT_TIMEOUT_MS = 15_000;
 const LEADER_WAIT_MS = 3_000;
