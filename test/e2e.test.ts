@@ -168,6 +168,15 @@ describe('cairn end to end', () => {
     const verify = await api.call('GET', '/api/v1/chain/verify');
     assert.equal(verify.status, 200);
     assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
+    // Compared at the height the leader had applied, right after a write (no wait for followers).
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
+    const write = await api.upload([{ name: 'verify-now.txt', bytes: Buffer.from('now') }]);
+    assert.equal(write.status, 201);
+    const now = await api.call('GET', '/api/v1/chain/verify');
+    assert.equal(now.body.ok, true, JSON.stringify(now.body));
+    const at = now.body.replicas.map((r: any) => r.at);
+    assert.ok(at.every((a: any) => a && a.height >= write.body[0].block), JSON.stringify(at));
+    assert.equal(new Set(at.map((a: any) => `${a.height}:${a.hash}`)).size, 1, 'one block at that height on every replica');
   });
 
   it("keeps another user out of alice's files", async () => {

@@ -133,17 +133,22 @@ export class ClientService {
     return (await this.link.chain('chain.blocks', { from, limit })).blocks;
   }
 
+  /**
+   * Every replica verified on its own, and all holding the same block at the height the leader had
+   * applied when we asked (waited for up to 2 s): one a block or two behind is catching up, not broken.
+   */
   async verify(): Promise<{ ok: boolean; replicas: (VerifyReport | { provider: string; ok: false; height: null; problems: { height: null; problem: string }[] })[] }> {
+    const atHeight = await this.link.headHeight().catch(() => 0);
     const replicas = await Promise.all(
       this.link.providers.map(async (p) => {
         try {
-          return (await this.link.to(p.id, 'chain.verify', {}, { timeoutMs: 60_000 })).body;
+          return (await this.link.to(p.id, 'chain.verify', atHeight > 0 ? { atHeight } : {}, { timeoutMs: 60_000 })).body;
         } catch (err) {
           return { provider: p.id, ok: false as const, height: null, problems: [{ height: null, problem: `unreachable: ${(err as Error).message}` }] };
         }
       }),
     );
-    const heads = new Set(replicas.filter((r) => r.ok).map((r) => `${r.height}`));
+    const heads = new Set(replicas.filter((r) => r.ok).map((r) => ('at' in r && r.at ? r.at.hash : `height ${r.height}`)));
     return { ok: replicas.every((r) => r.ok) && heads.size <= 1, replicas };
   }
 

@@ -23,7 +23,7 @@ export const bodies = {
   'chain.submit': v.object({ tx: txP }),
   'chain.status': v.object({}),
   'chain.blocks': v.object({ from: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }), limit: v.int({ min: 1, max: 256 }) }),
-  'chain.verify': v.object({}),
+  'chain.verify': v.object({ atHeight: v.optional(v.int({ min: 1, max: Number.MAX_SAFE_INTEGER })) }),
   'state.user': v.object({ username: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
   'state.file': v.object({ id: v.str({ min: 1, max: 64 }), minHeight: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }) }),
   'scrub.run': v.object({}),
@@ -61,6 +61,8 @@ export interface VerifyReport {
   height: number;
   head: string;
   problems: { height: number; problem: string }[];
+  /** The hash of this replica's block at the height asked for (absent: not asked, or not applied that far). */
+  at?: { height: number; hash: string };
 }
 
 /** Replies, by type: what a successful request answers. */

@@ -144,7 +144,13 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     for (let h = b.from; h <= last; h++) blocks.push(chainStore.blockOnDisk(h)!);
     return { body: { blocks } };
   });
-  on('chain.verify', async () => ({ body: verifyReplica(opts.id, chainStore) }));
+  on('chain.verify', async (b) => {
+    // Replicas are compared at one height: a follower a block behind the leader is not a fault.
+    if (b.atHeight !== undefined) await node.waitApplied(b.atHeight).catch(() => undefined);
+    const report = verifyReplica(opts.id, chainStore);
+    const at = b.atHeight !== undefined && chainStore.applied() >= b.atHeight ? chainStore.block(b.atHeight) : undefined;
+    return { body: at ? { ...report, at: { height: b.atHeight!, hash: at.hash } } : report };
+  });
   on('state.user', async (b) => {
     await node.waitApplied(b.minHeight);
     return { body: { user: (chainStore.get(keys.user(b.username)) as UserRecord | undefined) ?? null, height: chainStore.applied() } };
