@@ -59,7 +59,10 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   let fileBytes = 0;
   let fieldBytes = 0;
   try {
-    for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    // Leaving this loop early (a file over the limit) must not destroy the request: that reset the
+    // connection while the client was still sending (EPIPE for it, no 413); the error handler
+    // drains the rest and answers instead.
+    for await (const chunk of ctx.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
           if (event.headers.filename === null) continue;
