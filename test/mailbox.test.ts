@@ -418,6 +418,24 @@ test('TLS-PSK: a peer with the wrong key, or without TLS, gets no frame parsed',
   assert.throws(() => tlsPskTransport(Buffer.alloc(16)), (e: unknown) => isCairnError(e, 'BAD_CONFIG'));
 });
 
+test('TLS-PSK: a stranger whose bytes begin a long TLS record is dropped when the handshake times out', async () => {
+  let rejected = 0;
+  const pair = await start((s) => s, { transport: tlsPskTransport(Buffer.alloc(32, 1), { handshakeTimeoutMs: 300 }) });
+  try {
+    // A handshake record header announcing 16 KiB, or half a header: the TLS layer waits for more.
+    for (const bytes of [Buffer.concat([Buffer.from('1603034000', 'hex'), randomBytes(3000)]), Buffer.from('1603', 'hex')]) {
+      const started = Date.now();
+      const plain = await rawExchange(pair.port, bytes, { end: false });
+      assert.equal(plain.closed, true);
+      assert.ok(Date.now() - started < 5_000, `closed after ${Date.now() - started} ms, the handshake timeout is 300 ms`);
+      rejected += 1;
+    }
+    await waitFor(() => pair.server.stats.rejectedConnections >= rejected, 'both refusals counted');
+  } finally {
+    await pair.close();
+  }
+});
+
 test('requests after close() fail with CONNECTION_CLOSED, one-way sends are dropped', async () => {
   const pair = await start(echoServer);
   await pair.client.request('echo', { text: 'x' });

@@ -177,7 +177,13 @@ export function tlsPskTransport(
         pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
       });
       server.on('secureConnection', listenOptions.onSocket);
-      server.on('tlsClientError', (err, socket) => listenOptions.onRejected?.(err, remoteOf(socket)));
+      server.on('tlsClientError', (err, socket) => {
+        // Node only reports a failed or timed-out handshake; the socket stays open until we close
+        // it. A stranger whose bytes look like the start of a long TLS record was otherwise kept
+        // waiting (and holding a connection slot) for good: seen as a 20 s hang in the faults test.
+        socket.destroy();
+        listenOptions.onRejected?.(err, remoteOf(socket));
+      });
       return listenOn(server, listenOptions);
     },
     connect(host, port, timeoutMs) {
