@@ -139,6 +139,13 @@ describe('cairn end to end', () => {
     assert.equal((await other.signIn(alice.username, alice.password)).status, 200);
     assert.ok((await other.download(up.body[0].id)).bytes.equals(small));
     assert.ok((await other.download(up.body[1].id)).bytes.equals(over));
+    // The details page says where the bytes are: in the record, or in shards.
+    const page = (id: string) => api.call<string>('GET', `/files/${id}`, undefined, { accept: 'text/html' });
+    const inlinePage = await page(up.body[0].id);
+    assert.equal(inlinePage.status, 200);
+    assert.match(inlinePage.body, /<dt>Storage<\/dt><dd>inline/);
+    assert.doesNotMatch(inlinePage.body, /Segments and shards/);
+    assert.match((await page(up.body[1].id)).body, /Segments and shards/);
     const slots = (await api.call('GET', '/api/v1/cluster')).body.pool.uploadSlots;
     assert.deepEqual(slots, { limit: 8, inUse: 0, waiting: 0 }, 'every upload gave its segment slots back');
   });
