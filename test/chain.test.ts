@@ -1,6 +1,7 @@
 /** Chain data model: blocks, certificates, state rules, and verification of a stored replica. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
-import { LIMITS, signTx, txId, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { LIMITS, signTx, txId, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
@@ -56,6 +57,13 @@ function chainOf(txBatches: Tx[][]): Block[] {
 describe('canonical encoding', () => {
   it('sorts keys at every level so equal values encode equally', () => {
     assert.equal(canonical({ b: 1, a: { d: 2, c: [3, { f: 1, e: 0 }] } }).toString(), '{"a":{"c":[3,{"e":0,"f":1}],"d":2},"b":1}');
+  });
+
+  it('stands in for binary with its SHA-256, so a signature over it still commits to every byte', () => {
+    const bytes = Buffer.from('sealed bytes');
+    assert.equal(canonical({ inline: bytes }).toString(), `{"inline":{"sha256":"${createHash('sha256').update(bytes).digest('hex')}"}}`);
+    assert.notDeepEqual(canonical({ inline: Buffer.from('sealed bytez') }), canonical({ inline: bytes }));
+    assert.deepEqual(canonical({ inline: new Uint8Array(bytes) }), canonical({ inline: bytes }), 'a Uint8Array and a Buffer of the same bytes');
   });
 });
 
@@ -162,12 +170,12 @@ describe('state rules', () => {
 
   it('stores a small file inline only when its bytes, size, segments and root agree', () => {
     const inlineRecord = (idChar: string, size: number, sealed: number): FileRecord => {
-      const inline = 'ab'.repeat(sealed);
+      const inline = Buffer.alloc(sealed, 0xab);
       return { ...record(alice, idChar.repeat(32)), size, segments: [], inline, root: fileRoot({ segments: [], inline }) };
     };
     const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing)], height)[0]!;
     assert.equal(put(inlineRecord('1', 100, 116), 20).ok, true);
-    assert.equal((state.get(keys.file('1'.repeat(32))) as { record: FileRecord }).record.inline, 'ab'.repeat(116));
+    assert.deepEqual((state.get(keys.file('1'.repeat(32))) as { record: FileRecord }).record.inline, Buffer.alloc(116, 0xab));
     assert.equal(put(inlineRecord('2', 0, 16), 21).ok, true, 'an empty file is its tag alone');
     const short = put(inlineRecord('3', 100, 115), 22);
     assert.equal(short.ok, false);
@@ -195,7 +203,7 @@ describe('state rules', () => {
 describe('inline bytes per block', () => {
   const alice = user('alice');
   const inlinePut = (i: number) => {
-    const inline = '00'.repeat(LIMITS.maxInlineBytes);
+    const inline = Buffer.alloc(LIMITS.maxInlineBytes);
     const file = { ...record(alice, i.toString(16).padStart(32, '0')), size: LIMITS.maxInlineBytes - 16, segments: [], inline, root: fileRoot({ segments: [], inline }) };
     return signTx({ type: 'file.put', file }, 'alice', alice.signing);
   };
@@ -216,6 +224,18 @@ describe('inline bytes per block', () => {
     assert.match(blockProblems(over!, genesis).join('; '), /inline file bytes/);
     const [within] = chainOf([Array.from({ length: perBlock }, (_, i) => inlinePut(i))]);
     assert.deepEqual(blockProblems(within!, genesis), []);
+  });
+
+  it('a changed inline byte breaks the block root and the signature', () => {
+    const tx = inlinePut(0);
+    const [block] = chainOf([[tx]]);
+    const changed = Buffer.from((tx.body as { file: FileRecord }).file.inline!);
+    changed[100] = changed[100]! ^ 1;
+    const tampered = structuredClone(block!);
+    (tampered.txs[0]!.body as { file: FileRecord }).file.inline = changed;
+    assert.match(blockProblems(tampered, genesis).join('; '), /Merkle root/);
+    assert.equal(verifyTx(tampered.txs[0]!, alice.signing.publicKey), false);
+    assert.equal(verifyTx(tx, alice.signing.publicKey), true);
   });
 });
 

@@ -146,6 +146,12 @@ describe('cairn end to end', () => {
     assert.match(inlinePage.body, /<dt>Storage<\/dt><dd>inline/);
     assert.doesNotMatch(inlinePage.body, /Segments and shards/);
     assert.match((await page(up.body[1].id)).body, /Segments and shards/);
+    // The chain explorer's JSON shows the sealed bytes as hex, like every other binary field there.
+    const height = (await api.call('GET', '/api/v1/chain')).body.height;
+    const blocks = (await api.call('GET', `/api/v1/chain/blocks?from=${Math.max(1, height - 20)}&limit=21`)).body;
+    const put = blocks.flatMap((b: { txs: any[] }) => b.txs).find((tx: any) => tx.body.file?.id === up.body[0].id);
+    assert.ok(put, 'the inline file.put is among the last blocks');
+    assert.match(put.body.file.inline, new RegExp(`^[0-9a-f]{${2 * (8 * KiB + 16)}}$`));
     const slots = (await api.call('GET', '/api/v1/cluster')).body.pool.uploadSlots;
     assert.deepEqual(slots, { limit: 8, inUse: 0, waiting: 0 }, 'every upload gave its segment slots back');
   });

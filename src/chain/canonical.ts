@@ -1,8 +1,12 @@
 /**
  * Canonical encoding for everything that is hashed or signed: JSON with keys sorted at every
- * level. Binary values are hex strings before they get here, so the encoding is unambiguous
- * and any implementation can reproduce it byte for byte.
+ * level, so any implementation can reproduce it byte for byte. Bulk binary (a small file's
+ * sealed bytes) stands in as `{"sha256": hex}` of its bytes: a signature over that commits to
+ * them as firmly (SHA-256 is collision resistant) and costs a hash instead of stringifying
+ * twice the bytes as hex on every replica. Schemas fix where binary may appear, so such an
+ * object is never confused with a value a record could hold there.
  */
+import { sha256Hex } from '../crypto/hash.js';
 import { invariant } from '../errors.js';
 
 function normalise(value: unknown): unknown {
@@ -12,7 +16,8 @@ function normalise(value: unknown): unknown {
     return value;
   }
   if (Array.isArray(value)) return value.map(normalise);
-  invariant(typeof value === 'object' && !(value instanceof Uint8Array), 'canonical values are plain JSON');
+  if (value instanceof Uint8Array) return { sha256: sha256Hex(value) };
+  invariant(typeof value === 'object', 'canonical values are plain JSON');
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value as object).sort()) {
     const v = (value as Record<string, unknown>)[key];

@@ -3,6 +3,7 @@
  * Every transaction is signed; its id is the hash of its signed content.
  */
 import { randomBytes } from 'node:crypto';
+import { TAG_BYTES } from '../codec/segment-seal.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
@@ -55,8 +56,11 @@ export const fileRecordP = v.object({
   firstSegmentSize: v.optional(v.int({ min: 4096, max: 256 * 1024 * 1024 })),
   meta: hexP(8192), // name and type, sealed with the file key
   ownerKey: sealedBoxP, // the file key, sealed to the owner
-  /** Absent for a file stored as shards; present, its single sealed segment is here and `segments` is empty. */
-  inline: v.optional(hexP(2 * LIMITS.maxInlineBytes)),
+  /**
+   * Absent for a file stored as shards; present, its single sealed segment is here (binary: no
+   * hex to check and stringify on every replica) and `segments` is empty.
+   */
+  inline: v.optional(v.bytes({ min: TAG_BYTES, max: LIMITS.maxInlineBytes })),
   segments: v.array(segmentRefP, { min: 0, max: LIMITS.maxSegments }),
   root: v.hex32,
 });
@@ -124,7 +128,7 @@ function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
 
 /** Sealed bytes a transaction carries inline (0 for all but an inline file.put). */
 export function inlineBytes(tx: Tx): number {
-  return tx.body.type === 'file.put' && tx.body.file.inline !== undefined ? tx.body.file.inline.length / 2 : 0;
+  return tx.body.type === 'file.put' && tx.body.file.inline !== undefined ? tx.body.file.inline.length : 0;
 }
 
 export function txId(tx: Tx): string {

@@ -11,6 +11,7 @@ import type { ClientService } from './service.js';
 import type { Session, Sessions } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
 import { sendSegments } from './download.js';
+import { blockJson } from './format.js';
 
 export interface ApiDeps {
   service: ClientService;
@@ -132,7 +133,7 @@ export function apiRouter(deps: ApiDeps): Router {
   r.get('/chain/blocks', async (ctx) => {
     const from = v.parseWith(v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }), Number(ctx.query.from ?? 1), 'BAD_REQUEST', 'from');
     const limit = v.parseWith(v.int({ min: 1, max: 256 }), Number(ctx.query.limit ?? 50), 'BAD_REQUEST', 'limit');
-    ctx.body = await service.blocks(from, limit);
+    ctx.body = (await service.blocks(from, limit)).map(blockJson);
   });
 
   r.get('/chain/verify', async (ctx) => {

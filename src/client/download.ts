@@ -153,7 +153,7 @@ export type SegmentStream = AsyncGenerator<DecodedSegment>;
  */
 export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<SegmentStream | Buffer> {
   // An inline file's sealed bytes came with its record: no SP to ask.
-  if (file.record.inline !== undefined) return openSegment(key, file.record.id, 0, true, Buffer.from(file.record.inline, 'hex'));
+  if (file.record.inline !== undefined) return openSegment(key, file.record.id, 0, true, file.record.inline);
   const total = file.record.segments.length;
   const ahead: Promise<DecodedSegment>[] = [];
   let started = 0;

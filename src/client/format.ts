@@ -1,4 +1,5 @@
-/** Small formatting helpers for the pages: sizes, dates, hashes, chain transactions. */
+/** Small formatting helpers for the pages and the JSON API: sizes, dates, hashes, chain transactions. */
+import type { Block } from '../chain/block.js';
 import type { Tx } from '../chain/tx.js';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -83,4 +84,17 @@ export function summarizeTx(tx: Tx): TxSummary {
     default:
       return { type: (b as { type: string }).type, signer: tx.signer, fileId: null, detail: '' };
   }
+}
+
+/** A block as the JSON API shows it: a small file's inline bytes as hex, like every other binary field there. */
+export function blockJson(block: Block): unknown {
+  return {
+    ...block,
+    txs: block.txs.map((tx) => {
+      const b = tx.body;
+      if (b.type !== 'file.put' || b.file.inline === undefined) return tx;
+      const hex = Buffer.from(b.file.inline.buffer, b.file.inline.byteOffset, b.file.inline.byteLength).toString('hex');
+      return { ...tx, body: { ...b, file: { ...b.file, inline: hex } } };
+    }),
+  };
 }

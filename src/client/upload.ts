@@ -232,7 +232,7 @@ export class FileUpload extends Writable {
     const { k, m, segmentSize } = this.#deps.settings;
     invariant(this.#segments.length === this.#index, 'every segment was stored');
     invariant(inline === undefined || this.#index === 0, 'an inline file has no stored segments');
-    const content = { segments: this.#segments, ...(inline ? { inline: inline.toString('hex') } : {}) };
+    const content = { segments: this.#segments, ...(inline ? { inline } : {}) };
     const record: FileRecord = {
       id: this.id,
       owner: this.session.username,
