@@ -2,6 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { pack, unpack } from 'msgpackr';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,13 +11,15 @@ import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
-import { LIMITS, signTx, txId, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txP, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
 
 const sps = ['sp1', 'sp2', 'sp3'].map((id) => ({ id, key: signingKeyFromSeed(newSigningSeed()) }));
 const genesis: Genesis = { chainId: 'test', time: 1, validators: sps.map((s) => ({ id: s.id, signKey: s.key.publicKey })) };
+/** What crosses a mailbox: msgpack and back. */
+const msgpackRoundTrip = (value: unknown): unknown => unpack(pack(value));
 const kdf = { alg: 'scrypt' as const, N: 1 << 14, r: 8, p: 1, salt: '00'.repeat(16) };
 
 function user(name: string) {
@@ -186,6 +189,22 @@ describe('state rules', () => {
     assert.equal(otherRoot.ok, false);
     assert.match(otherRoot.error!, /Merkle root/);
     assert.equal(put({ ...record(alice, '6'.repeat(32)), segments: [], root: fileRoot({ segments: [] }) }, 25).ok, false, 'no segments and no inline bytes');
+  });
+
+  it('still reads and applies inline bytes in hex, as records made before they went binary hold them', () => {
+    const sealed = Buffer.alloc(116, 0xcd);
+    const hex = sealed.toString('hex');
+    // What the previous build signed: the record with its bytes as a hex string.
+    const legacy = { ...record(alice, '7'.repeat(32)), size: 100, segments: [], inline: hex, root: fileRoot({ segments: [], inline: sealed }) };
+    const tx = signTx({ type: 'file.put', file: legacy }, 'alice', alice.signing);
+    const parsed = txP(msgpackRoundTrip(tx));
+    assert.equal(verifyTx(parsed, alice.signing.publicKey), true, 'its signature still verifies');
+    assert.equal(inlineBytes(parsed), 116);
+    assert.deepEqual(inlineSealed((parsed.body as { file: FileRecord }).file), sealed);
+    assert.equal(apply([parsed], 26)[0]!.ok, true);
+    assert.throws(() => txP(msgpackRoundTrip({ ...tx, body: { ...tx.body, file: { ...legacy, inline: `${hex}a` } } })), /inline/);
+    const binary = signTx({ type: 'file.put', file: { ...legacy, id: '8'.repeat(32), inline: sealed } }, 'alice', alice.signing);
+    assert.equal(inlineBytes(txP(msgpackRoundTrip(binary))), 116);
   });
 
   it('lets only a validator move shards, and keeps a segment on distinct SPs', () => {

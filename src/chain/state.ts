@@ -8,7 +8,7 @@ import { sha256Hex, merkleRoot } from '../crypto/hash.js';
 import type { SealedBox } from '../crypto/keys.js';
 import type { Block } from './block.js';
 import type { Genesis } from './genesis.js';
-import { txId, verifyTx, type FileRecord, type Tx, type TxBody } from './tx.js';
+import { inlineSealed, txId, verifyTx, type FileRecord, type Tx, type TxBody } from './tx.js';
 
 export interface UserRecord {
   username: string;
@@ -65,8 +65,9 @@ export function expectedSegments(size: number, segmentSize: number, firstSegment
 }
 
 /** The root over every shard hash of a file, segment by segment; an inline file's is over its sealed bytes. */
-export function fileRoot(file: { segments: FileRecord['segments']; inline?: Uint8Array | undefined }): string {
-  if (file.inline !== undefined) return merkleRoot([sha256Hex(file.inline)]);
+export function fileRoot(file: { segments: FileRecord['segments']; inline?: Uint8Array | string | undefined }): string {
+  const inline = inlineSealed(file);
+  if (inline !== undefined) return merkleRoot([sha256Hex(inline)]);
   return merkleRoot(file.segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
 }
 
@@ -154,7 +155,7 @@ function applyTx(
     rule((f.firstSegmentSize ?? f.segmentSize) <= f.segmentSize, 'the first segment is not longer than the others');
     if (f.inline !== undefined) {
       rule(f.segments.length === 0, 'an inline file has no segments');
-      rule(f.inline.length === sealedLength(f.size), 'inline bytes do not match the size');
+      rule(inlineSealed(f)!.length === sealedLength(f.size), 'inline bytes do not match the size');
     } else {
       rule(f.segments.length === expectedSegments(f.size, f.segmentSize, f.firstSegmentSize), 'segment count does not match size');
     }

@@ -28,6 +28,15 @@ const fileIdP = v.str({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/ });
 const spIdP = v.str({ min: 1, max: 64, pattern: /^[a-z0-9-]+$/ });
 const hexP = (max: number) => v.str({ min: 0, max, pattern: /^[0-9a-f]*$/ });
 
+const inlineBinaryP = v.bytes({ min: TAG_BYTES, max: LIMITS.maxInlineBytes });
+const inlineHexP = v.str({ min: 2 * TAG_BYTES, max: 2 * LIMITS.maxInlineBytes, pattern: /^(?:[0-9a-f]{2})*$/ });
+/**
+ * A small file's sealed bytes: binary, or hex as records made before they went binary hold them.
+ * Hex is still read (its signatures and roots were made over the hex, and canonical encoding keeps
+ * a string a string, so they still verify) but never written: read it through `inlineSealed`.
+ */
+const inlineP: v.Parser<Uint8Array | string> = (value, path = '') => (typeof value === 'string' ? inlineHexP(value, path) : inlineBinaryP(value, path));
+
 export const sealedBoxP = v.object({ epk: v.hex32, nonce: v.str({ min: 24, max: 24, pattern: /^[0-9a-f]{24}$/ }), ct: hexP(256) });
 
 export const kdfP = v.object({
@@ -60,7 +69,7 @@ export const fileRecordP = v.object({
    * Absent for a file stored as shards; present, its single sealed segment is here (binary: no
    * hex to check and stringify on every replica) and `segments` is empty.
    */
-  inline: v.optional(v.bytes({ min: TAG_BYTES, max: LIMITS.maxInlineBytes })),
+  inline: v.optional(inlineP),
   segments: v.array(segmentRefP, { min: 0, max: LIMITS.maxSegments }),
   root: v.hex32,
 });
@@ -126,9 +135,18 @@ function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
   return bytes;
 }
 
+/** An inline file's sealed bytes, whichever form its record holds them in; undefined for a sharded file. */
+export function inlineSealed(file: { inline?: Uint8Array | string | undefined }): Buffer | undefined {
+  const { inline } = file;
+  if (inline === undefined) return undefined;
+  return typeof inline === 'string' ? Buffer.from(inline, 'hex') : Buffer.from(inline.buffer, inline.byteOffset, inline.byteLength);
+}
+
 /** Sealed bytes a transaction carries inline (0 for all but an inline file.put). */
 export function inlineBytes(tx: Tx): number {
-  return tx.body.type === 'file.put' && tx.body.file.inline !== undefined ? tx.body.file.inline.length : 0;
+  if (tx.body.type !== 'file.put' || tx.body.file.inline === undefined) return 0;
+  const { inline } = tx.body.file;
+  return typeof inline === 'string' ? inline.length / 2 : inline.length;
 }
 
 export function txId(tx: Tx): string {

@@ -8,6 +8,7 @@
 import type { ServerResponse } from 'node:http';
 import { CairnError, isCairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
+import { inlineSealed } from '../chain/tx.js';
 import { openSegment } from '../codec/segment-seal.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
@@ -153,7 +154,8 @@ export type SegmentStream = AsyncGenerator<DecodedSegment>;
  */
 export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Buffer): Promise<SegmentStream | Buffer> {
   // An inline file's sealed bytes came with its record: no SP to ask.
-  if (file.record.inline !== undefined) return openSegment(key, file.record.id, 0, true, file.record.inline);
+  const inline = inlineSealed(file.record);
+  if (inline !== undefined) return openSegment(key, file.record.id, 0, true, inline);
   const total = file.record.segments.length;
   const ahead: Promise<DecodedSegment>[] = [];
   let started = 0;

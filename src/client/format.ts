@@ -1,6 +1,6 @@
 /** Small formatting helpers for the pages and the JSON API: sizes, dates, hashes, chain transactions. */
 import type { Block } from '../chain/block.js';
-import type { Tx } from '../chain/tx.js';
+import { inlineSealed, type Tx } from '../chain/tx.js';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
@@ -93,8 +93,7 @@ export function blockJson(block: Block): unknown {
     txs: block.txs.map((tx) => {
       const b = tx.body;
       if (b.type !== 'file.put' || b.file.inline === undefined) return tx;
-      const hex = Buffer.from(b.file.inline.buffer, b.file.inline.byteOffset, b.file.inline.byteLength).toString('hex');
-      return { ...tx, body: { ...b, file: { ...b.file, inline: hex } } };
+      return { ...tx, body: { ...b, file: { ...b.file, inline: inlineSealed(b.file)!.toString('hex') } } };
     }),
   };
 }
