@@ -5,9 +5,11 @@
  * download before recycling). Buffers handed back here are reused for the next segment of the same
  * size, and they travel to workers and back by transfer, which costs neither.
  *
- * A buffer may be given back only once nothing reads or writes it any more.
+ * A buffer may be given back only once nothing reads or writes it any more. Free buffers are freed
+ * when the process goes quiet (src/idle.ts): an idle cluster keeps no transfer's worth of them.
  */
 import { invariant } from '../errors.js';
+import { freeBuffers, releaseWhenIdle, type IdleReleasable } from '../idle.js';
 
 export interface BufferPoolStats {
   pooledBytes: number;
@@ -15,7 +17,7 @@ export interface BufferPoolStats {
   created: number;
 }
 
-export class BufferPool {
+export class BufferPool implements IdleReleasable {
   /** byteLength → free buffers of exactly that size, oldest size class first (Map order). */
   readonly #free = new Map<number, ArrayBuffer[]>();
   #pooledBytes = 0;
@@ -25,6 +27,7 @@ export class BufferPool {
   /** @param maxBytes  free buffers kept at most; past it, given-back buffers are left to GC. */
   constructor(readonly maxBytes: number) {
     invariant(Number.isSafeInteger(maxBytes) && maxBytes >= 0, 'buffer pool bound is a non-negative integer');
+    releaseWhenIdle(this);
   }
 
   /** A buffer of exactly `bytes` bytes, contents undefined. */
@@ -59,6 +62,13 @@ export class BufferPool {
     if (list) list.push(buffer);
     else this.#free.set(bytes, [buffer]);
     this.#pooledBytes += bytes;
+  }
+
+  /** Frees every free buffer now (the next take makes new ones). */
+  releaseIdle(): void {
+    freeBuffers([...this.#free.values()].flat());
+    this.#free.clear();
+    this.#pooledBytes = 0;
   }
 
   stats(): BufferPoolStats {

@@ -1,0 +1,50 @@
+/** Giving memory back when the process goes quiet: pools free their buffers after work, not during it. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BufferPool } from '../src/codec/buffer-pool.js';
+import { freeBuffers } from '../src/idle.js';
+
+/** Keeps a core busy for `ms`: the work that arms the next release. */
+function burn(ms: number): void {
+  const until = performance.now() + ms;
+  let x = 0;
+  while (performance.now() < until) x += Math.sqrt(x + 1);
+  assert.ok(x > 0);
+}
+
+async function waitFor(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!ok()) {
+    if (performance.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('freeBuffers detaches what it frees and skips what is already gone', () => {
+  const a = new ArrayBuffer(1 << 20);
+  const b = new ArrayBuffer(10);
+  structuredClone(b, { transfer: [b] });
+  freeBuffers([a, b]);
+  assert.equal(a.byteLength, 0, 'the freed buffer is detached');
+  freeBuffers([]);
+});
+
+test('a pool keeps its buffers while work goes on and frees them once the process is quiet', async () => {
+  const pool = new BufferPool(8 << 20);
+  const kept = pool.take(1 << 20);
+  pool.give(kept);
+  assert.equal(pool.stats().pooledBytes, 1 << 20);
+  // Two seconds of work in slices, the watcher's timer running between them: never quiet long enough.
+  for (let i = 0; i < 10; i++) {
+    burn(200);
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.equal(pool.stats().pooledBytes, 1 << 20, 'nothing is released while the process works');
+  await waitFor('the idle release', () => pool.stats().pooledBytes === 0, 10_000);
+  assert.equal(kept.byteLength, 0, 'its memory went back, not just the reference');
+  // The pool works as before; a new buffer stands in for the freed one.
+  const fresh = pool.take(1 << 20);
+  assert.equal(fresh.byteLength, 1 << 20);
+  pool.give(fresh);
+  assert.equal(pool.stats().pooledBytes, 1 << 20);
+});
