@@ -49,6 +49,15 @@ export function releaseWhenIdle(holder: IdleReleasable): void {
   start();
 }
 
+/**
+ * Has this thread collect its garbage when the process goes quiet, though it holds no pool: a
+ * codec worker's dead buffers are otherwise freed only at its next GC, which an idle worker never
+ * reaches, so their memory would stay with the process.
+ */
+export function collectWhenIdle(): void {
+  start();
+}
+
 /** Also have this (main) thread return glibc's free pages to the system when the process goes quiet. */
 export function trimHeapWhenIdle(): void {
   if (!isMainThread) return;

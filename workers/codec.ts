@@ -17,6 +17,9 @@ import {
   ownsBuffer,
   toEncodeResult,
 } from '../src/codec/segment-codec.js';
+import { collectWhenIdle } from '../src/idle.js';
+
+collectWhenIdle();
 
 /** Wraps a result so Piscina transfers `transfer` instead of cloning (move() alone only sees a top-level buffer). */
 function moved<T>(value: CodecOutcome<T>, transfer: ArrayBuffer[]): ReturnType<typeof move> {
