@@ -17,7 +17,7 @@ import { applyHeapFlagsToNewIsolates } from './supervisor/heap-flags.js';
 import { startRole } from './supervisor/roles.js';
 import { repairCommand } from './repair-command.js';
 import { verifyCommand } from './verify-command.js';
-import { trimHeapWhenIdle } from './idle.js';
+import { manageHeapWhenIdle } from './idle.js';
 
 const USAGE = `usage:
   cairn cluster [--data-dir D] [--providers N] [--clients N] [--provider-base-port P] [--client-base-port P]
@@ -130,7 +130,7 @@ async function init(flags: Map<string, string>): Promise<void> {
 async function main(): Promise<void> {
   applyHeapFlagsToNewIsolates();
   const [command, ...rest] = process.argv.slice(2);
-  if (command === 'cluster' || command === 'provider' || command === 'client') trimHeapWhenIdle();
+  if (command === 'cluster' || command === 'provider' || command === 'client') manageHeapWhenIdle();
   const { flags } = parseArgs(rest);
   switch (command) {
     case 'cluster':

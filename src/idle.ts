@@ -1,48 +1,53 @@
 /**
- * Giving memory back once a process goes quiet. A transfer leaves behind what an idle cluster does
- * not need: recycled buffers in pools, garbage that V8 collects only when more is allocated, and
- * freed blocks that glibc keeps in its arenas (measured after 320 MiB up and down in one process:
- * ~160 MiB free inside the arenas, and RSS fell from 512 to 338 MiB with malloc_trim alone).
+ * Giving memory back once work stops. A transfer leaves behind what an idle cluster does not
+ * need: recycled buffers in pools, garbage that V8 collects only when more is allocated, and
+ * freed blocks that glibc keeps in its heaps (measured after 320 MiB up and down in one process:
+ * ~160 MiB free inside them, and RSS fell from 512 to 338 MiB with malloc_trim alone).
  *
- * Every thread that holds releasable memory watches the process's CPU time; when a busy stretch is
- * followed by QUIET_MS of next to nothing, it drops what its registered holders keep and runs a
- * full GC (actors' isolates get `--expose-gc`, see heap-flags.ts). The main thread then also asks
- * glibc to return free pages (malloc_trim), a little later, so that the other threads' frees come
- * first. Nothing is released while work goes on: a busy process would fault the pages straight
- * back in, which costs more on this kind of VM than keeping them.
+ * Every thread that holds releasable memory checks twice a second: a holder unused for RELEASE_MS
+ * (a pool no transfer has touched) lets its memory go, and the thread then runs a full GC (actors'
+ * isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the process's heap policy
+ * (src/glibc-heap.ts): glibc holds freed memory while the process works, may trim again once the
+ * process is quiet — before the holders let go, so that their frees shrink their heaps — and then
+ * gives every free page back. Nothing is released while work goes on: a busy process would fault
+ * the pages straight back in, which costs more on this kind of VM than keeping them.
  */
-import { createRequire } from 'node:module';
 import { isMainThread, MessageChannel } from 'node:worker_threads';
+import { holdFreedMemory, letFreedMemoryGo, trimHeap } from './glibc-heap.js';
 
-/** Sampling period of the process's CPU time. */
+/** How often each thread checks. */
 const CHECK_MS = 500;
+/** Time without use after which a holder lets its memory go. */
+const RELEASE_MS = 1_000;
 /**
- * CPU time per wall time, in one core, below which a sample counts as quiet: above an idle
- * cluster's heartbeats, probes and the other threads' own releases (~6 % of a core in one
- * process), far below any transfer (100-200 %).
+ * CPU time per wall time, in one core, below which the process counts as quiet for the heap
+ * policy (with its main thread's own pools unused): above an idle cluster's heartbeats and probes
+ * (2-14 % of a core per half second for all actors in one process).
  */
 const QUIET_CPU = 0.25;
-/** Quiet time after work before threads release what they hold. */
-const QUIET_MS = 1_000;
-/** Extra quiet time before the main thread trims the heap, after the other threads have freed. */
-const TRIM_AFTER_MS = 1_000;
+/** Quiet time before glibc may trim again. */
+const LOOSEN_MS = 500;
+/** Quiet time before the free pages go back, after the holders have let go. */
+const TRIM_MS = 2_000;
 
 export interface IdleReleasable {
+  /** performance.now() of the holder's last use. */
+  lastUsed(): number;
   /** Drops memory kept for speed; called on the holder's own thread, never during its work. */
   releaseIdle(): void;
 }
 
 interface Watch {
   holders: Set<WeakRef<IdleReleasable>>;
-  trimHeap: boolean;
+  manageHeap: boolean;
   timer: NodeJS.Timeout | null;
 }
 
-const watch: Watch = { holders: new Set(), trimHeap: false, timer: null };
+const watch: Watch = { holders: new Set(), manageHeap: false, timer: null };
 
 /**
- * Registers a holder to be asked to release when the process goes quiet. Held weakly: a holder
- * that is otherwise gone is not kept alive by this.
+ * Registers a holder to be asked to release once it has not been used for a while. Held weakly:
+ * a holder that is otherwise gone is not kept alive by this.
  */
 export function releaseWhenIdle(holder: IdleReleasable): void {
   watch.holders.add(new WeakRef(holder));
@@ -50,64 +55,82 @@ export function releaseWhenIdle(holder: IdleReleasable): void {
 }
 
 /**
- * Has this thread collect its garbage when the process goes quiet, though it holds no pool: a
- * codec worker's dead buffers are otherwise freed only at its next GC, which an idle worker never
- * reaches, so their memory would stay with the process.
+ * Has this (main) thread run the process's heap policy: glibc holds freed memory while the process
+ * works, and gives it back once the process is quiet.
  */
-export function collectWhenIdle(): void {
-  start();
-}
-
-/** Also have this (main) thread return glibc's free pages to the system when the process goes quiet. */
-export function trimHeapWhenIdle(): void {
+export function manageHeapWhenIdle(): void {
   if (!isMainThread) return;
-  watch.trimHeap = true;
+  watch.manageHeap = true;
+  holdFreedMemory();
   start();
 }
 
 function start(): void {
   if (watch.timer) return;
+  const released = new WeakSet<IdleReleasable>();
+  const used = new WeakMap<IdleReleasable, number>();
   let last = cpuMs();
   let lastAt = performance.now();
   let quietSince: number | null = null;
-  let released = true; // nothing to give back before the first busy stretch
-  let trimmed = true;
+  let holding = watch.manageHeap;
+  let trimmed = true; // nothing to give back before the first busy stretch
   watch.timer = setInterval(() => {
     const now = performance.now();
-    const cpu = cpuMs();
-    const busy = (cpu - last) / Math.max(1, now - lastAt) > QUIET_CPU;
-    last = cpu;
-    lastAt = now;
-    if (busy) {
-      quietSince = null;
-      released = false;
-      trimmed = false;
-      return;
+    if (watch.manageHeap) {
+      const cpu = cpuMs();
+      // A process whose own pools were used in the last moment is working, whatever its CPU says
+      // (an SP serving a download dips below QUIET_CPU in some half seconds).
+      const busy = (cpu - last) / Math.max(1, now - lastAt) > QUIET_CPU || usedWithin(LOOSEN_MS, now);
+      if (busy) {
+        quietSince = null;
+        trimmed = false;
+        if (!holding) holdFreedMemory();
+        holding = true;
+      } else {
+        quietSince ??= now;
+        if (holding && now - quietSince >= LOOSEN_MS) {
+          holding = false;
+          letFreedMemoryGo();
+        }
+      }
     }
-    quietSince ??= now;
-    if (!released && now - quietSince >= QUIET_MS) {
-      released = true;
-      releaseHolders();
+    let freed = false;
+    for (const ref of watch.holders) {
+      const holder = ref.deref();
+      if (!holder) {
+        watch.holders.delete(ref);
+        continue;
+      }
+      const lastUsed = holder.lastUsed();
+      if (used.get(holder) !== lastUsed) {
+        used.set(holder, lastUsed);
+        released.delete(holder);
+      }
+      if (!released.has(holder) && now - lastUsed >= RELEASE_MS) {
+        released.add(holder);
+        holder.releaseIdle();
+        freed = true;
+      }
     }
-    if (watch.trimHeap && !trimmed && now - quietSince >= QUIET_MS + TRIM_AFTER_MS) {
+    // Garbage still holding buffers goes now, not whenever this isolate next allocates enough.
+    if (freed) (globalThis as { gc?: () => void }).gc?.();
+    if (watch.manageHeap && !trimmed && quietSince !== null && now - quietSince >= TRIM_MS) {
       trimmed = true;
       trimHeap();
     }
-    // What releasing cost is not work: it must not count as a busy stretch that arms another.
+    // What releasing cost is not work: it must not count as a busy stretch.
     last = cpuMs();
     lastAt = performance.now();
   }, CHECK_MS);
   watch.timer.unref();
 }
 
-function releaseHolders(): void {
+function usedWithin(ms: number, now: number): boolean {
   for (const ref of watch.holders) {
     const holder = ref.deref();
-    if (holder) holder.releaseIdle();
-    else watch.holders.delete(ref);
+    if (holder && now - holder.lastUsed() < ms) return true;
   }
-  // Garbage still holding buffers goes now, not whenever this isolate next allocates enough.
-  (globalThis as { gc?: () => void }).gc?.();
+  return false;
 }
 
 function cpuMs(): number {
@@ -126,23 +149,4 @@ export function freeBuffers(buffers: Iterable<ArrayBuffer>): void {
   port2.close();
   port1.postMessage(null, list);
   port1.close();
-}
-
-let mallocTrim: ((pad: number) => number) | null | undefined;
-
-/** glibc's malloc_trim through koffi (a foreign-function library); a no-op where either is missing. */
-function trimHeap(): void {
-  if (mallocTrim === undefined) mallocTrim = loadMallocTrim();
-  mallocTrim?.(0);
-}
-
-function loadMallocTrim(): ((pad: number) => number) | null {
-  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
-  if (process.platform !== 'linux' || !glibc) return null;
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as { load(name: string): { func(signature: string): (pad: number) => number } };
-    return koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
-  } catch {
-    return null; // not fatal: the memory is free inside the process either way
-  }
 }

@@ -6,7 +6,8 @@
  * size, and they travel to workers and back by transfer, which costs neither.
  *
  * A buffer may be given back only once nothing reads or writes it any more. Free buffers are freed
- * when the process goes quiet (src/idle.ts): an idle cluster keeps no transfer's worth of them.
+ * once the pool has not been used for a second (src/idle.ts): an idle cluster keeps no transfer's
+ * worth of them.
  */
 import { invariant } from '../errors.js';
 import { freeBuffers, releaseWhenIdle, type IdleReleasable } from '../idle.js';
@@ -23,6 +24,7 @@ export class BufferPool implements IdleReleasable {
   #pooledBytes = 0;
   #reused = 0;
   #created = 0;
+  #lastUsed = performance.now();
 
   /** @param maxBytes  free buffers kept at most; past it, given-back buffers are left to GC. */
   constructor(readonly maxBytes: number) {
@@ -32,6 +34,7 @@ export class BufferPool implements IdleReleasable {
 
   /** A buffer of exactly `bytes` bytes, contents undefined. */
   take(bytes: number): ArrayBuffer {
+    this.#lastUsed = performance.now();
     const list = this.#free.get(bytes);
     const reused = list?.pop();
     if (reused !== undefined) {
@@ -62,6 +65,10 @@ export class BufferPool implements IdleReleasable {
     if (list) list.push(buffer);
     else this.#free.set(bytes, [buffer]);
     this.#pooledBytes += bytes;
+  }
+
+  lastUsed(): number {
+    return this.#lastUsed;
   }
 
   /** Frees every free buffer now (the next take makes new ones). */
