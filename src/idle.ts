@@ -67,8 +67,8 @@ export function manageHeapWhenIdle(): void {
 
 function start(): void {
   if (watch.timer) return;
-  const released = new WeakSet<IdleReleasable>();
-  const used = new WeakMap<IdleReleasable, number>();
+  /** The last use each holder had when it last let go: released again only after a newer use. */
+  const releasedAfter = new WeakMap<IdleReleasable, number>();
   let last = cpuMs();
   let lastAt = performance.now();
   let quietSince: number | null = null;
@@ -102,12 +102,8 @@ function start(): void {
         continue;
       }
       const lastUsed = holder.lastUsed();
-      if (used.get(holder) !== lastUsed) {
-        used.set(holder, lastUsed);
-        released.delete(holder);
-      }
-      if (!released.has(holder) && now - lastUsed >= RELEASE_MS) {
-        released.add(holder);
+      if (releasedAfter.get(holder) !== lastUsed && now - lastUsed >= RELEASE_MS) {
+        releasedAfter.set(holder, lastUsed);
         holder.releaseIdle();
         freed = true;
       }
