@@ -178,6 +178,64 @@ test('frames split across chunks are assembled in pooled buffers that can be reu
   assert.equal(c?.assembled, undefined);
 });
 
+/**
+ * Feeds a stream as a socket with a SocketReader does: each read fills as much of readTarget() as
+ * the next read size allows, and the frames it completes are pulled before the next read.
+ */
+function decodeReads(decoder: FrameDecoder, stream: Buffer, readSizes: () => number): { frames: Frame[]; straightIntoFrame: number } {
+  const frames: Frame[] = [];
+  let straightIntoFrame = 0;
+  for (let at = 0; at < stream.length; ) {
+    const into = decoder.readTarget();
+    const n = Math.min(into.length, readSizes(), stream.length - at);
+    stream.copy(into, 0, at, at + n);
+    at += n;
+    // A read that lands past a buffer's start is the rest of a frame being assembled.
+    if (into.byteOffset > 0) straightIntoFrame += n;
+    decoder.landed(into, n);
+    for (let f = decoder.next(); f; f = decoder.next()) frames.push(f);
+  }
+  return { frames, straightIntoFrame };
+}
+
+test('direct reads: shard bytes land in the frame they belong to, small payloads survive the reuse of the scratch', () => {
+  const pool = new BufferPool(8 * 1024 * 1024);
+  const big = randomBytes(1_000_000);
+  const smalls = Array.from({ length: 50 }, (_, i) => randomBytes(1 + ((i * 37) % 300)));
+  const stream = Buffer.concat([
+    ...smalls.slice(0, 25).map((p, i) => wire({ t: 's', id: i }, p)),
+    wire({ t: 'big', id: 100 }, big),
+    wire({ t: 'bare', id: 101 }),
+    ...smalls.slice(25).map((p, i) => wire({ t: 's', id: 25 + i }, p)),
+    wire({ t: 'big', id: 102 }, big),
+  ]);
+  let seed = 7;
+  const sizes = [() => 16_384, () => 1, () => 100_000, () => ((seed = (seed * 1103515245 + 12345) >>> 0) % 20_000) + 1];
+  for (const readSizes of sizes) {
+    const { frames, straightIntoFrame } = decodeReads(new FrameDecoder(undefined, pool), stream, readSizes);
+    assert.deepEqual(frames.map((f) => (f.header as { id: number }).id), [...Array.from({ length: 25 }, (_, i) => i), 100, 101, ...Array.from({ length: 25 }, (_, i) => 25 + i), 102]);
+    const payloads = frames.filter((f) => (f.header as { t: string }).t === 's').map((f) => Buffer.from(f.payload!));
+    assert.deepEqual(payloads, smalls, 'payloads that came whole in one read were copied out before the next read');
+    for (const f of frames.filter((x) => (x.header as { t: string }).t === 'big')) {
+      assert.ok(f.assembled, 'a frame over several reads is assembled in a pooled buffer');
+      assert.ok(Buffer.from(f.payload!).equals(big));
+      pool.give(f.assembled);
+    }
+    assert.equal(frames.find((f) => (f.header as { t: string }).t === 'bare')!.payload, undefined);
+    assert.ok(straightIntoFrame >= 2 * big.length - 2 * 100_000, `${straightIntoFrame} bytes read straight into their frame`);
+  }
+  const decoder = new FrameDecoder();
+  assert.throws(() => decoder.landed(Buffer.alloc(10), 10), /neither/, 'a read into a buffer the decoder did not hand out');
+  const broken = Buffer.alloc(8);
+  broken.writeUInt32BE(3, 0);
+  const target = decoder.readTarget();
+  broken.copy(target);
+  decoder.landed(target, 8);
+  assertCode(() => decoder.next(), 'BAD_FRAME');
+  assert.equal(decoder.error?.code, 'BAD_FRAME', 'the decoder remembers why the stream broke');
+  assertCode(() => decoder.landed(decoder.readTarget(), 1), 'BAD_FRAME');
+});
+
 test('buffer pool: exact sizes, bounded, detached buffers ignored', () => {
   const pool = new BufferPool(3000);
   const x = pool.take(1000);

@@ -11,7 +11,7 @@ import { CairnError, invariant, toCairnError } from '../errors.js';
 import { errorFromWire, headerOf, parseEnvelopeHeader } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
 import type { MailboxLog } from './server.js';
-import { parseAddress, type Transport } from './transport.js';
+import { parseAddress, type SocketReader, type Transport } from './transport.js';
 
 export interface MailboxClientOptions {
   /** Our sender id, put in `from` of every envelope. */
@@ -252,7 +252,15 @@ export class MailboxClient {
       const message = `${last?.message ?? `${this.address} unreachable`} (next attempt in ${wait} ms)`;
       return Promise.reject(new CairnError(last?.code ?? 'UNAVAILABLE', message));
     }
-    const attempt = this.transport.connect(this.host, this.port, this.connectTimeoutMs).then(
+    // Bytes land straight in the decoder (a shard in the buffer it is assembled in); replies are
+    // settled synchronously, so each read is drained before the next one may reuse the scratch.
+    const decoder = new FrameDecoder(this.maxFrameBytes, this.buffers);
+    let adopted: Connection | null = null;
+    const reader: SocketReader = {
+      buffer: () => decoder.readTarget(),
+      callback: (bytes, into) => this.onRead(decoder, adopted, bytes, into),
+    };
+    const attempt = this.transport.connect(this.host, this.port, this.connectTimeoutMs, reader).then(
       (socket) => {
         this.connecting = null;
         if (this.closed) {
@@ -262,7 +270,8 @@ export class MailboxClient {
         this.backoffMs = 0;
         this.retryAt = 0;
         this.lastConnectError = null;
-        return this.adopt(socket);
+        adopted = this.adopt(socket, decoder);
+        return adopted;
       },
       (err: unknown) => {
         this.connecting = null;
@@ -279,29 +288,36 @@ export class MailboxClient {
     return attempt;
   }
 
-  private adopt(socket: Socket): Connection {
+  private adopt(socket: Socket, decoder: FrameDecoder): Connection {
     const conn: Connection = {
       socket,
-      decoder: new FrameDecoder(this.maxFrameBytes, this.buffers),
+      decoder,
       writer: new FrameWriter(socket),
       pending: new Map(),
       failure: null,
       peerNotice: null,
     };
-    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('error', (err) => this.log('debug', 'mailbox socket error', { address: this.address, error: err.message }));
     socket.once('close', () => this.onClose(conn));
     this.conn = conn;
+    const early = decoder.error;
+    if (early) this.fail(conn, early);
     return conn;
   }
 
-  private onData(conn: Connection, chunk: Buffer): void {
-    if (conn.failure) return;
+  private onRead(decoder: FrameDecoder, conn: Connection | null, bytes: number, into: Uint8Array): void {
+    // Before the connection is adopted nothing has been asked on it, so a frame can only be a
+    // notice: it is dropped. A broken frame is remembered by the decoder, and adopt() gives up.
+    if (conn?.failure) return;
     try {
-      conn.decoder.push(chunk);
-      // Replies are settled synchronously, so draining the chunk here is bounded by its size.
-      for (let frame = conn.decoder.next(); frame; frame = conn.decoder.next()) {
+      decoder.landed(into, bytes);
+      // Replies are settled synchronously, so draining the read here is bounded by its size.
+      for (let frame = decoder.next(); frame; frame = decoder.next()) {
         const release = this.releaserOf(frame);
+        if (!conn) {
+          release?.();
+          continue;
+        }
         const env = parseEnvelopeHeader(frame.header);
         const call = env.re && env.id !== 0 ? conn.pending.get(env.id) : undefined;
         if (call && !env.err && frame.payload) {
@@ -319,10 +335,14 @@ export class MailboxClient {
         else this.finish(call, { body: env.body });
       }
     } catch (err) {
-      const cause = toCairnError(err, 'BAD_FRAME');
-      conn.failure = new CairnError('CONNECTION_CLOSED', `${this.address} broke the protocol: ${cause.code}: ${cause.message}`);
-      conn.socket.destroy();
+      if (conn) this.fail(conn, err);
     }
+  }
+
+  private fail(conn: Connection, err: unknown): void {
+    const cause = toCairnError(err, 'BAD_FRAME');
+    conn.failure = new CairnError('CONNECTION_CLOSED', `${this.address} broke the protocol: ${cause.code}: ${cause.message}`);
+    conn.socket.destroy();
   }
 
   /** Gives a pooled frame buffer back at most once, however often it is called. */

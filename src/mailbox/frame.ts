@@ -12,6 +12,8 @@ import { CairnError, invariant } from '../errors.js';
 import type { BufferPool } from '../codec/buffer-pool.js';
 
 export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024;
+/** A TLS read yields at most 16 KiB; a TCP read up to this. */
+const READ_SCRATCH_BYTES = 64 * 1024;
 /** The two u32 length fields in front of every header. */
 export const FRAME_PREFIX_BYTES = 8;
 
@@ -75,6 +77,9 @@ function decodeHeader(bytes: Uint8Array): unknown {
 export class FrameDecoder {
   private readonly maxFrameBytes: number;
   private chunk: Buffer | null = null;
+  /** The chunk is the read scratch, overwritten by the next read: what stays must be copied out. */
+  private chunkIsScratch = false;
+  private scratch: Buffer | null = null;
   private offset = 0;
   private readonly prefix = Buffer.alloc(FRAME_PREFIX_BYTES);
   private prefixFill = 0;
@@ -94,6 +99,11 @@ export class FrameDecoder {
     this.maxFrameBytes = maxFrameBytes;
   }
 
+  /** Why the stream broke, once it has. */
+  get error(): CairnError | null {
+    return this.failure;
+  }
+
   /** Bytes neither handed out as a frame nor dropped yet (for tests and back-pressure checks). */
   get buffered(): number {
     const inChunk = this.chunk ? this.chunk.length - this.offset : 0;
@@ -106,10 +116,37 @@ export class FrameDecoder {
     // next() consumes a chunk entirely before it reports "no complete frame", and callers only
     // push after that, so at most one chunk is ever held.
     invariant(this.chunk === null, 'FrameDecoder.push called before the previous chunk was consumed');
+    this.chunkIsScratch = false;
     if (chunk.length > 0) {
       this.chunk = chunk;
       this.offset = 0;
     }
+  }
+
+  /**
+   * Where a socket's next read should land (a SocketReader's buffer): the unfilled rest of the
+   * frame being assembled, so a shard's bytes are copied once, by the socket layer; between frames,
+   * a small scratch buffer. After the read, call landed() and then pull frames with next().
+   */
+  readTarget(): Uint8Array {
+    if (this.assembly && this.assemblyFill < this.assembly.length) return this.assembly.subarray(this.assemblyFill);
+    this.scratch ??= Buffer.allocUnsafe(READ_SCRATCH_BYTES);
+    return this.scratch;
+  }
+
+  /** `bytes` were read into `into`, the last readTarget(). */
+  landed(into: Uint8Array, bytes: number): void {
+    if (this.failure) throw this.failure;
+    invariant(Number.isSafeInteger(bytes) && bytes > 0 && bytes <= into.length, 'a read lands inside its buffer');
+    const assembly = this.assembly;
+    if (assembly && into.buffer === assembly.buffer && into.byteOffset === assembly.byteOffset + this.assemblyFill) {
+      invariant(this.chunk === null, 'a read into a frame while a chunk is held');
+      this.assemblyFill += bytes;
+      return;
+    }
+    invariant(into === this.scratch, 'a read landed in neither the frame being assembled nor the scratch buffer');
+    this.push(this.scratch.subarray(0, bytes));
+    this.chunkIsScratch = true;
   }
 
   /** The next complete frame, or undefined once every buffered byte is consumed. */
@@ -140,10 +177,12 @@ export class FrameDecoder {
       const start = this.offset + FRAME_PREFIX_BYTES;
       const end = this.offset + 4 + total;
       if (end <= chunk.length) {
-        // Whole frame in this chunk: hand out views, no copy.
+        // Whole frame in this chunk: hand out views, no copy (but for a payload in the scratch).
         this.offset = end;
         if (this.offset === chunk.length) this.chunk = null;
-        return this.frameFrom(chunk, start, start + headerLength, end);
+        const frame = this.frameFrom(chunk, start, start + headerLength, end);
+        if (this.chunkIsScratch && frame.payload) frame.payload = Buffer.from(frame.payload);
+        return frame;
       }
       this.startAssembly(total, headerLength, chunk.subarray(start));
       this.chunk = null;

@@ -27,11 +27,27 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/**
+ * A connecting side's way to take bytes without a fresh Buffer per read (node's `onread`): the
+ * socket puts each read into `buffer()` and reports the count. With a reader the socket emits no
+ * 'data' events. Measured on TLS-PSK, 1 GiB into 2 MiB frames: 1.5 CPU-s with 'data' events and a
+ * copy into the frame, 1.2 with reads landing in the frame.
+ */
+export interface SocketReader {
+  /** Where the next read may land; called before the first read and after every callback. */
+  buffer: () => Uint8Array;
+  /** `bytes` were read into `into`, the last buffer() handed out. */
+  callback: (bytes: number, into: Uint8Array) => void;
+}
+
 export interface Transport {
   readonly kind: 'tcp' | 'tls-psk';
   listen(options: ListenOptions): Promise<Listener>;
-  /** Connects and, for TLS, completes the handshake within timeoutMs; UNAVAILABLE/UNAUTHENTICATED otherwise. */
-  connect(host: string, port: number, timeoutMs: number): Promise<Socket>;
+  /**
+   * Connects and, for TLS, completes the handshake within timeoutMs; UNAVAILABLE/UNAUTHENTICATED
+   * otherwise. With a reader, received bytes go to it from the start (before the promise settles).
+   */
+  connect(host: string, port: number, timeoutMs: number, reader?: SocketReader): Promise<Socket>;
 }
 
 /** Handshakes that take longer than this are dropped, so half-open peers cannot hold slots. */
@@ -137,6 +153,21 @@ function withTimeout(socket: Socket, readyEvent: string, timeoutMs: number, host
   });
 }
 
+/** Node's `onread` option (tls.connect takes it too, though its typings do not say so). */
+function onread(reader: SocketReader | undefined): { onread?: net.OnReadOpts } {
+  if (!reader) return {};
+  const { buffer, callback } = reader;
+  return {
+    onread: {
+      buffer,
+      callback: (bytes, into) => {
+        callback(bytes, into);
+        return true; // false would pause the socket
+      },
+    },
+  };
+}
+
 export function tcpTransport(): Transport {
   return {
     kind: 'tcp',
@@ -144,8 +175,8 @@ export function tcpTransport(): Transport {
       const server = net.createServer({ allowHalfOpen: true, noDelay: true }, options.onSocket);
       return listenOn(server, options);
     },
-    connect(host, port, timeoutMs) {
-      const socket = net.connect({ host, port });
+    connect(host, port, timeoutMs, reader) {
+      const socket = net.connect({ host, port, ...onread(reader) });
       return withTimeout(socket, 'connect', timeoutMs, host, port);
     },
   };
@@ -186,11 +217,12 @@ export function tlsPskTransport(
       });
       return listenOn(server, listenOptions);
     },
-    connect(host, port, timeoutMs) {
+    connect(host, port, timeoutMs, reader) {
       const socket = tls.connect({
         ...common,
         host,
         port,
+        ...onread(reader),
         pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
       });
       return withTimeout(socket, 'secureConnect', timeoutMs, host, port);
