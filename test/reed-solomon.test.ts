@@ -126,6 +126,15 @@ describe('ReedSolomon encode', () => {
     }
   });
 
+  it('2+1 parity (its table-free pass) is right for every pair of byte values', () => {
+    const a = new Uint8Array(65536);
+    const b = new Uint8Array(65536);
+    for (let i = 0; i < 65536; i++) [a[i], b[i]] = [i & 0xff, i >>> 8];
+    const shards = [a, b, new Uint8Array(65536)];
+    new ReedSolomon(2, 1).encode(shards);
+    assert.deepEqual(shards.slice(2), referenceParity([a, b], 1));
+  });
+
   it('gives the same parity for unaligned views (byte path) as for aligned ones (word path)', () => {
     const [k, m, size] = [4, 2, 1001];
     const aligned = randomShards(k, m, size);

@@ -90,6 +90,34 @@ function mulPairWords(t: Uint16Array, a: Uint32Array, b: Uint32Array, plus: Uint
   }
 }
 
+/**
+ * 2·x for the four bytes of a word without a table: shift each byte left and reduce the bytes whose
+ * top bit fell out by the field polynomial's low byte (0x1d).
+ */
+function times2(x: number): number {
+  return ((x & 0x7f7f7f7f) << 1) ^ Math.imul((x >>> 7) & 0x01010101, 0x1d);
+}
+
+/**
+ * mulPairWords for c = 2 (the default 2+1 code's parity, 2·(d0 ⊕ d1) ⊕ d0) with shifts instead of
+ * table lookups: 2+1 encode measured 2.9 → 4.8 GB/s.
+ */
+function times2PairWords(a: Uint32Array, b: Uint32Array, plus: Uint32Array | null, dst: Uint32Array, from: number, to: number): void {
+  if (plus === null) {
+    for (let i = from; i < to; i++) dst[i] = times2(a[i]! ^ b[i]!);
+    return;
+  }
+  let i = from;
+  for (; i + 3 < to; i += 4) {
+    const w = a[i]! ^ b[i]!, x = a[i + 1]! ^ b[i + 1]!, y = a[i + 2]! ^ b[i + 2]!, z = a[i + 3]! ^ b[i + 3]!;
+    dst[i] = plus[i]! ^ times2(w);
+    dst[i + 1] = plus[i + 1]! ^ times2(x);
+    dst[i + 2] = plus[i + 2]! ^ times2(y);
+    dst[i + 3] = plus[i + 3]! ^ times2(z);
+  }
+  for (; i < to; i++) dst[i] = plus[i]! ^ times2(a[i]! ^ b[i]!);
+}
+
 function xorWords(src: Uint32Array, dst: Uint32Array, from: number, to: number): void {
   for (let i = from; i < to; i++) dst[i] = dst[i]! ^ src[i]!;
 }
@@ -108,8 +136,9 @@ function words(b: Uint8Array, count: number): Uint32Array {
 /**
  * How one output row is computed. Inputs whose coefficient is c or c ⊕ 1 are XORed together first
  * and multiplied by c once (c·x ⊕ x = (c ⊕ 1)·x, so a c ⊕ 1 input is then added once more, as a
- * plain XOR): for the default 2+1 code, parity = 3·d0 ⊕ 2·d1 = 2·(d0 ⊕ d1) ⊕ d0, one table pass
- * instead of two (2+1 encode, best of 8 runs here: 1.8 → 2.3 GB/s). Other inputs get a table pass each.
+ * plain XOR): for the default 2+1 code, parity = 3·d0 ⊕ 2·d1 = 2·(d0 ⊕ d1) ⊕ d0, one pass instead
+ * of two (2+1 encode, best of 8 runs here: 1.8 → 2.3 GB/s), and one without a table (→ 4.8 GB/s).
+ * Other inputs get a table pass each.
  */
 interface RowPlan {
   factor: number; // 0 when no two inputs share a factor
@@ -123,9 +152,11 @@ function rowPlan(row: Uint8Array): RowPlan {
   let sharing = 1;
   for (const c of row) {
     if (c < 2) continue;
+    // Of c and c ⊕ 1 the even one is the factor: 2 then takes the table-free pass.
+    const even = c & 0xfe;
     let count = 0;
-    for (const x of row) if (x === c || x === (c ^ 1)) count++;
-    if (count > sharing) [factor, sharing] = [c, count];
+    for (const x of row) if (x === even || x === (even ^ 1)) count++;
+    if (count > sharing) [factor, sharing] = [even, count];
   }
   const plan: RowPlan = { factor, shared: [], plusOne: [], rest: [] };
   row.forEach((c, i) => {
@@ -161,7 +192,8 @@ function codeShards(coefs: Uint8Array, inputs: readonly Uint8Array[], outputs: r
         let written = false;
         if (factor !== 0 && shared.length === 2 && plusOne.length < 2) {
           const plus = plusOne.length === 1 ? in32[plusOne[0]!]! : null;
-          mulPairWords(table(factor), in32[shared[0]!]!, in32[shared[1]!]!, plus, dst, from, to);
+          if (factor === 2) times2PairWords(in32[shared[0]!]!, in32[shared[1]!]!, plus, dst, from, to);
+          else mulPairWords(table(factor), in32[shared[0]!]!, in32[shared[1]!]!, plus, dst, from, to);
           written = true;
         } else if (factor !== 0) {
           dst.set(in32[shared[0]!]!.subarray(from, to), from);
