@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { boxKeyFromSeed, openSealed, sealTo, sealToSelf, type SealedBox } from '../src/crypto/keys.js';
+import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { crypto_sign_verify_detached } from 'sodium-native';
+import { boxKeyFromSeed, openSealed, sealTo, sealToSelf, signingKeyFromSeed, verifySignature, type SealedBox } from '../src/crypto/keys.js';
 import { isCairnError } from '../src/errors.js';
 
 const alice = boxKeyFromSeed(randomBytes(32));
@@ -42,4 +43,43 @@ test('keys: boxes sealed to oneself need no fresh key pair, yet never repeat a n
   const bobSelf = sealToSelf(bob, Buffer.alloc(32, 9), 'file/0');
   assert.ok(refused(() => openSealed(session2, bobSelf, 'file/0')));
   assert.ok(refused(() => openSealed(bob, { ...boxes[0]!, epk: bob.publicKey }, 'file/0')));
+});
+
+/** OpenSSL's verdict, what every replica of every earlier build reached. */
+function opensslVerdict(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKeyHex, 'hex').toString('base64url') }, format: 'jwk' });
+  return verify(null, message, key, Buffer.from(signatureHex, 'hex'));
+}
+
+test('keys: signatures get the verdict OpenSSL gives, including where libsodium is stricter', () => {
+  const signer = signingKeyFromSeed(randomBytes(32));
+  const message = Buffer.from('file.put 42');
+  const sig = signer.sign(message);
+  assert.equal(verifySignature(signer.publicKey, message, sig), true);
+  assert.equal(verifySignature(signer.publicKey, Buffer.from('file.put 43'), sig), false, 'another message');
+  assert.equal(verifySignature(signingKeyFromSeed(randomBytes(32)).publicKey, message, sig), false, 'another key');
+  const flipped = (sig[0] === '0' ? '1' : '0') + sig.slice(1);
+  assert.equal(verifySignature(signer.publicKey, message, flipped), false, 'a changed signature');
+  // s + L: the same signature with a non-canonical scalar; both libraries refuse it.
+  const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+  const s = BigInt('0x' + Buffer.from(sig.slice(64), 'hex').reverse().toString('hex'));
+  const sPlusL = Buffer.from((s + L).toString(16).padStart(64, '0'), 'hex').reverse().toString('hex');
+  assert.equal(verifySignature(signer.publicKey, message, sig.slice(0, 64) + sPlusL), false, 'a non-canonical scalar');
+  assert.equal(verifySignature('zz', message, sig), false, 'a malformed key');
+  // The identity point as key and as R, with s = 0, satisfies the cofactorless equation for any
+  // message: OpenSSL accepts it, libsodium refuses small-order points. Replicas must agree with
+  // the blocks earlier builds accepted, so OpenSSL decides whatever libsodium refuses.
+  const identity = '01' + '00'.repeat(31);
+  const degenerate = identity + '00'.repeat(32);
+  assert.equal(crypto_sign_verify_detached(Buffer.from(degenerate, 'hex'), message, Buffer.from(identity, 'hex')), false);
+  assert.equal(opensslVerdict(identity, message, degenerate), true);
+  assert.equal(verifySignature(identity, message, degenerate), true);
+  for (let i = 0; i < 20; i++) {
+    const m = randomBytes(1 + i * 13);
+    const k = signingKeyFromSeed(randomBytes(32));
+    const good = k.sign(m);
+    assert.equal(verifySignature(k.publicKey, m, good), opensslVerdict(k.publicKey, m, good));
+    const bad = good.slice(0, 126) + (good.slice(126) === 'ff' ? '00' : 'ff');
+    assert.equal(verifySignature(k.publicKey, m, bad), opensslVerdict(k.publicKey, m, bad));
+  }
 });

@@ -1,6 +1,7 @@
 /**
- * Ed25519 signing and X25519 sealing with node:crypto only. Keys travel as raw 32-byte values
- * (hex on the chain); these helpers wrap them in the DER forms node:crypto wants.
+ * Ed25519 signing and X25519 sealing with node:crypto, and Ed25519 verification with libsodium
+ * first (see verifySignature). Keys travel as raw 32-byte values (hex on the chain); these helpers
+ * wrap them in the forms node:crypto wants.
  */
 import {
   createPrivateKey,
@@ -15,6 +16,7 @@ import {
   createDecipheriv,
   type KeyObject,
 } from 'node:crypto';
+import { crypto_sign_verify_detached } from 'sodium-native';
 import { CairnError, invariant } from '../errors.js';
 
 const PKCS8_PREFIX = {
@@ -78,10 +80,20 @@ function verifyKey(publicKeyHex: string): KeyObject {
   return key;
 }
 
+/**
+ * Every replica verifies every transaction's signature and the consensus signatures of every
+ * block: about a third of an SP's CPU with OpenSSL (105 µs a verification here), half that with
+ * libsodium (50 µs). libsodium is the stricter of the two (canonical encodings, no small-order
+ * points) and checks the same equation, so what it accepts OpenSSL accepts; what it refuses is
+ * put to OpenSSL, whose verdict stands. Every replica, of this build or an earlier one, so reaches
+ * the same verdict on every block.
+ */
 export function verifySignature(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
   if (!/^[0-9a-f]{64}$/.test(publicKeyHex) || !/^[0-9a-f]{128}$/.test(signatureHex)) return false;
+  const signature = Buffer.from(signatureHex, 'hex');
+  if (crypto_sign_verify_detached(signature, message, Buffer.from(publicKeyHex, 'hex'))) return true;
   try {
-    return verify(null, message, verifyKey(publicKeyHex), Buffer.from(signatureHex, 'hex'));
+    return verify(null, message, verifyKey(publicKeyHex), signature);
   } catch {
     return false;
   }
