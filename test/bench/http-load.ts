@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { leanGet } from './lean-get.js';
 
 const UNIT = 1024 * 1024;
 const STAMP = 16;
@@ -309,6 +310,29 @@ export class HttpApi {
       req.setTimeout(options.timeoutMs ?? 600_000, () => req.destroy(new Error('download: no data in time')));
       req.once('error', (err) => done(0, false, err.message));
     });
+  }
+
+  /**
+   * A large download read by leanGet (its own connection, no keep-alive): the figure is then the
+   * cluster's, not node's http client's. Each piece goes to `check`.
+   */
+  async downloadLean(id: string, options: { check: ContentChecker; onProgress?: (bytes: number) => void; timeoutMs?: number }): Promise<DownloadOutcome> {
+    let bytes = 0;
+    const r = await leanGet({
+      host: this.host,
+      port: this.port,
+      path: `/api/v1/files/${id}/content`,
+      headers: this.#headers(),
+      timeoutMs: options.timeoutMs ?? 600_000,
+      onBody: (piece) => {
+        options.check.feed(piece);
+        bytes += piece.length;
+        options.onProgress?.(bytes);
+      },
+    });
+    const outcome: DownloadOutcome = { status: r.status, bytes: r.bytes, seconds: r.seconds, headersMs: r.headersMs, firstByteMs: r.firstByteMs, ok: r.error === undefined && options.check.ok };
+    if (r.error !== undefined) outcome.error = r.error;
+    return outcome;
   }
 
   close(): void {

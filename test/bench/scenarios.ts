@@ -111,7 +111,7 @@ export async function largeFile(s: Session, sizeMiB: number, report: Report): Pr
   watch = watchRss(procs);
   cpu0 = cpuSnapshot(procs);
   const check = new ContentChecker(tag, size);
-  const down = await s.api.download(up.id, { check, onProgress: (b) => report(0.5 + (b / size) * 0.5, `down ${Math.round(b / MiB)}/${sizeMiB} MiB`) });
+  const down = await s.api.downloadLean(up.id, { check, onProgress: (b) => report(0.5 + (b / size) * 0.5, `down ${Math.round(b / MiB)}/${sizeMiB} MiB`) });
   cpu1 = cpuSnapshot(procs);
   const downRss = watch.stop();
   if (down.status !== 200 || !down.ok) throw new Error(`download of ${sizeMiB} MiB failed or differs: ${down.status} ${down.error ?? ''} (${down.bytes} bytes)`);
