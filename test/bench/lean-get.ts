@@ -59,6 +59,7 @@ export function leanGet(o: LeanGetOptions): Promise<LeanGetResult> {
       else if (errorBody.length < MAX_ERROR_BODY_BYTES) errorBody += take.toString('utf8');
     };
     const readHead = (piece: Buffer) => {
+      // concat copies: what is kept of the head outlives the read buffer, which the next read reuses.
       head = Buffer.concat([head!, piece]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
@@ -83,7 +84,7 @@ export function leanGet(o: LeanGetOptions): Promise<LeanGetResult> {
         buffer: Buffer.allocUnsafe(READ_BYTES),
         callback: (n, buf) => {
           const piece = Buffer.from(buf.buffer, buf.byteOffset, n);
-          if (head !== null) readHead(Buffer.from(piece)); // copied: the read buffer is reused
+          if (head !== null) readHead(piece);
           else body(piece);
           if (length >= 0 && result.bytes >= length) finish();
           return true;
