@@ -4,9 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BenchCluster } from './bench-cluster.js';
 import { percentile } from './chain-bench.js';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { ChildUploader } from './child-uploader.js';
 import { ContentChecker, HttpApi, newTag, smallContent, type UploadOutcome } from './http-load.js';
 import { cpuBetween, cpuSnapshot, round1, rssSnapshot, watchRss, type CpuUse, type RssSeen, type RssSnapshot } from './procs.js';
 
@@ -228,25 +226,23 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
   return result;
 }
 
-const execFileAsync = promisify(execFile);
-const UPLOAD_CHILD = fileURLToPath(new URL('./upload-child.js', import.meta.url));
-
-/** One upload from a process of its own (upload-child.ts says why). */
-async function uploadFromChild(s: Session, name: string, size: number): Promise<UploadOutcome> {
-  const { stdout } = await execFileAsync(process.execPath, [UPLOAD_CHILD, s.cluster.clients[0]!, s.api.token ?? '', name, String(size)], { maxBuffer: 1 << 20 });
-  return JSON.parse(stdout) as UploadOutcome;
-}
-
-/** `requests` uploads of sizeMiB each, all at once, each from its own process. */
+/** `requests` uploads of sizeMiB each, all at once, each from its own process started beforehand. */
 export async function concurrentUploads(s: Session, requests: number, sizeMiB: number, report: Report): Promise<ConcurrentUploadsResult> {
   const size = sizeMiB * MiB;
   let finished = 0;
+  const children = Array.from({ length: requests }, (_, i) => new ChildUploader(s.cluster.clients[0]!, s.api.token ?? '', `concurrent-${i}.bin`, size));
+  try {
+    await Promise.all(children.map((c) => c.ready));
+  } catch (err) {
+    for (const c of children) c.stop();
+    throw err;
+  }
   const watch = watchRss(s.cluster.procs);
   const cpu0 = cpuSnapshot(s.cluster.procs);
   const started = performance.now();
   const outcomes = await Promise.all(
-    Array.from({ length: requests }, async (_, i) => {
-      const outcome = await uploadFromChild(s, `concurrent-${i}.bin`, size);
+    children.map(async (child) => {
+      const outcome = await child.go().catch((err: Error): UploadOutcome => ({ status: 0, id: undefined, block: undefined, bytes: size, seconds: 0, error: err.message }));
       report(++finished / requests, `${requests}× ${sizeMiB} MiB`);
       // From the common start: a request that could not even begin counts as waiting.
       return { ...outcome, seconds: (performance.now() - started) / 1000 };
