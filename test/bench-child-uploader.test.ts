@@ -26,27 +26,32 @@ test('child uploader: waits for go, then uploads the whole file; failures are ou
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const child = new ChildUploader(base, 'tok', 'a.bin', SIZE);
+  const waiting = new ChildUploader(base, 'tok', 'b.bin', SIZE);
   try {
-    const child = new ChildUploader(base, 'tok', 'a.bin', SIZE);
-    const waiting = new ChildUploader(base, 'tok', 'b.bin', SIZE);
     await Promise.all([child.ready, waiting.ready]);
     const outcome = await child.go();
     assert.equal(outcome.status, 201, outcome.error);
     assert.equal(outcome.block, 7);
     // The other child has been ready all along: had it not waited for go, it would have sent too.
     assert.equal(requests.length, 1, 'only the child that got go uploaded');
-    waiting.stop();
     assert.equal(requests[0]!.auth, 'Bearer tok');
     assert.ok(requests[0]!.bytes > SIZE, `the whole multipart body arrived (${requests[0]!.bytes} bytes for a ${SIZE}-byte file)`);
   } finally {
+    child.stop();
+    waiting.stop(); // a child left waiting would keep this test's process alive
     server.closeAllConnections();
     server.close();
   }
 
   // Nothing listens any more: the upload fails, and the failure is reported, not thrown.
   const orphan = new ChildUploader(base, 'tok', 'c.bin', SIZE);
-  await orphan.ready;
-  const failed = await orphan.go();
-  assert.equal(failed.status, 0);
-  assert.match(failed.error ?? '', /ECONNREFUSED/);
+  try {
+    await orphan.ready;
+    const failed = await orphan.go();
+    assert.equal(failed.status, 0);
+    assert.match(failed.error ?? '', /ECONNREFUSED/);
+  } finally {
+    orphan.stop();
+  }
 });

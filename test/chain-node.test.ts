@@ -31,41 +31,73 @@ function registration(name: string) {
   return signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, name, signing);
 }
 
+interface TestChain {
+  nodes: Map<string, ChainNode>;
+  stores: Map<string, ChainStore>;
+  leader: ChainNode;
+  /** Submits a registration to the leader; resolves with its (final, accepted) height. */
+  submit(name: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Three chain nodes on LMDB in a temp dir, wired by setImmediate calls. `deliver` may drop a
+ * message (return false) and sees every one that is sent.
+ */
+async function startChain(tickMs: number, commitNoticeLingerMs: number | undefined, deliver: (from: string, to: string, type: 'raft' | 'chain.endorse', body: unknown) => boolean): Promise<TestChain> {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-node-'));
+  const ids = ['sp1', 'sp2', 'sp3'];
+  const signers = new Map(ids.map((id) => [id, signingKeyFromSeed(newSigningSeed())]));
+  const genesis: Genesis = { chainId: 'lossy', time: 1, validators: ids.map((id) => ({ id, signKey: signers.get(id)!.publicKey })) };
+  const nodes = new Map<string, ChainNode>();
+  const stores = new Map<string, ChainStore>();
+  const dbs = ids.map((id) => openProviderDbs(join(dir, id)));
+  const close = async () => {
+    for (const node of nodes.values()) node.stop();
+    await new Promise((r) => setImmediate(r)); // messages already on their way find the nodes stopped
+    for (const d of dbs) await d.root.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    ids.forEach((id, i) => {
+      const peers: PeerLink = {
+        send: (to, type, body) => {
+          if (!deliver(id, to, type, body)) return;
+          setImmediate(() => {
+            const node = nodes.get(to)!;
+            if (type === 'raft') node.onRaft(id, (body as { msg: RaftMessage<never> }).msg);
+            else node.onEndorse(id, (body as { endorsements: never[] }).endorsements);
+          });
+        },
+        submit: (to, tx) => nodes.get(to)!.submit(tx),
+        flush: () => undefined, // setImmediate delivers after this turn either way
+      };
+      const store = new ChainStore(dbs[i]!, genesis);
+      stores.set(id, store);
+      nodes.set(id, new ChainNode({ id, store, signer: signers.get(id)!, peers, tickMs, commitNoticeLingerMs, log: () => undefined }));
+    });
+    for (const node of nodes.values()) node.start();
+    await until('a leader is elected', () => [...nodes.values()].some((n) => n.status().role === 'leader'));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const leader = [...nodes.values()].find((n) => n.status().role === 'leader')!;
+  const submit = async (name: string) => {
+    const result = await leader.submit(registration(name));
+    assert.equal(result.ok, true, result.error);
+    return result.height;
+  };
+  return { nodes, stores, leader, submit, close };
+}
+
 describe('chain nodes', () => {
   it('certify blocks whose endorsements were lost, without a change of leader', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-node-'));
-    const ids = ['sp1', 'sp2', 'sp3'];
-    const signers = new Map(ids.map((id) => [id, signingKeyFromSeed(newSigningSeed())]));
-    const genesis: Genesis = { chainId: 'lossy', time: 1, validators: ids.map((id) => ({ id, signKey: signers.get(id)!.publicKey })) };
     let dropEndorsements = false;
-    const nodes = new Map<string, ChainNode>();
-    const stores = new Map<string, ChainStore>();
-    const dbs = ids.map((id) => openProviderDbs(join(dir, id)));
+    const chain = await startChain(10, undefined, (_from, _to, type) => type === 'raft' || !dropEndorsements);
     try {
-      ids.forEach((id, i) => {
-        const peers: PeerLink = {
-          send: (to, type, body) =>
-            setImmediate(() => {
-              const node = nodes.get(to)!;
-              if (type === 'raft') node.onRaft(id, (body as { msg: RaftMessage<never> }).msg);
-              else if (!dropEndorsements) node.onEndorse(id, (body as { endorsements: never[] }).endorsements);
-            }),
-          submit: (to, tx) => nodes.get(to)!.submit(tx),
-          flush: () => undefined, // setImmediate delivers after this turn either way
-        };
-        const store = new ChainStore(dbs[i]!, genesis);
-        stores.set(id, store);
-        nodes.set(id, new ChainNode({ id, store, signer: signers.get(id)!, peers, tickMs: 10, log: () => undefined }));
-      });
-      for (const node of nodes.values()) node.start();
-      await until('a leader is elected', () => [...nodes.values()].some((n) => n.status().role === 'leader'));
-      const leader = [...nodes.values()].find((n) => n.status().role === 'leader')!;
-      const leaderStore = stores.get(leader.status().id)!;
-      const submit = async (name: string) => {
-        const result = await leader.submit(registration(name));
-        assert.equal(result.ok, true, result.error);
-        return result.height;
-      };
+      const { leader, submit } = chain;
+      const leaderStore = chain.stores.get(leader.status().id)!;
 
       // Every endorsement is lost for a while: blocks become final, but none gets a certificate.
       dropEndorsements = true;
@@ -85,10 +117,35 @@ describe('chain nodes', () => {
       }
       assert.equal(leader.status().role, 'leader', 'no election was needed');
     } finally {
-      for (const node of nodes.values()) node.stop();
-      await new Promise((r) => setImmediate(r)); // messages already on their way find the nodes stopped
-      for (const d of dbs) await d.root.close();
-      rmSync(dir, { recursive: true, force: true });
+      await chain.close();
+    }
+  });
+
+  it('tell followers of commits in the next block when one follows, and by heartbeat when none does', async () => {
+    // Appends without entries that raise what a follower knows is final: commit notices, or a
+    // heartbeat that happens to fall between a commit and the next block. The linger here is
+    // longer than the whole test, so however loaded the machine, a commit reaches the followers
+    // in the next block's appends or in a heartbeat (every 2 ticks), never in a notice of its own.
+    const known = new Map<string, number>();
+    let notices = 0;
+    const chain = await startChain(100, 60_000, (_from, to, type, body) => {
+      const msg = type === 'raft' ? (body as { msg: RaftMessage<never> }).msg : undefined;
+      if (msg?.type === 'append') {
+        if (msg.entries.length === 0 && msg.commit > (known.get(to) ?? 0)) notices += 1;
+        known.set(to, Math.max(known.get(to) ?? 0, msg.commit));
+      }
+      return true;
+    });
+    try {
+      const blocks = 30;
+      let height = 0;
+      for (let i = 0; i < blocks; i++) height = await chain.submit(`user${i}`);
+      // Telling at once (setImmediate) sent 2 × blocks: one per follower and block.
+      assert.ok(notices < blocks / 2, `${notices} commit notices without entries for ${blocks} blocks to 2 followers`);
+      // The chain is idle now: the last commit still reaches every follower, which applies it.
+      await until(`every replica applied ${height}`, () => [...chain.stores.values()].every((st) => st.applied() >= height), 5_000);
+    } finally {
+      await chain.close();
     }
   });
 });

@@ -31,6 +31,8 @@ export interface ChainNodeOptions {
   signer: SigningKey;
   peers: PeerLink;
   tickMs: number;
+  /** See COMMIT_NOTICE_LINGER_MS (the default). */
+  commitNoticeLingerMs?: number;
   log: (line: string) => void;
 }
 
@@ -46,6 +48,16 @@ const MAX_PENDING_TXS = 4096;
  */
 const MAX_UNCOMMITTED_BLOCKS = 2;
 const MAX_CERTS_PER_BLOCK = 64;
+/**
+ * How long a leader waits before telling followers of a commit on its own: a block proposed
+ * meanwhile carries the commit in its appends for free. Telling them at once cost each follower a
+ * second append, answer and durable commit per block (to apply it). With the wait, followers apply
+ * a block with the next one's append; on an idle chain they apply it this much later, and a read
+ * on a follower waits for the height its client asks for, so it never sees older state for it.
+ * A/B on fresh clusters, 4 KiB uploads: 7 of 7 pairs faster at concurrency 1 and 8 (+2-12 %),
+ * concurrency 64 as fast or faster.
+ */
+const COMMIT_NOTICE_LINGER_MS = 10;
 const SUBMIT_TIMEOUT_MS = 15_000;
 const LEADER_WAIT_MS = 3_000;
 /**
@@ -72,7 +84,7 @@ export class ChainNode extends EventEmitter {
   readonly #validators: Map<string, string>;
   #timer: NodeJS.Timeout | undefined;
   #proposeScheduled = false;
-  #commitFlushScheduled = false;
+  #commitFlush: NodeJS.Timeout | undefined;
   /** term/leader our endorsements last went to, so a new leader gets the ones it may lack. */
   #endorsedLeader = '';
   #ticks = 0;
@@ -112,6 +124,7 @@ export class ChainNode extends EventEmitter {
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#commitFlush);
     for (const [, w] of this.#waiters) {
       clearTimeout(w.timer);
       w.reject(new CairnError('UNAVAILABLE', 'the storage provider is shutting down'));
@@ -290,17 +303,16 @@ export class ChainNode extends EventEmitter {
     }
     if (this.#core.status().role !== 'leader') this.#failPendingNotLeader();
     else if (this.#pending.length > 0) this.#schedulePropose();
-    // After any proposal scheduled above (setImmediate runs in order), whose appends carry the commit.
+    // Unless a proposal (scheduled above, or arriving within the linger) carries the commit first.
     if (ready.commitUnsent) this.#scheduleCommitFlush();
   }
 
   #scheduleCommitFlush(): void {
-    if (this.#commitFlushScheduled) return;
-    this.#commitFlushScheduled = true;
-    setImmediate(() => {
-      this.#commitFlushScheduled = false;
+    if (this.#commitFlush) return;
+    this.#commitFlush = setTimeout(() => {
+      this.#commitFlush = undefined;
       this.#run(() => this.#core.flushCommit());
-    });
+    }, this.opts.commitNoticeLingerMs ?? COMMIT_NOTICE_LINGER_MS);
   }
 
   /** Signs every appended block and records our own endorsements; the caller sends them. */
