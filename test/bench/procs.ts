@@ -109,6 +109,9 @@ export function rssSnapshot(p: ClusterProcs): RssSnapshot {
   return { totalMiB: round1(supervisor + providers + clients), anonMiB: round1(anon), supervisorMiB: supervisor, providersMiB: round1(providers), clientsMiB: round1(clients), perProcessMiB: per };
 }
 
+/** /proc's CPU times tick every 10 ms: a tenth of a second tells 0.2 cores from busy. */
+const QUIET_SAMPLE_MS = 100;
+
 export interface CpuSnapshot {
   at: number;
   byId: Map<string, number>;
@@ -130,6 +133,23 @@ export interface CpuUse {
   benchSeconds: number;
   /** All of them together divided by wall time: how many cores were busy on average. */
   coresBusy: number;
+}
+
+/**
+ * Resolves once the cluster used at most `maxCores` of CPU over one QUIET_SAMPLE_MS interval, or
+ * after maxWaitMs: what is left of earlier work (an abandoned download's prefetch) is done.
+ */
+export async function waitQuiet(p: ClusterProcs, maxWaitMs: number, maxCores = 0.2): Promise<void> {
+  const deadline = Date.now() + maxWaitMs;
+  let before = cpuSnapshot(p);
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, QUIET_SAMPLE_MS));
+    const now = cpuSnapshot(p);
+    const use = cpuBetween(before, now);
+    const cores = (use.clientSeconds + use.providersSeconds + use.supervisorSeconds) / ((now.at - before.at) / 1000);
+    if (cores <= maxCores) return;
+    before = now;
+  }
 }
 
 export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot): CpuUse {

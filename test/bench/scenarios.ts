@@ -6,9 +6,13 @@ import type { BenchCluster } from './bench-cluster.js';
 import { percentile } from './chain-bench.js';
 import { ChildUploader } from './child-uploader.js';
 import { ContentChecker, HttpApi, newTag, smallContent, type UploadOutcome } from './http-load.js';
-import { cpuBetween, cpuSnapshot, round1, rssSnapshot, watchRss, type CpuUse, type RssSeen, type RssSnapshot } from './procs.js';
+import { cpuBetween, cpuSnapshot, round1, waitQuiet, rssSnapshot, watchRss, type CpuUse, type RssSeen, type RssSnapshot } from './procs.js';
 
 const MiB = 1024 * 1024;
+const SETTLE_SAMPLE_MS = 500;
+const STABLE_SAMPLES = 3;
+const SETTLE_SLACK_MIB = 2;
+const MAX_SETTLE_MS = 15_000;
 
 export type Report = (fraction: number, note: string) => void;
 
@@ -135,7 +139,7 @@ export async function timeToFirstByte(s: Session, id: string, sizeMiB: number, p
     if (r.status !== 200 || r.bytes === 0) throw new Error(`first-byte probe failed: ${r.status} ${r.error ?? ''}`);
     first.push(r.firstByteMs);
     headers.push(r.headersMs);
-    await new Promise((res) => setTimeout(res, 200)); // let the abandoned download wind down
+    await waitQuiet(s.cluster.procs, 3_000); // the abandoned download's prefetch winds down first
   }
   first.sort((a, b) => a - b);
   headers.sort((a, b) => a - b);
@@ -272,8 +276,22 @@ export async function concurrentUploads(s: Session, requests: number, sizeMiB: n
   };
 }
 
-/** Waits until the cluster has been quiet for settleMs and samples every process's RSS. */
+/**
+ * The cluster's idle RSS: after settleMs of quiet, sampled until it has stopped falling for
+ * STABLE_SAMPLES samples in a row (bounded by MAX_SETTLE_MS). The processes give memory back a
+ * second or two after their last work (src/idle.ts), later on a slow stretch; a fixed wait
+ * sometimes sampled before that and reported ~150 MiB that was already on its way back.
+ */
 export async function idleRss(cluster: BenchCluster, settleMs: number): Promise<RssSnapshot> {
   await new Promise((r) => setTimeout(r, settleMs));
-  return rssSnapshot(cluster.procs);
+  const deadline = Date.now() + MAX_SETTLE_MS;
+  let last = rssSnapshot(cluster.procs);
+  let low = last.totalMiB;
+  for (let stable = 0; stable < STABLE_SAMPLES && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, SETTLE_SAMPLE_MS));
+    last = rssSnapshot(cluster.procs);
+    stable = last.totalMiB < low - SETTLE_SLACK_MIB ? 0 : stable + 1;
+    low = Math.min(low, last.totalMiB);
+  }
+  return last; // the latest sample, not the lowest: a rise after settling counts
 }
