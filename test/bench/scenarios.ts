@@ -280,7 +280,7 @@ export async function concurrentUploads(s: Session, requests: number, sizeMiB: n
  * The cluster's idle RSS: after settleMs of quiet, sampled until it has stopped falling for
  * STABLE_SAMPLES samples in a row (bounded by MAX_SETTLE_MS). The processes give memory back a
  * second or two after their last work (src/idle.ts), later on a slow stretch; a fixed wait
- * sometimes sampled before that and reported ~150 MiB that was already on its way back.
+ * sometimes sampled before that (one run read 564 MiB where the others read 410-432).
  */
 export async function idleRss(cluster: BenchCluster, settleMs: number): Promise<RssSnapshot> {
   await new Promise((r) => setTimeout(r, settleMs));
