@@ -33,9 +33,10 @@ export class ChildUploader {
       }
     });
     const exited = new Promise<string>((resolve) => this.#child.once('exit', (code, signal) => resolve(`upload child exited (${signal ?? code}) ${lines.join(' ').slice(0, 300)}`)));
-    const nextLine = (timeoutMs: number) =>
+    /** The child's next line; without a timeout, only its exit ends the wait. */
+    const nextLine = (timeoutMs?: number) =>
       new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`upload child: no answer within ${timeoutMs} ms`)), timeoutMs);
+        const timer = timeoutMs === undefined ? undefined : setTimeout(() => reject(new Error(`upload child: no answer within ${timeoutMs} ms`)), timeoutMs);
         const take = () => {
           if (lines.length === 0) return;
           clearTimeout(timer);
@@ -54,8 +55,8 @@ export class ChildUploader {
     });
     this.ready.catch(() => undefined);
     this.#outcome = this.ready.then(async () => {
-      // The upload's own timeout (http-load's) bounds this wait; exit settles it otherwise.
-      const line = await nextLine(2 ** 31 - 1);
+      // The upload's own timeout (http-load's) bounds the child, and its exit ends this wait.
+      const line = await nextLine();
       return JSON.parse(line) as UploadOutcome;
     });
     this.#outcome.catch(() => undefined);
