@@ -35,6 +35,21 @@ for (const [nodes, seeds] of [
   });
 }
 
+for (const [nodes, seeds] of [
+  [3, 300],
+  [5, 150],
+  [1, 25],
+] as const) {
+  test(`${seeds} seeded runs of ${nodes} node(s) with asynchronous storage (crashes lose what was not flushed) keep every invariant`, () => {
+    const results: SimResult[] = [];
+    for (let seed = 7000 * nodes; seed < 7000 * nodes + seeds; seed++) results.push(runSimulation({ seed, nodes, asyncStorage: true }));
+    for (const r of results) assert.ok(r.commit > 0, `seed ${r.seed} made no progress`);
+    assert.ok(sum(results, 'crashes') > seeds, 'crashes');
+    assert.ok(sum(results, 'committedPayloads') > 10 * seeds, 'client payloads committed');
+    if (nodes > 2) assert.ok(sum(results, 'truncations') > 0, 'conflicting suffixes truncated');
+  });
+}
+
 test('a seed replays exactly: same seed, same trace digest; another seed, another run', () => {
   const a = runSimulation({ seed: 4242, nodes: 5 });
   const b = runSimulation({ seed: 4242, nodes: 5 });

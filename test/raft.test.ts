@@ -504,3 +504,29 @@ test('bad options are refused with BAD_CONFIG, and a shell that skipped a Ready 
   solo.propose((h, term, prev) => makeEntry(h, term, prev, 'x')); // Ready dropped on the floor
   assert.throws(() => solo.tick(), /previous Ready was not applied/);
 });
+
+test('asynchronous storage: a leader counts its own entries toward a majority only once they are durable', () => {
+  const c = new Cluster(['a', 'b', 'c'], {}, { asyncStorage: true });
+  c.elect('a');
+  c.rounds(2); // the cluster settles; nothing proposed yet
+  const a = c.node('a').core;
+  const before = a.status().commit;
+  const r = c.propose('a', 'x');
+  const height = r.append[0]!.height;
+  const term = r.append[0]!.term;
+  // Only b answers: b and a's memory are a majority, b and a's disk are not yet.
+  c.deliver((m) => m.to === 'c' || m.from === 'c');
+  assert.equal(a.status().commit, before, 'committed on the leader memory alone');
+  // A report for an entry the log does not hold (another term) changes nothing.
+  c.apply('a', a.durableTo(height, term + 1));
+  assert.equal(a.status().commit, before);
+  const done = c.apply('a', a.durableTo(height, term));
+  assert.equal(a.status().commit, height, 'durable on the leader and b: a majority');
+  assert.deepEqual(done.committed.map((e) => e.data), ['x']);
+  assert.equal(done.commitUnsent, true, 'followers have not heard of this commit yet');
+
+  // Two followers are a majority without the leader's disk.
+  const r2 = c.propose('a', 'y');
+  c.deliver();
+  assert.equal(a.status().commit, r2.append[0]!.height);
+});

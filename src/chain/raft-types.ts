@@ -52,7 +52,9 @@ export interface OutboundMessage<T> {
 /**
  * What one call into the core asks of the shell, in this order: persist hardState, truncation and
  * append durably (one transaction is the simple way to make a crash leave either all or none),
- * then send messages, then apply committed entries.
+ * then send messages, then apply committed entries. With RaftOptions.asyncStorage the storage
+ * must reflect the Ready at once and become durable later, and messages wait for that unless the
+ * node is the leader.
  */
 export interface Ready<T> {
   hardState?: HardState;
@@ -89,6 +91,14 @@ export interface RaftOptions<T> {
   applied?: number;
   /** propose() refuses with OVERLOADED while this many entries wait for commit. Default 256. */
   maxUncommitted?: number;
+  /**
+   * The shell makes a Ready's entries durable after the call returns (etcd-raft's asynchronous
+   * storage writes) and reports each durable point with `durableTo`; until then the leader does
+   * not count its own new entries toward a majority. The shell must still hold back every message
+   * a follower or candidate sends until what came before it is durable. Default false: a Ready's
+   * entries count as durable once returned.
+   */
+  asyncStorage?: boolean;
 }
 
 /** A node in its PreVote phase reports as 'candidate'. */

@@ -1,7 +1,8 @@
 /**
  * The Raft consensus core as a pure state machine in the etcd-raft manner: no I/O, no timers, no
  * ambient randomness. Each call (tick, step, propose) returns a Ready that the shell must apply in
- * full before it calls again, so storage always reflects every earlier call.
+ * full before it calls again, so storage always reflects every earlier call. With asyncStorage
+ * the shell may make it durable later and says when (durableTo).
  *
  * Choices beyond the Raft paper:
  * - PreVote plus leader stickiness: a node that heard from a leader within electionTicksMin (or a
@@ -65,7 +66,7 @@ export class RaftCore<T> {
   private readonly id: NodeId;
   private readonly others: NodeId[];
   private readonly quorum: number;
-  private readonly opts: Required<Omit<RaftOptions<T>, 'validate' | 'applied'>> & Pick<RaftOptions<T>, 'validate'>;
+  private readonly opts: Required<Omit<RaftOptions<T>, 'validate' | 'applied' | 'asyncStorage'>> & Pick<RaftOptions<T>, 'validate' | 'asyncStorage'>;
   private readonly storage: RaftStorage<T>;
 
   private term: number;
@@ -85,6 +86,8 @@ export class RaftCore<T> {
   private applied: number;
 
   private lastHeight: number;
+  /** The height up to which this node's own log is known durable (see RaftOptions.asyncStorage). */
+  private durable: number;
   /** Entries appended during the current call, not yet in storage: heights pendingBase+1… */
   private pendingBase = -1;
   private pending: RaftEntry<T>[] = [];
@@ -104,6 +107,7 @@ export class RaftCore<T> {
     this.commit = hs.commit;
     this.persisted = { ...hs };
     this.lastHeight = storage.lastHeight();
+    this.durable = this.lastHeight;
     invariant(storage.entry(0)?.term === 0, 'storage has no genesis sentinel at height 0');
     invariant(this.commit <= this.lastHeight, `persisted commit ${this.commit} is beyond the log (${this.lastHeight})`);
     this.applied = opts.applied ?? 0;
@@ -145,6 +149,19 @@ export class RaftCore<T> {
     this.appendLocal([entry]);
     for (const p of this.others) this.sendAppend(p, false);
     this.maybeCommit();
+    return this.finish();
+  }
+
+  /**
+   * The shell's report that its log up to `height` (with that entry's term) is durable. Reports
+   * of entries since replaced (a truncation) are ignored; a leader may commit as a result.
+   */
+  durableTo(height: number, term: number): Ready<T> {
+    this.begin();
+    if (height > this.durable && height <= this.lastHeight && this.termAt(height) === term) {
+      this.durable = height;
+      if (this.role === 'leader' && this.maybeCommit()) this.broadcastCommit();
+    }
     return this.finish();
   }
 
@@ -217,6 +234,7 @@ export class RaftCore<T> {
     invariant(this.pendingBase < 0 && this.ready.truncateAfter === undefined, 'one truncation per call, before any append');
     this.ready.truncateAfter = after;
     this.lastHeight = after;
+    this.durable = Math.min(this.durable, after);
   }
 
   private appendLocal(entries: RaftEntry<T>[]): void {
@@ -537,7 +555,10 @@ export class RaftCore<T> {
 
   /** True if the commit index moved. */
   private maybeCommit(): boolean {
-    const matches = [this.lastHeight, ...[...this.progress.values()].map((pr) => pr.match)].sort((a, b) => b - a);
+    // Our own log counts only as far as it is durable: with asynchronous storage a majority of
+    // others may commit an entry before our own disk has it, never our memory alone.
+    const own = this.opts.asyncStorage ? Math.min(this.lastHeight, this.durable) : this.lastHeight;
+    const matches = [own, ...[...this.progress.values()].map((pr) => pr.match)].sort((a, b) => b - a);
     const n = matches[this.quorum - 1]!;
     // Only an entry of the current term commits by counting replicas (Raft §5.4.2, Figure 8).
     if (n <= this.commit || this.termAt(n) !== this.term) return false;

@@ -81,6 +81,14 @@ export class MemStorage<T> implements RaftStorage<T> {
     return this.log[height];
   }
 
+  /** A copy: what a crash leaves on disk when the storage is durable only up to now. */
+  clone(): MemStorage<T> {
+    const c = new MemStorage<T>(this.log[0]!);
+    c.hs = { ...this.hs };
+    c.log.push(...this.log.slice(1));
+    return c;
+  }
+
   apply(ready: Ready<T>): void {
     const old = this.hs;
     if (ready.hardState) {
@@ -131,6 +139,12 @@ export interface SimOptions {
    * worst-case round trip per entry the most lagging node lacks (at least one entry per round trip).
    */
   healDeadline?: number;
+  /**
+   * The shell persists as cairn's chain node does (RaftOptions.asyncStorage): a Ready lands in
+   * memory, a flush some time later makes everything so far durable and reports it to the core;
+   * until then a follower's or candidate's messages wait, and a crash loses what was not flushed.
+   */
+  asyncStorage?: boolean;
   /** Rewrites a Ready before the shell applies it: lets a test prove the checker catches a lying core. */
   tamper?: (node: string, step: number, ready: Ready<string>) => Ready<string>;
 }
@@ -172,6 +186,8 @@ interface Scenario {
   pCrashMidCall: number;
   /** Chance that a new leader crashes soon after winning: old-term entries half replicated (Figure 8). */
   pCrashNewLeader: number;
+  /** Asynchronous storage: chance per time unit that a node with unflushed changes flushes. */
+  pFlush: number;
 }
 
 interface SimNode {
@@ -184,6 +200,12 @@ interface SimNode {
   checkedCommit: number;
   /** A leader's Ready said followers lack the commit index: the shell flushes it soon, not at once. */
   flushDue: boolean;
+  /** Asynchronous storage: what a crash leaves (storage and state machine as of the last flush). */
+  durable: { storage: MemStorage<string>; applied: number };
+  /** Asynchronous storage: something changed since the last flush. */
+  unflushed: boolean;
+  /** Asynchronous storage: messages waiting for the next flush, in send order. */
+  held: { to: string; msg: unknown }[];
 }
 
 interface InFlight {
@@ -217,6 +239,7 @@ function scenarioFor(rng: Rng): Scenario {
     pGarbage: rng.pick([0, 0.003]),
     pCrashMidCall: rng.pick([0, 0.0005]),
     pCrashNewLeader: rng.pick([0, 0.1, 0.3]),
+    pFlush: rng.pick([0.05, 0.2, 0.5, 1]),
   };
 }
 
@@ -316,15 +339,21 @@ class Simulation {
     this.faultTime = opts.faultTime ?? 3000;
     this.ids = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.group = this.ids.map(() => 0);
-    this.nodes = this.ids.map((id) => ({
-      id,
-      storage: new MemStorage<string>(genesisEntry()),
-      core: null,
-      phase: this.rng.int(this.sc.tickEvery),
-      applied: 0,
-      checkedCommit: 0,
-      flushDue: false,
-    }));
+    this.nodes = this.ids.map((id) => {
+      const storage = new MemStorage<string>(genesisEntry());
+      return {
+        id,
+        storage,
+        core: null,
+        phase: this.rng.int(this.sc.tickEvery),
+        applied: 0,
+        checkedCommit: 0,
+        flushDue: false,
+        durable: { storage: storage.clone(), applied: 0 },
+        unflushed: false,
+        held: [],
+      };
+    });
     for (const n of this.nodes) this.start(n);
   }
 
@@ -348,6 +377,9 @@ class Simulation {
         if (this.converged(heightAtHeal)) return this.result();
       }
       this.deliverDue();
+      if (this.opts.asyncStorage) {
+        for (const n of this.nodes) if (n.core && n.unflushed && this.rng.chance(this.sc.pFlush)) this.flush(n);
+      }
       for (const n of this.nodes) {
         if (n.core && n.flushDue && this.rng.chance(0.5)) {
           n.flushDue = false;
@@ -385,6 +417,7 @@ class Simulation {
         maxUncommitted: this.sc.maxUncommitted,
         applied: n.applied,
         validate: (e, prev) => e.prevHash === prev.hash && e.hash === entryHash(e.prevHash, e.height, e.term, e.data),
+        asyncStorage: this.opts.asyncStorage ?? false,
       },
       n.storage,
     );
@@ -395,6 +428,13 @@ class Simulation {
   private crash(n: SimNode, loseStateMachine: boolean): void {
     n.core = null;
     this.crashes++;
+    if (this.opts.asyncStorage) {
+      // Only what was flushed survives: the log, the hard state and the state machine's progress.
+      n.storage = n.durable.storage.clone();
+      n.applied = n.durable.applied;
+      n.unflushed = false;
+      n.held = [];
+    }
     // A state machine kept in memory only is rebuilt from the chain: everything is delivered again.
     if (loseStateMachine) n.applied = 0;
     this.record(`crash ${n.id} ${loseStateMachine}`);
@@ -414,6 +454,7 @@ class Simulation {
       return this.fail(`${n.id} ${what}: ${err instanceof Error ? err.message : String(err)}`);
     }
     if (ready.truncateAfter !== undefined) this.truncations++;
+    if (ready.hardState || ready.truncateAfter !== undefined || ready.append.length > 0 || ready.committed.length > 0) n.unflushed = true;
     if (ready.commitUnsent) n.flushDue = true;
     for (const e of ready.append) this.checkAppended(n, e);
     this.checkCommitted(n);
@@ -439,7 +480,12 @@ class Simulation {
       this.crash(n, false);
       return;
     }
-    for (const { to, msg } of ready.messages) this.send(n.id, to, msg);
+    if (this.opts.asyncStorage && st.role !== 'leader' && (n.unflushed || n.held.length > 0)) {
+      // Persist, then send (a leader's messages may leave first: it counts itself once durable).
+      n.held.push(...ready.messages);
+    } else {
+      for (const { to, msg } of ready.messages) this.send(n.id, to, msg);
+    }
     if (ready.becameLeader) {
       this.elections++;
       this.checkLeaderCompleteness(n, st.term);
@@ -464,6 +510,19 @@ class Simulation {
     });
     if (!overloaded) this.proposed++;
     return !overloaded;
+  }
+
+  /** Asynchronous storage: everything so far becomes durable; held messages leave; the core hears of it. */
+  private flush(n: SimNode): void {
+    n.durable = { storage: n.storage.clone(), applied: n.applied };
+    n.unflushed = false;
+    const held = n.held;
+    n.held = [];
+    this.record(`flush ${n.id} ${n.storage.lastHeight()}`);
+    for (const { to, msg } of held) this.send(n.id, to, msg);
+    const height = n.storage.lastHeight();
+    const term = n.storage.entry(height)!.term;
+    this.call(n, 'durable', (c) => c.durableTo(height, term));
   }
 
   private leaders(): SimNode[] {
