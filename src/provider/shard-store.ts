@@ -4,6 +4,7 @@
  */
 import { sha256Hex } from '../crypto/hash.js';
 import { CairnError } from '../errors.js';
+import { writeDurably } from '../lmdb-durable.js';
 import type { ProviderDbs, ShardMeta } from './store.js';
 
 export const SHARD_KEY = /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/;
@@ -30,16 +31,16 @@ export class ShardStore {
     }
   }
 
-  /** Verifies, then writes; resolves once LMDB has committed (a process kill after this keeps it). */
+  /** Verifies, then writes; resolves once the shard is on disk (a power cut after this keeps it). */
   async put(key: string, bytes: Uint8Array, hash: string): Promise<void> {
     if (!SHARD_KEY.test(key)) throw new CairnError('BAD_REQUEST', `invalid shard key ${key}`);
     if (bytes.length === 0) throw new CairnError('BAD_REQUEST', 'a shard is never empty');
     if (sha256Hex(bytes) !== hash) throw new CairnError('HASH_MISMATCH', `shard ${key} does not match its hash`);
     const previous = this.dbs.shardMeta.get(key);
     const meta: ShardMeta = { hash, size: bytes.length, storedAt: Date.now() };
-    await this.dbs.root.transaction(() => {
-      this.dbs.shards.put(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      this.dbs.shardMeta.put(key, meta);
+    await writeDurably(this.dbs.root, () => {
+      void this.dbs.shards.put(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      void this.dbs.shardMeta.put(key, meta);
     });
     if (previous) this.#stats.bytes -= previous.size;
     else this.#stats.shards += 1;
