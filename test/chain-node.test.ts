@@ -121,6 +121,33 @@ describe('chain nodes', () => {
     }
   });
 
+  it('drop peers\' messages while too many writes wait for the disk, and take them again once it caught up', async () => {
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      await chain.submit('before');
+      const id = [...chain.nodes.keys()].find((n) => n !== chain.leader.status().id)!;
+      const follower = chain.nodes.get(id)!;
+      const store = chain.stores.get(id)!;
+      const { term } = follower.status();
+      // A disk that has not kept up: 1,024 writes queued in this turn, none of them durable yet.
+      for (let i = 0; store.undurableWrites() < 1024; i++) {
+        assert.ok(i < 2048, 'every write is one batch');
+        store.saveEndorsement(1_000_000 + i, 'f'.repeat(64), { sp: 'test', sig: '0'.repeat(128) });
+        store.write(() => undefined);
+      }
+      // A message of a later term would move the follower to it, if it were taken.
+      const probe = { type: 'append', term: term + 5, prevHeight: 0, prevTerm: 0, entries: [], commit: 0 } as RaftMessage<never>;
+      follower.onRaft(chain.leader.status().id, probe);
+      assert.equal(follower.status().term, term, 'dropped while the writes wait');
+      await store.settled();
+      assert.ok(store.undurableWrites() < 1024, 'the chain itself may have written since, not 1,024 times');
+      follower.onRaft(chain.leader.status().id, probe);
+      assert.equal(follower.status().term, term + 5, 'taken once the disk caught up');
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('tell followers of commits in the next block when one follows, and by heartbeat when none does', async () => {
     // Appends without entries that raise what a follower knows is final: commit notices, or a
     // heartbeat that happens to fall between a commit and the next block. The linger here is

@@ -271,11 +271,59 @@ describe('the chain store', () => {
       assert.equal(store.certifiedHeight(), 0);
       store.persist({ term: 1, votedFor: 'sp1', commit: 0 }, undefined, [entry(b1!), entry(b2)]);
       assert.equal(store.certifiedHeight(), 1);
+      await store.settled();
       assert.equal(new ChainStore(dbs, genesis).certifiedHeight(), 1, 'found again on start');
       store.persist(undefined, 1, []);
       assert.equal(store.certifiedHeight(), 0, 'the certificate went with the truncated block');
       assert.equal(store.block(2), undefined, 'a truncated block is not served from the cache');
       assert.equal(store.lastHeight(), 1);
+      await dbs.root.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the chain store: group commits', () => {
+  it('makes a step readable at once and durable later, in order; listings merge what is on its way to disk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
+    try {
+      const alice = user('alice');
+      const [a, b] = ['a'.repeat(32), 'b'.repeat(32)];
+      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
+      const blocks = chainOf([[alice.register, put(a)], [put(b)], [signTx({ type: 'file.delete', fileId: a }, 'alice', alice.signing)]]);
+      const dbs = openProviderDbs(dir);
+      const store = new ChainStore(dbs, genesis);
+      const step = (i: number) => {
+        const bl = blocks[i]!;
+        store.write(() => {
+          store.persist(undefined, undefined, [{ height: bl.header.height, term: 1, hash: bl.hash, prevHash: bl.header.prevHash, data: bl }]);
+          store.applyFinal(bl);
+        });
+      };
+      const order: string[] = [];
+      step(0);
+      store.onDurable(() => order.push('first'));
+      await store.settled();
+      step(1);
+      store.onDurable(() => order.push('second'));
+      // Block 2's file is readable and listed before LMDB has it.
+      assert.equal(dbs.state.get(keys.file(b)), undefined, 'not committed yet within the same turn');
+      assert.equal((store.get(keys.file(b)) as { record: FileRecord } | undefined)?.record.id, b);
+      assert.deepEqual([...store.range('o/alice/')].map(([k]) => k), [keys.owned('alice', a), keys.owned('alice', b)]);
+      await store.settled();
+      // Block 3 removes a file that is on disk: gone from reads and listings at once.
+      step(2);
+      store.onDurable(() => order.push('third'));
+      assert.ok(dbs.state.get(keys.file(a)) !== undefined, 'still on disk');
+      assert.equal(store.get(keys.file(a)), undefined);
+      assert.deepEqual([...store.range('o/alice/')].map(([k]) => k), [keys.owned('alice', b)]);
+      await store.settled();
+      assert.deepEqual(order, ['first', 'second', 'third']);
+      const reopened = new ChainStore(dbs, genesis);
+      assert.equal(reopened.applied(), 3);
+      assert.equal(reopened.lastHeight(), 3);
+      assert.deepEqual([...reopened.range('o/alice/')].map(([k]) => k), [keys.owned('alice', b)]);
       await dbs.root.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -297,6 +345,7 @@ describe('verifying a stored replica', () => {
       assert.equal(clean.ok, true, JSON.stringify(clean.problems));
       assert.equal(clean.height, 3);
 
+      await store.settled(); // the tampering below goes to the disk, under what the store wrote
       const tampered = structuredClone(blocks[1]!);
       tampered.txs[0]!.time += 1;
       dbs.blocks.putSync(2, tampered);

@@ -58,6 +58,8 @@ const MAX_CERTS_PER_BLOCK = 64;
  * concurrency 64 as fast or faster.
  */
 const COMMIT_NOTICE_LINGER_MS = 10;
+/** Steps written and not yet on disk beyond which messages from peers are dropped (see onRaft). */
+const MAX_UNDURABLE_WRITES = 1024;
 const SUBMIT_TIMEOUT_MS = 15_000;
 const LEADER_WAIT_MS = 3_000;
 /**
@@ -109,6 +111,7 @@ export class ChainNode extends EventEmitter {
         validate: (entry, prev) => this.#validEntry(entry, prev),
         applied: opts.store.applied(),
         maxUncommitted: 64, // above MAX_UNCOMMITTED_BLOCKS, so the new-term empty block always fits
+        asyncStorage: true,
       },
       opts.store,
     );
@@ -149,6 +152,9 @@ export class ChainNode extends EventEmitter {
 
   onRaft(from: string, msg: RaftMessage<Block | null>): void {
     if (!this.#validators.has(from) || from === this.opts.id) return;
+    // A disk this far behind gets no more work from peers: Raft survives a lost message (the
+    // leader resends), memory would not survive an unbounded backlog of writes.
+    if (this.#store.undurableWrites() >= MAX_UNDURABLE_WRITES) return;
     this.#run(() => this.#core.step(from, msg));
   }
 
@@ -261,16 +267,18 @@ export class ChainNode extends EventEmitter {
     if (this.#stopped) return;
     const ready = step();
     // A leader's messages (appends, heartbeats, refusals) may leave before its own log is durable
-    // (Raft thesis 10.2.1): it counts itself toward a majority only once it processes an answer,
-    // and the synchronous commit below ends before any answer is read. Its disk write then
-    // overlaps the followers' instead of preceding it (a commit took 2-4 ms under load here).
+    // (Raft thesis 10.2.1): the core counts the leader's own entries toward a majority only once
+    // the store reports them durable (durableTo). Its disk write overlaps the followers'.
     const early = this.#core.status().role === 'leader';
     if (early && ready.messages.length > 0) {
       for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
       this.opts.peers.flush();
     }
-    // One durable commit per step: the log, the hard state, our endorsements and the blocks that
-    // became final, all before any message of this step leaves (Raft's persist-then-send).
+    // One batch per step: the log, the hard state, our endorsements and the blocks that became
+    // final, written together (a crash leaves all or none) and durable a little later, off this
+    // thread. What the step tells others waits for that (Raft's persist-then-send); blocks that
+    // became final are announced at once: final means durable on a majority already, and the
+    // state they produce is readable here from now on.
     const final: [Block, BlockEffects][] = [];
     let endorsements: EndorsementWire[] = [];
     const writes = ready.hardState || ready.truncateAfter !== undefined || ready.append.length > 0 || ready.committed.length > 0;
@@ -288,14 +296,26 @@ export class ChainNode extends EventEmitter {
     // Only the leader builds certificates, so only it needs our endorsements; a new leader gets
     // those it may lack (heights not yet certified in the log) once we learn of it.
     const { leader, term } = this.#core.status();
-    if (leader !== null && leader !== this.opts.id) {
-      if (`${term}/${leader}` !== this.#endorsedLeader) {
-        this.#endorsedLeader = `${term}/${leader}`;
-        endorsements = this.#ownUncertifiedEndorsements();
-      }
-      if (endorsements.length > 0) this.opts.peers.send(leader, 'chain.endorse', { endorsements });
+    const otherLeader = leader !== null && leader !== this.opts.id ? leader : null;
+    if (otherLeader !== null && `${term}/${otherLeader}` !== this.#endorsedLeader) {
+      this.#endorsedLeader = `${term}/${otherLeader}`;
+      endorsements = this.#ownUncertifiedEndorsements();
     }
-    if (!early) for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
+    const held = early ? [] : ready.messages;
+    const endorse = otherLeader !== null && endorsements.length > 0;
+    if (held.length > 0 || endorse) {
+      // Also when this step wrote nothing: an answer must not overtake one an earlier write holds back.
+      this.#store.onDurable(() => {
+        if (this.#stopped) return;
+        if (endorse) this.opts.peers.send(otherLeader, 'chain.endorse', { endorsements });
+        for (const { to, msg } of held) this.opts.peers.send(to, 'raft', { msg });
+        this.opts.peers.flush();
+      });
+    }
+    if (ready.append.length > 0) {
+      const last = ready.append.at(-1)!;
+      this.#store.onDurable(() => this.#run(() => this.#core.durableTo(last.height, last.term)));
+    }
     for (const [block, effects] of final) this.#announce(block, effects);
     if (ready.becameLeader) {
       this.opts.log(`${this.opts.id} is leader for term ${this.#core.status().term}`);

@@ -186,6 +186,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       node.stop();
       await server.close();
       await Promise.all([...peers.values()].map((p) => p.close()));
+      await chainStore.settled();
       await dbs.root.close();
     },
   };
