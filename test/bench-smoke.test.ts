@@ -85,6 +85,7 @@ describe('benchmark --quick', () => {
     positive(l.lmdb.writeCpuMBps, 'LMDB write per CPU-second');
     positive(l.lmdb.writeBatchedMBps, 'LMDB write batched');
     positive(l.lmdb.readMBps, 'LMDB read');
+    positive(l.lmdb.durableCommitsPerSec, 'LMDB durable commits');
     for (const km of ['2+1', '4+2', '8+4']) {
       for (const side of ['upload', 'download'] as const) {
         const f = l.floors[side][km]!;

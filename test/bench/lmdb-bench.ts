@@ -1,13 +1,16 @@
 /**
- * LMDB throughput with 1 MiB values, as an SP uses it (lmdb-js, default durable commits,
- * no compression, binary values), in MB/s (10^6 bytes per second):
- *  - writeSync: one awaited put per value, so every 1 MiB value is its own synced commit;
+ * LMDB throughput with 1 MiB values, as an SP uses it (lmdb-js, writes awaited until flushed to
+ * disk as shard.put does, no compression, binary values), in MB/s (10^6 bytes per second):
+ *  - writeSync: one durable write per value, so every 1 MiB value is its own flushed commit;
  *  - writeCpu: the same writes per second of this process's CPU (every thread, kernel time
  *    included): what storing a new byte costs an SP's cores. On this kind of VM most of it is the
  *    kernel filling fresh page-cache pages (first touch of memory is ~0.5-2 s per GB here, a rewrite
  *    of cached pages ~0.1), so it is a CPU stage of the upload floor, not only a disk ceiling;
- *  - writeBatched: 16 puts issued in one event-loop turn (lmdb-js makes them one synced commit);
- *  - read: `get` (which copies) of every stored value, repeated for a while.
+ *  - writeBatched: 16 puts issued in one event-loop turn (lmdb-js makes them one flushed commit);
+ *  - read: `get` (which copies) of every stored value, repeated for a while;
+ *  - durableCommitsPerSec: 4 KiB writes one after another, each flushed before the next: how
+ *    many times a second this disk makes a small write durable, the price of every consensus
+ *    step that must reach the disk before its answer leaves (small files, chain finality).
  * Runs in a temp directory that is removed afterwards.
  *
  *   node dist/test/bench/lmdb-bench.js [MiB]
@@ -18,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { open } from 'lmdb';
+import { writeDurably } from '../../src/lmdb-durable.js';
 
 const MiB = 1024 * 1024;
 
@@ -27,11 +31,13 @@ export interface LmdbBenchResult {
   writeCpuMBps: number;
   writeBatchedMBps: number;
   readMBps: number;
+  durableCommitsPerSec: number;
 }
 
-export async function benchLmdb(options: { totalMiB?: number; readMs?: number } = {}): Promise<LmdbBenchResult> {
+export async function benchLmdb(options: { totalMiB?: number; readMs?: number; commitMs?: number } = {}): Promise<LmdbBenchResult> {
   const total = options.totalMiB ?? 128;
   const readMs = options.readMs ?? 500;
+  const commitMs = options.commitMs ?? 300;
   const dir = mkdtempSync(join(tmpdir(), 'cairn-lmdb-bench-'));
   const root = open({ path: dir, maxDbs: 2, mapSize: 16 * 1024 ** 3, compression: false });
   try {
@@ -41,7 +47,7 @@ export async function benchLmdb(options: { totalMiB?: number; readMs?: number } 
 
     let start = process.hrtime.bigint();
     const cpu = process.cpuUsage();
-    for (let i = 0; i < total; i++) await db.put(`s/${i}`, value(i));
+    for (let i = 0; i < total; i++) await writeDurably(root, () => void db.put(`s/${i}`, value(i)));
     const writeSyncMBps = (total * MiB) / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
     const used = process.cpuUsage(cpu);
     const writeCpuMBps = (total * MiB) / ((used.user + used.system) / 1e6) / 1e6;
@@ -49,9 +55,9 @@ export async function benchLmdb(options: { totalMiB?: number; readMs?: number } 
     start = process.hrtime.bigint();
     const BATCH = 16;
     for (let i = 0; i < total; i += BATCH) {
-      const puts: Promise<boolean>[] = [];
+      const puts: Promise<unknown>[] = [];
       for (let j = i; j < Math.min(total, i + BATCH); j++) puts.push(db.put(`b/${j}`, value(j)));
-      await Promise.all(puts);
+      await Promise.all([...puts, root.flushed]);
     }
     const writeBatchedMBps = (total * MiB) / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
 
@@ -64,7 +70,14 @@ export async function benchLmdb(options: { totalMiB?: number; readMs?: number } 
       for (let i = 0; i < total; i++) bytes += db.get(`s/${i}`)!.length;
     }
     const readMBps = bytes / (Number(process.hrtime.bigint() - start) / 1e9) / 1e6;
-    return { valueBytes: MiB, writeSyncMBps: Math.round(writeSyncMBps), writeCpuMBps: Math.round(writeCpuMBps), writeBatchedMBps: Math.round(writeBatchedMBps), readMBps: Math.round(readMBps) };
+
+    const small = randomBytes(4096);
+    let commits = 0;
+    start = process.hrtime.bigint();
+    const commitUntil = Date.now() + commitMs;
+    while (Date.now() < commitUntil || commits < 10) await writeDurably(root, () => void db.put(`c/${commits++ % 64}`, small));
+    const durableCommitsPerSec = commits / (Number(process.hrtime.bigint() - start) / 1e9);
+    return { valueBytes: MiB, writeSyncMBps: Math.round(writeSyncMBps), writeCpuMBps: Math.round(writeCpuMBps), writeBatchedMBps: Math.round(writeBatchedMBps), readMBps: Math.round(readMBps), durableCommitsPerSec: Math.round(durableCommitsPerSec) };
   } finally {
     await root.close();
     rmSync(dir, { recursive: true, force: true });
