@@ -259,7 +259,10 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     return this.#get('state', key) as StateValue | undefined;
   }
 
-  /** Keys under `prefix` in key order, with what batches on their way to disk changed. */
+  /**
+   * Keys under `prefix` in key order, with what batches on their way to disk changed. State keys
+   * are ASCII (user names, hex ids), where JavaScript's string order is LMDB's byte order.
+   */
   *range(prefix: string): Iterable<[string, StateValue]> {
     const pending = [...this.#overlay.state].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     let i = 0;
