@@ -1,6 +1,7 @@
 /**
  * A big seeded sweep of the Raft simulator, for hunting rare interleavings beyond what `npm test`
- * can afford: `node dist/test/raft-sweep.js --seeds 5000 [--from 1] [--nodes 3,4,5]`.
+ * can afford: `node dist/test/raft-sweep.js --seeds 5000 [--from 1] [--nodes 3,4,5] [--async]`
+ * (--async: the shell persists asynchronously, as cairn's chain node does).
  * Prints a summary; exits 1 if any seed violated an invariant (each is replayable by its seed).
  */
 import { parseArgs } from 'node:util';
@@ -10,11 +11,11 @@ const MAX_REPORTED = 20;
 
 function main(): number {
   const { values } = parseArgs({
-    options: { seeds: { type: 'string' }, from: { type: 'string', default: '1' }, nodes: { type: 'string', default: '3,4,5' } },
+    options: { seeds: { type: 'string' }, from: { type: 'string', default: '1' }, nodes: { type: 'string', default: '3,4,5' }, async: { type: 'boolean', default: false } },
   });
   // Without --seeds this is not a sweep (e.g. the test runner picked the file up): say how, do nothing.
   if (values.seeds === undefined) {
-    console.log('usage: node dist/test/raft-sweep.js --seeds N [--from S] [--nodes 3,4,5]');
+    console.log('usage: node dist/test/raft-sweep.js --seeds N [--from S] [--nodes 3,4,5] [--async]');
     return 0;
   }
   const seeds = Number(values.seeds);
@@ -36,7 +37,7 @@ function main(): number {
     const t0 = process.hrtime.bigint();
     let r: SimResult;
     try {
-      r = runSimulation({ seed, nodes });
+      r = runSimulation({ seed, nodes, asyncStorage: values.async });
     } catch (err) {
       if (!(err instanceof SimViolation)) throw err;
       violations.push(`nodes=${nodes} ${err.message}`);
@@ -48,7 +49,7 @@ function main(): number {
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
-  console.log(`raft sweep: seeds ${from}..${from + seeds - 1}, cluster sizes ${[...perSize].map(([n, c]) => `${n}×${c}`).join(' ')}`);
+  console.log(`raft sweep${values.async ? ' (asynchronous storage)' : ''}: seeds ${from}..${from + seeds - 1}, cluster sizes ${[...perSize].map(([n, c]) => `${n}×${c}`).join(' ')}`);
   console.log(`  violations: ${violations.length}`);
   for (const v of violations.slice(0, MAX_REPORTED)) console.log(`    ${v}`);
   if (violations.length > MAX_REPORTED) console.log(`    … and ${violations.length - MAX_REPORTED} more`);
