@@ -55,6 +55,7 @@ async function startChain(tickMs: number, commitNoticeLingerMs: number | undefin
   const close = async () => {
     for (const node of nodes.values()) node.stop();
     await new Promise((r) => setImmediate(r)); // messages already on their way find the nodes stopped
+    for (const st of stores.values()) await st.settled();
     for (const d of dbs) await d.root.close();
     rmSync(dir, { recursive: true, force: true });
   };

@@ -277,6 +277,7 @@ describe('the chain store', () => {
       assert.equal(store.certifiedHeight(), 0, 'the certificate went with the truncated block');
       assert.equal(store.block(2), undefined, 'a truncated block is not served from the cache');
       assert.equal(store.lastHeight(), 1);
+      await store.settled();
       await dbs.root.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
