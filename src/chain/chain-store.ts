@@ -4,9 +4,8 @@
  * one LMDB write transaction, so a crash leaves either both or neither.
  *
  * Writes are group commits off the main thread: `write` records what a consensus step changes,
- * makes it readable here at once (an overlay in memory), and queues it as one asynchronous LMDB
- * transaction; lmdb-js commits every transaction queued in an event turn together on its write
- * thread and flushes them to disk there. `onDurable` runs a callback once everything written so
+ * makes it readable here at once (an overlay in memory); the batches of an event-loop turn go to
+ * LMDB as one asynchronous transaction, which lmdb-js commits and flushes on its write thread. `onDurable` runs a callback once everything written so
  * far is on disk: what a replica promises others (acknowledgements, votes, endorsements) waits
  * for it. Before, each step committed synchronously and its fsync blocked the main thread (17-39 %
  * of an SP's wall time at 64 concurrent small uploads).
