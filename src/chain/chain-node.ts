@@ -266,17 +266,17 @@ export class ChainNode extends EventEmitter {
   #run(step: () => Ready<Block | null>): void {
     if (this.#stopped) return;
     const ready = step();
-    // A leader's messages (appends, heartbeats, refusals) may leave before its own log is durable
-    // (Raft thesis 10.2.1): the core counts the leader's own entries toward a majority only once
-    // the store reports them durable (durableTo). Its disk write overlaps the followers'.
-    const early = this.#core.status().role === 'leader';
-    if (early && ready.messages.length > 0) {
-      for (const { to, msg } of ready.messages) this.opts.peers.send(to, 'raft', { msg });
+    // What does not depend on this step's writes leaves at once (the core says which: a leader's
+    // appends, answers that acknowledge only durable blocks), so the leader's disk write overlaps
+    // the followers' and a heartbeat's answer never waits behind a slow disk.
+    const now = ready.messages.filter((m) => !m.afterDurable);
+    if (now.length > 0) {
+      for (const { to, msg } of now) this.opts.peers.send(to, 'raft', { msg });
       this.opts.peers.flush();
     }
     // One batch per step: the log, the hard state, our endorsements and the blocks that became
     // final, written together (a crash leaves all or none) and durable a little later, off this
-    // thread. What the step tells others waits for that (Raft's persist-then-send); blocks that
+    // thread. What the step promises others waits for that (Raft's persist-then-send); blocks that
     // became final are announced at once: final means durable on a majority already, and the
     // state they produce is readable here from now on.
     const final: [Block, BlockEffects][] = [];
@@ -301,7 +301,7 @@ export class ChainNode extends EventEmitter {
       this.#endorsedLeader = `${term}/${otherLeader}`;
       endorsements = this.#ownUncertifiedEndorsements();
     }
-    const held = early ? [] : ready.messages;
+    const held = ready.messages.filter((m) => m.afterDurable);
     const endorse = otherLeader !== null && endorsements.length > 0;
     if (held.length > 0 || endorse) {
       // Also when this step wrote nothing: an answer must not overtake one an earlier write holds back.

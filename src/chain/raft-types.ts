@@ -47,14 +47,16 @@ export type RaftMessage<T> =
 export interface OutboundMessage<T> {
   to: NodeId;
   msg: RaftMessage<T>;
+  /** Asynchronous storage only: send once this Ready, and every one before it, is durable. */
+  afterDurable?: boolean;
 }
 
 /**
  * What one call into the core asks of the shell, in this order: persist hardState, truncation and
  * append durably (one transaction is the simple way to make a crash leave either all or none),
  * then send messages, then apply committed entries. With RaftOptions.asyncStorage the storage
- * must reflect the Ready at once and become durable later, and messages wait for that unless the
- * node is the leader.
+ * must reflect the Ready at once and become durable later, and messages marked afterDurable wait
+ * for that.
  */
 export interface Ready<T> {
   hardState?: HardState;
@@ -94,9 +96,9 @@ export interface RaftOptions<T> {
   /**
    * The shell makes a Ready's entries durable after the call returns (etcd-raft's asynchronous
    * storage writes) and reports each durable point with `durableTo`; until then the leader does
-   * not count its own new entries toward a majority. The shell must still hold back every message
-   * a follower or candidate sends until what came before it is durable. Default false: a Ready's
-   * entries count as durable once returned.
+   * not count its own new entries toward a majority. The shell holds back each message marked
+   * `afterDurable` until what came before it is durable, and sends the others at once. Default
+   * false: a Ready's entries count as durable once returned.
    */
   asyncStorage?: boolean;
 }

@@ -362,8 +362,21 @@ export class RaftCore<T> {
 
   // ---- messages ----------------------------------------------------------------------------
 
+  /**
+   * With asynchronous storage, what depends on state not yet durable waits for it (afterDurable):
+   * votes and vote requests (the term and vote), answers that acknowledge entries beyond the
+   * durable height, refusals. The rest leaves at once: a leader's appends (Raft thesis 10.2.1: it
+   * counts itself only once durable), pre-vote requests (they change nothing), and answers that
+   * acknowledge only durable entries — a heartbeat's answer must not wait behind a slow disk, or
+   * the leader would lose its quorum while every node is up.
+   */
   private send(to: NodeId, msg: RaftMessage<T>): void {
-    this.ready.messages.push({ to, msg });
+    const afterDurable =
+      this.opts.asyncStorage === true &&
+      this.role !== 'leader' &&
+      msg.type !== 'preVote' &&
+      !(msg.type === 'appendResp' && msg.success && msg.matchHeight <= this.durable);
+    this.ready.messages.push(afterDurable ? { to, msg, afterDurable } : { to, msg });
   }
 
   private handle(from: NodeId, m: RaftMessage<T>): void {

@@ -142,7 +142,7 @@ export interface SimOptions {
   /**
    * The shell persists as cairn's chain node does (RaftOptions.asyncStorage): a Ready lands in
    * memory, a flush some time later makes everything so far durable and reports it to the core;
-   * until then a follower's or candidate's messages wait, and a crash loses what was not flushed.
+   * until then messages the core marks afterDurable wait, and a crash loses what was not flushed.
    */
   asyncStorage?: boolean;
   /** Rewrites a Ready before the shell applies it: lets a test prove the checker catches a lying core. */
@@ -480,11 +480,10 @@ class Simulation {
       this.crash(n, false);
       return;
     }
-    if (this.opts.asyncStorage && st.role !== 'leader' && (n.unflushed || n.held.length > 0)) {
-      // Persist, then send (a leader's messages may leave first: it counts itself once durable).
-      n.held.push(...ready.messages);
-    } else {
-      for (const { to, msg } of ready.messages) this.send(n.id, to, msg);
+    for (const m of ready.messages) {
+      // Persist, then send what the core marks as depending on it (also behind earlier held ones).
+      if (this.opts.asyncStorage && m.afterDurable && (n.unflushed || n.held.length > 0)) n.held.push(m);
+      else this.send(n.id, m.to, m.msg);
     }
     if (ready.becameLeader) {
       this.elections++;
