@@ -57,6 +57,22 @@ function chainOf(txBatches: Tx[][]): Block[] {
   return blocks;
 }
 
+const entryOf = (b: Block) => ({ height: b.header.height, term: 1, hash: b.hash, prevHash: b.header.prevHash, data: b });
+
+/** A ChainStore on LMDB in a temp dir, closed once its writes are on disk, the dir removed either way. */
+async function withStore(fn: (store: ChainStore, dbs: ReturnType<typeof openProviderDbs>) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
+  try {
+    const dbs = openProviderDbs(dir);
+    const store = new ChainStore(dbs, genesis);
+    await fn(store, dbs);
+    await store.settled();
+    await dbs.root.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('canonical encoding', () => {
   it('sorts keys at every level so equal values encode equally', () => {
     assert.equal(canonical({ b: 1, a: { d: 2, c: [3, { f: 1, e: 0 }] } }).toString(), '{"a":{"c":[3,{"e":0,"f":1}],"d":2},"b":1}');
@@ -260,16 +276,12 @@ describe('inline bytes per block', () => {
 
 describe('the chain store', () => {
   it('tracks the last certified height through appends, truncation and a reopen', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
-    try {
-      const dbs = openProviderDbs(dir);
-      const store = new ChainStore(dbs, genesis);
+    await withStore(async (store, dbs) => {
       const [b1] = chainOf([[]]);
       const cert = { height: 1, hash: b1!.hash, sigs: [{ sp: 'sp1', sig: 'a'.repeat(128) }] };
       const b2 = makeBlock({ height: 2, prevHash: b1!.hash, time: 200, proposer: 'sp1', term: 1, certs: [cert] }, [], sps[0]!.key);
-      const entry = (b: Block) => ({ height: b.header.height, term: 1, hash: b.hash, prevHash: b.header.prevHash, data: b });
       assert.equal(store.certifiedHeight(), 0);
-      store.persist({ term: 1, votedFor: 'sp1', commit: 0 }, undefined, [entry(b1!), entry(b2)]);
+      store.persist({ term: 1, votedFor: 'sp1', commit: 0 }, undefined, [entryOf(b1!), entryOf(b2)]);
       assert.equal(store.certifiedHeight(), 1);
       await store.settled();
       assert.equal(new ChainStore(dbs, genesis).certifiedHeight(), 1, 'found again on start');
@@ -277,28 +289,21 @@ describe('the chain store', () => {
       assert.equal(store.certifiedHeight(), 0, 'the certificate went with the truncated block');
       assert.equal(store.block(2), undefined, 'a truncated block is not served from the cache');
       assert.equal(store.lastHeight(), 1);
-      await store.settled();
-      await dbs.root.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('the chain store: group commits', () => {
   it('makes a step readable at once and durable later, in order; listings merge what is on its way to disk', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
-    try {
+    await withStore(async (store, dbs) => {
       const alice = user('alice');
       const [a, b] = ['a'.repeat(32), 'b'.repeat(32)];
       const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
       const blocks = chainOf([[alice.register, put(a)], [put(b)], [signTx({ type: 'file.delete', fileId: a }, 'alice', alice.signing)]]);
-      const dbs = openProviderDbs(dir);
-      const store = new ChainStore(dbs, genesis);
       const step = (i: number) => {
         const bl = blocks[i]!;
         store.write(() => {
-          store.persist(undefined, undefined, [{ height: bl.header.height, term: 1, hash: bl.hash, prevHash: bl.header.prevHash, data: bl }]);
+          store.persist(undefined, undefined, [entryOf(bl)]);
           store.applyFinal(bl);
         });
       };
@@ -325,22 +330,16 @@ describe('the chain store: group commits', () => {
       assert.equal(reopened.applied(), 3);
       assert.equal(reopened.lastHeight(), 3);
       assert.deepEqual([...reopened.range('o/alice/')].map(([k]) => k), [keys.owned('alice', b)]);
-      await dbs.root.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('verifying a stored replica', () => {
   it('passes a clean replica and names the height of a changed byte', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cairn-chain-'));
-    try {
+    await withStore(async (store, dbs) => {
       const alice = user('alice');
       const blocks = chainOf([[alice.register], [signTx({ type: 'file.put', file: record(alice, 'e'.repeat(32)) }, 'alice', alice.signing)], []]);
-      const dbs = openProviderDbs(dir);
-      const store = new ChainStore(dbs, genesis);
-      store.persist({ term: 1, votedFor: 'sp1', commit: 3 }, undefined, blocks.map((b) => ({ height: b.header.height, term: 1, hash: b.hash, prevHash: b.header.prevHash, data: b })));
+      store.persist({ term: 1, votedFor: 'sp1', commit: 3 }, undefined, blocks.map(entryOf));
       for (const b of blocks) store.applyFinal(b);
       const clean = verifyReplica('sp1', store);
       assert.equal(clean.ok, true, JSON.stringify(clean.problems));
@@ -354,9 +353,6 @@ describe('verifying a stored replica', () => {
       assert.equal(bad.ok, false);
       assert.ok(bad.problems.some((p) => p.height === 2), JSON.stringify(bad.problems));
       assert.ok(bad.problems.every((p) => p.height >= 2));
-      await dbs.root.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -3,11 +3,11 @@
  * state derived from final blocks. The state of a block and the applied height move together in
  * one LMDB write transaction, so a crash leaves either both or neither.
  *
- * Writes are group commits off the main thread: `write` records what a consensus step changes,
- * makes it readable here at once (an overlay in memory); the batches of an event-loop turn go to
- * LMDB as one asynchronous transaction, which lmdb-js commits and flushes on its write thread. `onDurable` runs a callback once everything written so
- * far is on disk: what a replica promises others (acknowledgements, votes, endorsements) waits
- * for it. Before, each step committed synchronously and its fsync blocked the main thread (17-39 %
+ * Writes are group commits off the main thread: `write` records what a consensus step changes
+ * and makes it readable here at once (an overlay in memory); the batches of an event-loop turn go
+ * to LMDB as one asynchronous transaction, which lmdb-js commits and flushes on its write thread.
+ * `onDurable` runs a callback once everything written so far is on disk: what a replica promises
+ * others (acknowledgements, votes, endorsements) waits for it. Before, each step committed synchronously and its fsync blocked the main thread (17-39 %
  * of an SP's wall time at 64 concurrent small uploads).
  */
 import type { Database, RootDatabase } from 'lmdb';
@@ -62,6 +62,8 @@ interface Batch {
   ops: Op[];
   callbacks: (() => void)[];
 }
+/** A value a batch wrote (undefined: removed) that LMDB may not show yet, and that batch. */
+type Overlay = Map<string | number, { value: unknown; seq: number }>;
 /** How far back the start-up scan looks for the last certificate on the chain. */
 const MAX_CERT_SCAN = 10_000;
 
@@ -82,7 +84,7 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
   readonly #turn: Batch[] = [];
   #seq = 0;
   /** What batches not yet visible in LMDB wrote: key -> value (undefined = removed) and batch. */
-  readonly #overlay = { blocks: new Map<number, { value: unknown; seq: number }>(), state: new Map<string, { value: unknown; seq: number }>(), meta: new Map<string, { value: unknown; seq: number }>() };
+  readonly #overlay: Record<DbName, Overlay> = { blocks: new Map(), state: new Map(), meta: new Map() };
   #failure: Error | null = null;
 
   constructor(
@@ -148,13 +150,11 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
 
   #writeTurn(): void {
     const batches = this.#turn.splice(0);
-    const { root, blocks, state, meta } = this.dbs;
-    const dbs = { blocks, state, meta } as Record<DbName, Database<unknown, string | number>>;
-    writeDurably(root, () => {
+    writeDurably(this.dbs.root, () => {
       for (const batch of batches) {
         for (const op of batch.ops) {
-          if (op.value === undefined) void dbs[op.db].remove(op.key);
-          else void dbs[op.db].put(op.key, op.value);
+          if (op.value === undefined) void this.#db(op.db).remove(op.key);
+          else void this.#db(op.db).put(op.key, op.value);
         }
       }
     }).then(
@@ -169,8 +169,7 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     while (this.#undurable.length > 0 && this.#undurable[0]!.seq <= seq) {
       const batch = this.#undurable.shift()!;
       for (const op of batch.ops) {
-        const overlay = this.#overlay[op.db] as Map<string | number, { seq: number }>;
-        if (overlay.get(op.key)?.seq === batch.seq) overlay.delete(op.key);
+        if (this.#overlay[op.db].get(op.key)?.seq === batch.seq) this.#overlay[op.db].delete(op.key);
       }
       for (const cb of batch.callbacks) cb();
     }
@@ -188,13 +187,16 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
   #put(db: DbName, key: string | number, value: unknown): void {
     invariant(this.#open !== null, 'chain writes happen inside write()');
     this.#open.ops.push({ db, key, value });
-    (this.#overlay[db] as Map<string | number, { value: unknown; seq: number }>).set(key, { value, seq: this.#open.seq });
+    this.#overlay[db].set(key, { value, seq: this.#open.seq });
   }
 
   #get(db: DbName, key: string | number): unknown {
-    const o = (this.#overlay[db] as Map<string | number, { value: unknown }>).get(key);
-    if (o) return o.value;
-    return (this.dbs[db] as Database<unknown, string | number>).get(key);
+    const o = this.#overlay[db].get(key);
+    return o ? o.value : this.#db(db).get(key);
+  }
+
+  #db(db: DbName): Database<unknown, string | number> {
+    return this.dbs[db] as Database<unknown, string | number>;
   }
 
   hardState(): HardState {
@@ -275,22 +277,23 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
    * are ASCII (user names, hex ids), where JavaScript's string order is LMDB's byte order.
    */
   *range(prefix: string): Iterable<[string, StateValue]> {
-    const pending = [...this.#overlay.state].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const pending = [...this.#overlay.state]
+      .filter((p): p is [string, { value: unknown; seq: number }] => (p[0] as string).startsWith(prefix))
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+    const shadowed = new Set(pending.map(([k]) => k));
     let i = 0;
+    // Overlay entries up to `key` (inclusive) come first; a removed one yields nothing.
+    const pendingUpTo = function* (key: string | null): Iterable<[string, StateValue]> {
+      for (; i < pending.length && (key === null || pending[i]![0] <= key); i++) {
+        const [k, o] = pending[i]!;
+        if (o.value !== undefined) yield [k, o.value as StateValue];
+      }
+    };
     for (const { key, value } of this.dbs.state.getRange({ start: prefix, end: `${prefix}\uffff` })) {
-      for (; i < pending.length && pending[i]![0] < key; i++) {
-        if (pending[i]![1].value !== undefined) yield [pending[i]![0], pending[i]![1].value as StateValue];
-      }
-      if (i < pending.length && pending[i]![0] === key) {
-        if (pending[i]![1].value !== undefined) yield [key, pending[i]![1].value as StateValue];
-        i++;
-        continue;
-      }
-      yield [key, value as StateValue];
+      yield* pendingUpTo(key);
+      if (!shadowed.has(key)) yield [key, value as StateValue];
     }
-    for (; i < pending.length; i++) {
-      if (pending[i]![1].value !== undefined) yield [pending[i]![0], pending[i]![1].value as StateValue];
-    }
+    yield* pendingUpTo(null);
   }
 
   /** Applies a final block's effects and advances the applied height in one transaction. */
