@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, randomBytes, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { crypto_sign_verify_detached } from 'sodium-native';
 import { boxKeyFromSeed, openSealed, sealTo, sealToSelf, signingKeyFromSeed, verifySignature, type SealedBox } from '../src/crypto/keys.js';
 import { isCairnError } from '../src/errors.js';
@@ -50,6 +50,21 @@ function opensslVerdict(publicKeyHex: string, message: Uint8Array, signatureHex:
   const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKeyHex, 'hex').toString('base64url') }, format: 'jwk' });
   return verify(null, message, key, Buffer.from(signatureHex, 'hex'));
 }
+
+test('keys: a seed signs as it did with OpenSSL: the same public key and the same signature bytes', () => {
+  // Keys and signatures made by earlier builds (OpenSSL) must stay what libsodium makes now:
+  // accounts derive their signing key from a password, validators from a stored seed.
+  for (let i = 0; i < 20; i++) {
+    const seed = randomBytes(32);
+    const openssl = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+    const raw = Buffer.from(createPublicKey(openssl).export({ format: 'jwk' }).x!, 'base64url').toString('hex');
+    const key = signingKeyFromSeed(seed);
+    assert.equal(key.publicKey, raw);
+    const message = randomBytes(1 + i * 37);
+    assert.equal(key.sign(message), sign(null, message, openssl).toString('hex'));
+  }
+  assert.throws(() => signingKeyFromSeed(randomBytes(31)), /seed must be 32 bytes/);
+});
 
 test('keys: signatures get the verdict OpenSSL gives, including where libsodium is stricter', () => {
   const signer = signingKeyFromSeed(randomBytes(32));

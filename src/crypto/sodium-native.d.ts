@@ -1,5 +1,9 @@
-// The one function of sodium-native (libsodium) that cairn uses; the package ships no types.
+// The functions of sodium-native (libsodium) that cairn uses; the package ships no types.
 declare module 'sodium-native' {
+  /** Fills `publicKey` (32 bytes) and `secretKey` (64 bytes) with the Ed25519 key pair of `seed` (32 bytes). */
+  export function crypto_sign_seed_keypair(publicKey: Uint8Array, secretKey: Uint8Array, seed: Uint8Array): void;
+  /** Writes the Ed25519 signature (64 bytes) of `message` under `secretKey` into `signature`. */
+  export function crypto_sign_detached(signature: Uint8Array, message: Uint8Array, secretKey: Uint8Array): void;
   /** True when `signature` is a valid Ed25519 signature of `message` under `publicKey` (32 bytes). */
   export function crypto_sign_verify_detached(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
 }
