@@ -122,6 +122,33 @@ describe('chain nodes', () => {
     }
   });
 
+  it('certify every block with a majority of endorsements, no more: each extra one costs every follower a verification', async () => {
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      const leaderStore = chain.stores.get(chain.leader.status().id)!;
+      let last = 0;
+      for (let i = 0; i < 6; i++) last = await chain.submit(`m${i}`);
+      const deadline = Date.now() + 5_000;
+      for (let i = 0; leaderStore.certifiedHeight() < last; i++) {
+        assert.ok(Date.now() < deadline, `certified up to ${leaderStore.certifiedHeight()}, want ${last}`);
+        await chain.submit(`c${i}`);
+      }
+      let certs = 0;
+      for (let h = 1; h <= leaderStore.lastHeight(); h++) {
+        for (const cert of leaderStore.block(h)!.header.certs) {
+          certs++;
+          assert.equal(cert.sigs.length, 2, `the certificate for height ${cert.height} carries ${cert.sigs.length} signatures`);
+          assert.equal(new Set(cert.sigs.map((e) => e.sp)).size, 2, 'from two validators');
+        }
+      }
+      assert.ok(certs >= last, `${certs} certificates for ${last} blocks`);
+      // The followers took every block with its certificates: they checked each one.
+      for (const [id, store] of chain.stores) assert.ok(store.certifiedHeight() >= last, `${id} certified up to ${store.certifiedHeight()}`);
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('drop peers\' messages while too many writes wait for the disk, and take them again once it caught up', async () => {
     const chain = await startChain(10, undefined, () => true);
     try {

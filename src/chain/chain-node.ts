@@ -161,9 +161,13 @@ export class ChainNode extends EventEmitter {
   onEndorse(from: string, endorsements: EndorsementWire[]): void {
     const key = this.#validators.get(from);
     if (!key || this.#stopped) return;
+    const need = majority(this.#validators.size);
     for (const e of endorsements) {
-      // A re-sent endorsement we hold already is not verified again.
-      if (this.#store.endorsements(e.height)?.sigs.some((s) => s.sp === from && s.sig === e.sig)) continue;
+      // Not verified: a re-sent endorsement we hold already, and any beyond a majority (a
+      // certificate needs no more, and every follower verifies each signature a certificate
+      // carries, so one more costs each of them a verification too).
+      const held = this.#store.endorsements(e.height);
+      if (held && held.hash === e.hash && (held.sigs.length >= need || held.sigs.some((s) => s.sp === from && s.sig === e.sig))) continue;
       if (verifySignature(key, endorsementMessage(e.hash), e.sig)) {
         this.#store.saveEndorsement(e.height, e.hash, { sp: from, sig: e.sig });
       }
