@@ -1,5 +1,6 @@
 /**
- * Load for a web client's HTTP API with node:http (keep-alive), as a script would drive it:
+ * Load for a web client's HTTP API with node:http (keep-alive), as a script would drive it (small
+ * uploads and large downloads by lean clients of our own, which cost a fraction of its CPU):
  * streamed multipart uploads of generated content (no file is ever held whole in the benchmark's
  * memory) and streamed downloads checked byte for byte against what was sent.
  *
@@ -9,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { LeanConnection, type LeanResponse } from './lean-connection.js';
 import { leanGet } from './lean-get.js';
 
 const UNIT = 1024 * 1024;
@@ -94,9 +96,12 @@ export class HttpApi {
   readonly port: number;
   token: string | undefined;
 
+  /** Lean keep-alive connections not carrying a request, for small uploads (see lean-connection.ts). */
+  readonly #idle: LeanConnection[] = [];
+
   constructor(
     readonly base: string,
-    maxSockets = 256,
+    readonly maxSockets = 256,
   ) {
     const url = new URL(base);
     this.host = url.hostname;
@@ -149,6 +154,20 @@ export class HttpApi {
     const r = await this.json<{ token: string }>('POST', '/api/v1/sessions', { username, password });
     if (r.status !== 200) throw new Error(`sign in ${username}: ${r.status} ${JSON.stringify(r.body)}`);
     this.token = r.body.token;
+  }
+
+  /** A small request on an idle lean keep-alive connection (a new one if none is idle). */
+  async #lean(method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<LeanResponse> {
+    const conn = this.#idle.pop() ?? new LeanConnection(this.host, this.port);
+    const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\n${Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')}\r\n`;
+    try {
+      return await conn.request(head, body, timeoutMs);
+    } finally {
+      if (conn.idle && this.#idle.length < this.maxSockets) this.#idle.push(conn);
+      else conn.close();
+    }
   }
 
   #request(options: http.RequestOptions, body: Buffer | undefined, timeoutMs: number): Promise<http.IncomingMessage> {
@@ -239,18 +258,9 @@ export class HttpApi {
     ]);
     const started = performance.now();
     try {
-      const res = await this.#request(
-        {
-          method: 'POST',
-          path: '/api/v1/files',
-          headers: this.#headers({ 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(body.length) }),
-        },
-        body,
-        timeoutMs,
-      );
-      const buf = await collect(res);
+      const headers = this.#headers({ 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(body.length) });
+      const { status, body: buf } = await this.#lean('POST', '/api/v1/files', headers, body, timeoutMs);
       const seconds = (performance.now() - started) / 1000;
-      const status = res.statusCode ?? 0;
       if (status === 201) {
         const parsed = JSON.parse(buf.toString('utf8')) as { id: string; block: number }[];
         return { status, id: parsed[0]?.id, block: parsed[0]?.block, bytes: content.length, seconds };
@@ -337,6 +347,7 @@ export class HttpApi {
 
   close(): void {
     this.agent.destroy();
+    for (const conn of this.#idle.splice(0)) conn.close();
   }
 }
 

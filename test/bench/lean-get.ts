@@ -7,6 +7,7 @@
  * line, headers and a Content-Length body.
  */
 import net from 'node:net';
+import { MAX_HEADER_BYTES, parseResponseHead } from './response-head.js';
 
 export interface LeanGetOptions {
   host: string;
@@ -30,7 +31,6 @@ export interface LeanGetResult {
 }
 
 const READ_BYTES = 1024 * 1024;
-const MAX_HEADER_BYTES = 64 * 1024;
 const MAX_ERROR_BODY_BYTES = 4096;
 
 export function leanGet(o: LeanGetOptions): Promise<LeanGetResult> {
@@ -61,20 +61,18 @@ export function leanGet(o: LeanGetOptions): Promise<LeanGetResult> {
     const readHead = (piece: Buffer) => {
       // concat copies: what is kept of the head outlives the read buffer, which the next read reuses.
       head = Buffer.concat([head!, piece]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) {
+      const parsed = parseResponseHead(head);
+      if (!parsed) {
         if (head.length > MAX_HEADER_BYTES) finish('response headers too long');
         return;
       }
-      const lines = head.subarray(0, end).toString('latin1').split('\r\n');
-      result.status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0);
-      const fields = new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).trim().toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      result.status = parsed.status;
       // An error status may come without a length: its body then runs to the close (we asked for one).
-      length = Number(fields.get('content-length') ?? (result.status === 200 ? -1 : Infinity));
+      length = Number(parsed.fields.get('content-length') ?? (result.status === 200 ? -1 : Infinity));
       result.headersMs = performance.now() - started;
-      const rest = head.subarray(end + 4);
+      const rest = head.subarray(parsed.bodyAt);
       head = null;
-      if (result.status === 0 || !(length >= 0)) return finish(`unreadable response (status line ${JSON.stringify(lines[0])}, content-length ${fields.get('content-length')})`);
+      if (result.status === 0 || !(length >= 0)) return finish(`unreadable response (status line ${JSON.stringify(parsed.statusLine)}, content-length ${parsed.fields.get('content-length')})`);
       body(rest);
     };
     const socket = net.connect({
