@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { crypto_sign_verify_detached } from 'sodium-native';
 import { boxKeyFromSeed, openSealed, sealTo, sealToSelf, signingKeyFromSeed, verifySignature, type SealedBox } from '../src/crypto/keys.js';
+import { randomBytesPooled } from '../src/crypto/random.js';
 import { isCairnError } from '../src/errors.js';
 
 const alice = boxKeyFromSeed(randomBytes(32));
@@ -97,4 +98,24 @@ test('keys: signatures get the verdict OpenSSL gives, including where libsodium 
     const bad = good.slice(0, 126) + (good.slice(126) === 'ff' ? '00' : 'ff');
     assert.equal(verifySignature(k.publicKey, m, bad), opensslVerdict(k.publicKey, m, bad));
   }
+});
+
+test('keys: pooled random bytes are fresh every time, across refills, and handed out whole', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 2_000; i++) {
+    const b = randomBytesPooled(1 + (i % 48)); // 49 KiB in all: the 4 KiB pool refills a dozen times
+    assert.equal(b.length, 1 + (i % 48));
+    if (b.length >= 16) {
+      assert.ok(!seen.has(b.toString('hex')), `draw ${i} repeats an earlier one`);
+      assert.ok(b.some((x) => x !== 0), `draw ${i} is all zeros (wiped before it was copied?)`);
+      seen.add(b.toString('hex'));
+    }
+  }
+  const a = randomBytesPooled(16);
+  const kept = Buffer.from(a);
+  randomBytesPooled(16);
+  assert.ok(a.equals(kept), 'a buffer handed out is its own: later draws do not change it');
+  assert.equal(randomBytesPooled(0).length, 0);
+  assert.equal(randomBytesPooled(4096).length, 4096, 'large requests go straight to node:crypto');
+  assert.throws(() => randomBytesPooled(-1), /byte count/);
 });

@@ -2,10 +2,10 @@
  * Transactions: what users (and, for placement changes, SPs) ask the chain to record.
  * Every transaction is signed; its id is the hash of its signed content.
  */
-import { randomBytes } from 'node:crypto';
 import { TAG_BYTES } from '../codec/segment-seal.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
+import { randomBytesPooled } from '../crypto/random.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 
@@ -154,7 +154,7 @@ export function txId(tx: Tx): string {
 }
 
 export function signTx(body: TxBody, signer: string, key: SigningKey, now = Date.now()): Tx {
-  const unsigned = { body, signer, nonce: randomBytes(16).toString('hex'), time: now };
+  const unsigned = { body, signer, nonce: randomBytesPooled(16).toString('hex'), time: now };
   return { ...unsigned, sig: key.sign(signedContent(unsigned)) };
 }
 

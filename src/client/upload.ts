@@ -6,13 +6,13 @@
  * (back-pressure) while `window` segments are in flight. One segment is held back until the
  * next byte (or the end) shows whether it is the last, because "last" is sealed into it.
  */
-import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { fileRoot } from '../chain/state.js';
 import { signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
 import { sealSegment } from '../codec/segment-seal.js';
 import { sealSmall, sealToSelf } from '../crypto/keys.js';
+import { randomBytesPooled } from '../crypto/random.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
@@ -62,11 +62,11 @@ export interface UploadResult {
  * the record is final (or with the first error, after a best-effort clean-up of stored shards).
  */
 export class FileUpload extends Writable {
-  readonly id = randomBytes(16).toString('hex');
+  readonly id = randomBytesPooled(16).toString('hex');
   readonly done: Promise<UploadResult>;
   bytesReceived = 0;
 
-  readonly #key = randomBytes(32);
+  readonly #key = randomBytesPooled(32);
   readonly #deps: UploadDeps;
   readonly #segments: SegmentRef[] = [];
   readonly #stored: { sp: string; key: string }[] = [];

@@ -17,6 +17,7 @@ import {
 } from 'node:crypto';
 import { crypto_sign_detached, crypto_sign_seed_keypair, crypto_sign_verify_detached } from 'sodium-native';
 import { CairnError, invariant } from '../errors.js';
+import { randomBytesPooled } from './random.js';
 
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
@@ -137,7 +138,7 @@ function sealKey(shared: Buffer, epk: Buffer, recipient: Buffer): Buffer {
 }
 
 function seal(key: Buffer, epk: Buffer, secret: Uint8Array, context: string): SealedBox {
-  const nonce = randomBytes(12);
+  const nonce = randomBytesPooled(12);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(context));
   const ct = Buffer.concat([cipher.update(secret), cipher.final(), cipher.getAuthTag()]);
@@ -197,7 +198,7 @@ export function openSealed(box: BoxKey, sealed: SealedBox, context: string): Buf
 
 /** Symmetric AEAD for small values (file name and type in a record), with the file key. */
 export function sealSmall(key: Uint8Array, plaintext: Uint8Array, context: string): string {
-  const nonce = randomBytes(12);
+  const nonce = randomBytesPooled(12);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(Buffer.from(context));
   return Buffer.concat([nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]).toString('hex');
