@@ -5,7 +5,7 @@
  * ~160 MiB free inside them, and RSS fell from 512 to 338 MiB with malloc_trim alone).
  *
  * Every thread that holds releasable memory checks twice a second: a holder unused for RELEASE_MS
- * (a pool no transfer has touched) lets its memory go, and the thread then runs a full GC (actors'
+ * (a pool no transfer has touched for KEEP_WARM_MS) lets its memory go, and the thread then runs a full GC (actors'
  * isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the process's heap policy
  * (src/glibc-heap.ts): glibc holds freed memory while the process works, may trim again once the
  * process is quiet — before the holders let go, so that their frees shrink their heaps — and then
@@ -17,18 +17,28 @@ import { holdFreedMemory, letFreedMemoryGo, trimHeap } from './glibc-heap.js';
 
 /** How often each thread checks. */
 const CHECK_MS = 500;
+/**
+ * How long memory stays in place after the last work: a person's next click within it finds the
+ * pools, the heap's pages and the compiled code where they were. A download started 3 s after the
+ * last one sent its first byte in 21.6–29.6 ms when memory went back after 1–2 s of quiet, in
+ * 10.2–13.5 ms with it kept (6–12 ms for one right after another). jemalloc's default decay for
+ * freed pages is the same 10 s; an idle cluster reaches its idle size this much later.
+ */
+export const KEEP_WARM_MS = 10_000;
 /** Time without use after which a holder lets its memory go. */
-const RELEASE_MS = 1_000;
+const RELEASE_MS = KEEP_WARM_MS;
 /**
  * CPU time per wall time, in one core, below which the process counts as quiet for the heap
  * policy (with its main thread's own pools unused): above an idle cluster's heartbeats and probes
  * (2-14 % of a core per half second for all actors in one process).
  */
 const QUIET_CPU = 0.25;
-/** Quiet time before glibc may trim again. */
-const LOOSEN_MS = 500;
+/** Quiet time before glibc may trim again: just before the holders let go, so their frees shrink the heaps. */
+const LOOSEN_MS = KEEP_WARM_MS - 500;
 /** Quiet time before the free pages go back, after the holders have let go. */
-const TRIM_MS = 2_000;
+const TRIM_MS = KEEP_WARM_MS + 1_000;
+/** A process whose own pools were used this recently is working, whatever its CPU says. */
+const BUSY_WINDOW_MS = 500;
 
 export interface IdleReleasable {
   /** performance.now() of the holder's last use. */
@@ -80,7 +90,7 @@ function start(): void {
       const cpu = cpuMs();
       // A process whose own pools were used in the last moment is working, whatever its CPU says
       // (an SP serving a download dips below QUIET_CPU in some half seconds).
-      const busy = (cpu - last) / Math.max(1, now - lastAt) > QUIET_CPU || usedWithin(LOOSEN_MS, now);
+      const busy = (cpu - last) / Math.max(1, now - lastAt) > QUIET_CPU || usedWithin(BUSY_WINDOW_MS, now);
       if (busy) {
         quietSince = null;
         trimmed = false;

@@ -2,6 +2,7 @@
  * The benchmark's scenarios against one running cluster, through the HTTP API of client1.
  */
 import { randomBytes } from 'node:crypto';
+import { KEEP_WARM_MS } from '../../src/idle.js';
 import type { BenchCluster } from './bench-cluster.js';
 import { percentile } from './chain-bench.js';
 import { ChildUploader } from './child-uploader.js';
@@ -277,13 +278,14 @@ export async function concurrentUploads(s: Session, requests: number, sizeMiB: n
 }
 
 /**
- * The cluster's idle RSS: after settleMs of quiet, sampled until it has stopped falling for
- * STABLE_SAMPLES samples in a row (bounded by MAX_SETTLE_MS). The processes give memory back a
- * second or two after their last work (src/idle.ts), later on a slow stretch; a fixed wait
- * sometimes sampled before that (one run read 564 MiB where the others read 410-432).
+ * The cluster's idle RSS: after KEEP_WARM_MS and settleMs of quiet, sampled until it has stopped
+ * falling for STABLE_SAMPLES samples in a row (bounded by MAX_SETTLE_MS). The processes give
+ * memory back a second or so after KEEP_WARM_MS without work (src/idle.ts), later on a slow
+ * stretch; a fixed wait sometimes sampled before that (one run read 564 MiB where the others read
+ * 410-432).
  */
 export async function idleRss(cluster: BenchCluster, settleMs: number): Promise<RssSnapshot> {
-  await new Promise((r) => setTimeout(r, settleMs));
+  await new Promise((r) => setTimeout(r, KEEP_WARM_MS + settleMs));
   const deadline = Date.now() + MAX_SETTLE_MS;
   let last = rssSnapshot(cluster.procs);
   let low = last.totalMiB;
