@@ -29,16 +29,24 @@ export const KEEP_WARM_MS = 10_000;
 const RELEASE_MS = KEEP_WARM_MS;
 /**
  * CPU time per wall time, in one core, below which the process counts as quiet for the heap
- * policy (with its main thread's own pools unused): above an idle cluster's heartbeats and probes
- * (2-14 % of a core per half second for all actors in one process).
+ * policy, over a half second and on average over a quiet window (with its main thread's own pools
+ * unused): above an idle cluster's heartbeats and probes (2-14 % of a core per half second for all
+ * actors in one process).
  */
 const QUIET_CPU = 0.25;
+/**
+ * Cores in one half second that are real work (a transfer), not a heartbeat's or a GC's blip: a
+ * quiet window has none, so it starts when the work stopped (and after the pools it used let go).
+ */
+const WORK_CPU = 0.75;
 /** Quiet time before glibc may trim again: just before the holders let go, so their frees shrink the heaps. */
 const LOOSEN_MS = KEEP_WARM_MS - 500;
 /** Quiet time before the free pages go back, after the holders have let go. */
 const TRIM_MS = KEEP_WARM_MS + 1_000;
 /** A process whose own pools were used this recently is working, whatever its CPU says. */
 const BUSY_WINDOW_MS = 500;
+/** Samples kept: enough to cover the longest quiet window. */
+const MAX_SAMPLES = Math.ceil(TRIM_MS / CHECK_MS) + 2;
 
 export interface IdleReleasable {
   /** performance.now() of the holder's last use. */
@@ -79,29 +87,30 @@ function start(): void {
   if (watch.timer) return;
   /** The last use each holder had when it last let go: released again only after a newer use. */
   const releasedAfter = new WeakMap<IdleReleasable, number>();
-  let last = cpuMs();
-  let lastAt = performance.now();
-  let quietSince: number | null = null;
+  /** The process's CPU time at each check, newest last, as far back as the longest quiet window. */
+  const samples: CpuSample[] = [];
+  let uncounted = 0; // CPU the releases themselves used: not work
   let holding = watch.manageHeap;
-  let trimmed = true; // nothing to give back before the first busy stretch
+  let trimmed = false;
   watch.timer = setInterval(() => {
     const now = performance.now();
+    const before = cpuMs();
+    let working = false;
     if (watch.manageHeap) {
-      const cpu = cpuMs();
+      samples.push({ at: now, cpu: before - uncounted });
+      if (samples.length > MAX_SAMPLES) samples.shift();
       // A process whose own pools were used in the last moment is working, whatever its CPU says
       // (an SP serving a download dips below QUIET_CPU in some half seconds).
-      const busy = (cpu - last) / Math.max(1, now - lastAt) > QUIET_CPU || usedWithin(BUSY_WINDOW_MS, now);
-      if (busy) {
-        quietSince = null;
-        trimmed = false;
+      working = cores(samples, samples.length - 2) > QUIET_CPU || usedWithin(BUSY_WINDOW_MS, now);
+      // Work within the trim's window may have left memory to give back once it is quiet again;
+      // a half second's blip in an otherwise quiet window leaves nothing new.
+      if (!quietFor(samples, TRIM_MS, now)) trimmed = false;
+      if (working) {
         if (!holding) holdFreedMemory();
         holding = true;
-      } else {
-        quietSince ??= now;
-        if (holding && now - quietSince >= LOOSEN_MS) {
-          holding = false;
-          letFreedMemoryGo();
-        }
+      } else if (holding && quietFor(samples, LOOSEN_MS, now)) {
+        holding = false;
+        letFreedMemoryGo();
       }
     }
     let freed = false;
@@ -120,15 +129,57 @@ function start(): void {
     }
     // Garbage still holding buffers goes now, not whenever this isolate next allocates enough.
     if (freed) (globalThis as { gc?: () => void }).gc?.();
-    if (watch.manageHeap && !trimmed && quietSince !== null && now - quietSince >= TRIM_MS) {
+    if (watch.manageHeap && !trimmed && !working && quietFor(samples, TRIM_MS, now)) {
       trimmed = true;
       trimHeap();
     }
     // What releasing cost is not work: it must not count as a busy stretch.
-    last = cpuMs();
-    lastAt = performance.now();
+    uncounted += cpuMs() - before;
   }, CHECK_MS);
   watch.timer.unref();
+}
+
+/** A process's CPU time (ms) at a moment (performance.now()). */
+export interface CpuSample {
+  at: number;
+  cpu: number;
+}
+
+/** Cores the process used on average from samples[from] to the newest sample (0 without two samples). */
+function cores(samples: readonly CpuSample[], from: number): number {
+  const first = samples[from];
+  const newest = samples.at(-1)!;
+  if (!first || first === newest) return 0;
+  return (newest.cpu - first.cpu) / Math.max(1, newest.at - first.at);
+}
+
+/** Quiet for the last `ms`: none of this thread's pools used, and the process's CPU quiet (quietWindow). */
+function quietFor(samples: CpuSample[], ms: number, now: number): boolean {
+  return !usedWithin(ms, now) && quietWindow(samples, ms, now);
+}
+
+/**
+ * Whether CPU samples (one per check, oldest first) show the last `ms` quiet: under QUIET_CPU
+ * cores on average and no half second above WORK_CPU. An average, not every half second: over a
+ * 10 s window some half second nearly always carries a heartbeat, a probe or a GC above
+ * QUIET_CPU, and a rule per half second put the trim off for good in a thread-isolated cluster (no
+ * trim within 26 s of a transfer in 3 of 3 runs). Without samples as old as the window, not quiet.
+ */
+export function quietWindow(samples: readonly CpuSample[], ms: number, now: number): boolean {
+  // The newest sample at least `ms` old (within half a check, for timer jitter).
+  let from = -1;
+  for (let i = samples.length - 1; i >= 0; i--) {
+    if (samples[i]!.at <= now - ms + CHECK_MS / 2) {
+      from = i;
+      break;
+    }
+  }
+  if (from < 0 || cores(samples, from) > QUIET_CPU) return false;
+  // ...and no half second of real work in it, so the window starts when the work stopped.
+  for (let i = from + 1; i < samples.length; i++) {
+    if ((samples[i]!.cpu - samples[i - 1]!.cpu) / Math.max(1, samples[i]!.at - samples[i - 1]!.at) > WORK_CPU) return false;
+  }
+  return true;
 }
 
 function usedWithin(ms: number, now: number): boolean {

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BufferPool } from '../src/codec/buffer-pool.js';
-import { freeBuffers, KEEP_WARM_MS } from '../src/idle.js';
+import { freeBuffers, KEEP_WARM_MS, quietWindow, type CpuSample } from '../src/idle.js';
 
 /** Keeps a core busy for `ms`: the work that arms the next release. */
 function burn(ms: number): void {
@@ -51,4 +51,22 @@ test('a pool keeps its buffers while it is used and frees them KEEP_WARM_MS afte
   assert.equal(fresh.byteLength, 1 << 20);
   pool.give(fresh);
   assert.equal(pool.stats().pooledBytes, 1 << 20);
+});
+
+test('a quiet window is quiet on average, with no half second of real work: a blip does not restart it', () => {
+  /** One sample per 500 ms over `seconds`, the process using `coresAt(t)` cores in each half second. */
+  const run = (seconds: number, coresAt: (t: number) => number): CpuSample[] => {
+    const samples: CpuSample[] = [{ at: 0, cpu: 0 }];
+    for (let t = 500; t <= seconds * 1000; t += 500) samples.push({ at: t, cpu: samples.at(-1)!.cpu + coresAt(t) * 500 });
+    return samples;
+  };
+  const now = 20_000;
+  const window = KEEP_WARM_MS + 1_000;
+  assert.equal(quietWindow(run(20, () => 0.05), window, now), true, 'an idle process');
+  assert.equal(quietWindow(run(20, (t) => (t === 15_000 ? 0.5 : 0.05)), window, now), true, 'a heartbeat or GC of half a core');
+  assert.equal(quietWindow(run(20, (t) => (t === 15_000 ? 1.5 : 0.05)), window, now), false, 'a half second of real work restarts it');
+  assert.equal(quietWindow(run(20, (t) => (t <= 8_500 ? 1.5 : 0.05)), window, now), true, 'work that stopped more than the window ago');
+  assert.equal(quietWindow(run(20, (t) => (t <= 9_500 ? 1.5 : 0.05)), window, now), false, 'work that stopped within the window');
+  assert.equal(quietWindow(run(20, () => 0.3), window, now), false, 'busy on average, though never above real work');
+  assert.equal(quietWindow(run(5, () => 0), window, 5_000), false, 'too little history to tell');
 });
