@@ -5,8 +5,8 @@
  * ~160 MiB free inside them, and RSS fell from 512 to 338 MiB with malloc_trim alone).
  *
  * Every thread that holds releasable memory checks twice a second: a holder unused for RELEASE_MS
- * (a pool no transfer has touched for KEEP_WARM_MS) lets its memory go, and the thread then runs a full GC (actors'
- * isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the process's heap policy
+ * (a pool no transfer has touched for KEEP_WARM_MS) lets its memory go, and the thread then runs
+ * a full GC (actors' isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the process's heap policy
  * (src/glibc-heap.ts): glibc holds freed memory while the process works, may trim again once the
  * process is quiet — before the holders let go, so that their frees shrink their heaps — and then
  * gives every free page back. Nothing is released while work goes on: a busy process would fault
@@ -21,7 +21,7 @@ const CHECK_MS = 500;
  * How long memory stays in place after the last work: a person's next click within it finds the
  * pools, the heap's pages and the compiled code where they were. A download started 3 s after the
  * last one sent its first byte in 21.6–29.6 ms when memory went back after 1–2 s of quiet, in
- * 10.2–13.5 ms with it kept (6–12 ms for one right after another). jemalloc's default decay for
+ * 10.2–14.0 ms with it kept (6–12 ms for one right after another). jemalloc's default decay for
  * freed pages is the same 10 s; an idle cluster reaches its idle size this much later.
  */
 export const KEEP_WARM_MS = 10_000;
@@ -91,7 +91,7 @@ function start(): void {
   const samples: CpuSample[] = [];
   let uncounted = 0; // CPU the releases themselves used: not work
   let holding = watch.manageHeap;
-  let trimmed = false;
+  let trimmed = false; // start-up leaves garbage too: trimmed once the first quiet window passes
   watch.timer = setInterval(() => {
     const now = performance.now();
     const before = cpuMs();
@@ -145,12 +145,16 @@ export interface CpuSample {
   cpu: number;
 }
 
+/** Cores the process used on average between two samples. */
+function rate(a: CpuSample, b: CpuSample): number {
+  return (b.cpu - a.cpu) / Math.max(1, b.at - a.at);
+}
+
 /** Cores the process used on average from samples[from] to the newest sample (0 without two samples). */
 function cores(samples: readonly CpuSample[], from: number): number {
   const first = samples[from];
   const newest = samples.at(-1)!;
-  if (!first || first === newest) return 0;
-  return (newest.cpu - first.cpu) / Math.max(1, newest.at - first.at);
+  return !first || first === newest ? 0 : rate(first, newest);
 }
 
 /** Quiet for the last `ms`: none of this thread's pools used, and the process's CPU quiet (quietWindow). */
@@ -176,9 +180,7 @@ export function quietWindow(samples: readonly CpuSample[], ms: number, now: numb
   }
   if (from < 0 || cores(samples, from) > QUIET_CPU) return false;
   // ...and no half second of real work in it, so the window starts when the work stopped.
-  for (let i = from + 1; i < samples.length; i++) {
-    if ((samples[i]!.cpu - samples[i - 1]!.cpu) / Math.max(1, samples[i]!.at - samples[i - 1]!.at) > WORK_CPU) return false;
-  }
+  for (let i = from + 1; i < samples.length; i++) if (rate(samples[i - 1]!, samples[i]!) > WORK_CPU) return false;
   return true;
 }
 
