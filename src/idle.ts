@@ -96,6 +96,7 @@ function start(): void {
     const now = performance.now();
     const before = cpuMs();
     let working = false;
+    let quietForTrim = false;
     if (watch.manageHeap) {
       samples.push({ at: now, cpu: before - uncounted });
       if (samples.length > MAX_SAMPLES) samples.shift();
@@ -104,7 +105,8 @@ function start(): void {
       working = cores(samples, samples.length - 2) > QUIET_CPU || usedWithin(BUSY_WINDOW_MS, now);
       // Work within the trim's window may have left memory to give back once it is quiet again;
       // a half second's blip in an otherwise quiet window leaves nothing new.
-      if (!quietFor(samples, TRIM_MS, now)) trimmed = false;
+      quietForTrim = quietFor(samples, TRIM_MS, now);
+      if (!quietForTrim) trimmed = false;
       if (working) {
         if (!holding) holdFreedMemory();
         holding = true;
@@ -129,7 +131,7 @@ function start(): void {
     }
     // Garbage still holding buffers goes now, not whenever this isolate next allocates enough.
     if (freed) (globalThis as { gc?: () => void }).gc?.();
-    if (watch.manageHeap && !trimmed && !working && quietFor(samples, TRIM_MS, now)) {
+    if (quietForTrim && !trimmed && !working) {
       trimmed = true;
       trimHeap();
     }
