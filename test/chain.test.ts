@@ -11,7 +11,7 @@ import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
-import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txP, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
@@ -107,6 +107,27 @@ describe('blocks', () => {
       const copy = structuredClone(block!);
       mutate(copy);
       assert.ok(blockProblems(copy, genesis).length > 0, `${what} change not found`);
+    }
+  });
+
+  it('a transaction leaf is the hash of its whole canonical encoding, for every kind of transaction', () => {
+    const odd = user('o.d_d-1');
+    const sealed = Buffer.alloc(116, 0xef);
+    const inline = { ...record(odd, 'a'.repeat(32)), size: 100, segments: [], inline: sealed, root: fileRoot({ segments: [], inline: sealed }) };
+    const txs = [
+      odd.register,
+      signTx({ type: 'file.put', file: record(odd, 'b'.repeat(32)) }, odd.name, odd.signing),
+      signTx({ type: 'file.put', file: inline }, odd.name, odd.signing),
+      signTx({ type: 'file.put', file: { ...inline, inline: sealed.toString('hex') } }, odd.name, odd.signing),
+      signTx({ type: 'file.share', fileId: 'b'.repeat(32), to: 'alice', key: sealTo(alice.box.publicKey, Buffer.alloc(32), 'k') }, odd.name, odd.signing),
+      signTx({ type: 'file.delete', fileId: 'b'.repeat(32) }, odd.name, odd.signing),
+      signTx({ type: 'file.place', fileId: 'b'.repeat(32), placements: [{ segment: 0, shard: 1, sp: 'sp3' }] }, 'sp1', sps[0]!.key),
+    ];
+    for (const tx of txs) {
+      // As a replica holds it (msgpack and parsed), and as its maker does.
+      for (const held of [txP(msgpackRoundTrip(tx)), tx]) {
+        assert.equal(txLeafHash(held), createHash('sha256').update(canonical(held)).digest('hex'), held.body.type);
+      }
     }
   });
 

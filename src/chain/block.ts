@@ -9,7 +9,7 @@ import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 import { majority, type Genesis } from './genesis.js';
-import { inlineBytes, LIMITS, txP, type Tx } from './tx.js';
+import { inlineBytes, LIMITS, txLeafHash, txP, type Tx } from './tx.js';
 
 export const MAX_TXS_PER_BLOCK = 512;
 /**
@@ -65,7 +65,7 @@ export function headerHash(h: BlockHeader): string {
 
 /** Leaves commit to whole transactions, signatures included, so no byte of a block can change unseen. */
 export function txRoot(txs: readonly Tx[]): string {
-  return merkleRoot(txs.map((tx) => sha256Hex(canonical(tx))));
+  return merkleRoot(txs.map(txLeafHash));
 }
 
 export function makeBlock(

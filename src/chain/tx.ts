@@ -6,6 +6,7 @@ import { TAG_BYTES } from '../codec/segment-seal.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import { randomBytesPooled } from '../crypto/random.js';
+import { invariant } from '../errors.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 
@@ -151,6 +152,28 @@ export function inlineBytes(tx: Tx): number {
 
 export function txId(tx: Tx): string {
   return sha256Hex(signedContent(tx));
+}
+
+const leafHashes = new WeakMap<object, string>();
+
+/**
+ * The hash of a whole transaction, signature included: its leaf in a block's Merkle root. It is
+ * the hash of the transaction's canonical encoding, made here from the signed bytes a replica
+ * keeps anyway: canonical keys are sorted (body, nonce, sig, signer, time), so the whole encoding
+ * is the signed one with `"sig":…,` put in front of `"signer":`. That spares every replica a second
+ * canonical encoding of each transaction (the signed content's hash of inline bytes included).
+ */
+export function txLeafHash(tx: Tx): string {
+  let hash = leafHashes.get(tx);
+  if (hash === undefined) {
+    const signed = signedContent(tx);
+    const tail = Buffer.from(`,"signer":${JSON.stringify(tx.signer)},"time":${tx.time}}`);
+    const at = signed.length - tail.length;
+    invariant(at > 0 && signed.subarray(at).equals(tail), 'signed content ends with the signer and the time');
+    hash = sha256Hex(signed.subarray(0, at), `,"sig":${JSON.stringify(tx.sig)}`, tail);
+    leafHashes.set(tx, hash);
+  }
+  return hash;
 }
 
 export function signTx(body: TxBody, signer: string, key: SigningKey, now = Date.now()): Tx {

@@ -15,14 +15,17 @@ export function sha256Hex(...parts: (Uint8Array | string)[]): string {
  * (0x00 / 0x01 prefixes, as RFC 6962) so a leaf can never pass for an inner node; an odd
  * node is promoted unchanged. The root of no leaves is the hash of the empty string.
  */
+const LEAF = Buffer.from([0]);
+const NODE = Buffer.from([1]);
+
 export function merkleRoot(leafHashes: readonly string[]): string {
   if (leafHashes.length === 0) return sha256Hex('');
-  let level = leafHashes.map((h) => sha256(Buffer.from([0]), Buffer.from(h, 'hex')));
+  let level = leafHashes.map((h) => sha256(LEAF, Buffer.from(h, 'hex')));
   while (level.length > 1) {
     const next: Buffer[] = [];
     for (let i = 0; i < level.length; i += 2) {
       const right = level[i + 1];
-      next.push(right ? sha256(Buffer.from([1]), level[i]!, right) : level[i]!);
+      next.push(right ? sha256(NODE, level[i]!, right) : level[i]!);
     }
     level = next;
   }
