@@ -16,6 +16,7 @@ import { randomBytesPooled } from '../crypto/random.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
+import { newFileId } from './file-id.js';
 import { keyContext, metaContext } from './file-access.js';
 import { rendezvousOrder } from '../chain/placement.js';
 import type { SegmentSlots } from './segment-slots.js';
@@ -62,7 +63,7 @@ export interface UploadResult {
  * the record is final (or with the first error, after a best-effort clean-up of stored shards).
  */
 export class FileUpload extends Writable {
-  readonly id = randomBytesPooled(16).toString('hex');
+  readonly id = newFileId();
   readonly done: Promise<UploadResult>;
   bytesReceived = 0;
 
