@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Config } from '../config/config.js';
 import { readClusterFile, readClusterKey } from '../config/cluster-file.js';
-import { tcpTransport, tlsPskTransport } from '../mailbox/transport.js';
+import { tlsPskTransport } from '../mailbox/transport.js';
 import type { RunningRole } from '../supervisor/actor.js';
 import { createApp } from './app.js';
 import { ClusterLink } from './cluster-link.js';
@@ -24,7 +24,7 @@ export interface ClientOptions {
 export async function startClient(opts: ClientOptions): Promise<RunningRole> {
   const log = opts.log ?? ((line: string) => console.error(`[${opts.id}] ${line}`));
   const cluster = readClusterFile(opts.clusterFile);
-  const link = new ClusterLink(cluster, process.env.X_TCP ? tcpTransport() : tlsPskTransport(readClusterKey(opts.clusterFile)), opts.id);
+  const link = new ClusterLink(cluster, tlsPskTransport(readClusterKey(opts.clusterFile)), opts.id);
   const pool = new CodecPool(opts.config.pool);
   const service = new ClientService(link, pool, {
     k: cluster.k,

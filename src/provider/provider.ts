@@ -14,7 +14,7 @@ import { MailboxClient } from '../mailbox/client.js';
 import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
-import { tcpTransport, tlsPskTransport } from '../mailbox/transport.js';
+import { tlsPskTransport } from '../mailbox/transport.js';
 import * as v from '../validate.js';
 import type { RunningRole } from '../supervisor/actor.js';
 import { Repairer, type ShardAccess } from './repairer.js';
@@ -45,7 +45,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
-  const transport = process.env.X_TCP ? tcpTransport() : tlsPskTransport(readClusterKey(opts.clusterFile));
+  const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
   const dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
   const shards = new ShardStore(dbs);
   const chainStore = new ChainStore(dbs, cluster.genesis);
