@@ -10,7 +10,7 @@ import { blockProblems, endorsementMessage, makeBlock, MAX_INLINE_BYTES_PER_BLOC
 import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
-import { applyBlock, expectedSegments, fileRoot, keys, type StateValue } from '../src/chain/state.js';
+import { applyBlock, expectedSegments, fileRoot, keys, stateDigest, type StateValue } from '../src/chain/state.js';
 import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
@@ -188,6 +188,37 @@ describe('state rules', () => {
     assert.equal(apply([signTx({ type: 'file.delete', fileId: id }, 'alice', alice.signing)], 8)[0]!.ok, true);
     assert.equal(state.get(keys.file(id)), undefined);
     assert.equal(state.get(keys.shared('bob', id)), undefined);
+  });
+
+  it('applies a transaction once: a replay is skipped, whether its outcome is kept under its time or, as before, its id', () => {
+    const fid = '9'.repeat(32);
+    const put = signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing, 1_000);
+    assert.equal(apply([put], 30)[0]!.ok, true);
+    assert.deepEqual(state.get(keys.txResult(1_000, txId(put))), { height: 30, ok: true });
+    assert.equal(state.get(keys.legacyTxResult(txId(put))), undefined, 'new outcomes go under their time only');
+    assert.equal(apply([signTx({ type: 'file.delete', fileId: fid }, 'alice', alice.signing, 1_001)], 31)[0]!.ok, true);
+    assert.equal(apply([put], 32)[0], undefined, 'a replayed put is skipped: the deleted file does not come back');
+    assert.equal(state.get(keys.file(fid)), undefined);
+
+    // An outcome an older build kept under the transaction's id.
+    const older = signTx({ type: 'file.put', file: record(alice, '8'.repeat(32)) }, 'alice', alice.signing, 999);
+    state.set(keys.legacyTxResult(txId(older)), { height: 2, ok: true });
+    assert.equal(apply([older], 33)[0], undefined, 'final before the change, so not applied again');
+    assert.equal(state.get(keys.file('8'.repeat(32))), undefined);
+
+    const times = [0, 1, 1_000, 2 ** 40, Number.MAX_SAFE_INTEGER];
+    const ordered = times.map((t) => keys.txResult(t, 'f'.repeat(64)));
+    assert.deepEqual([...ordered].sort(), ordered, 'outcome keys sort by time');
+  });
+
+  it('digests a state the same whichever key its outcomes are kept under', () => {
+    const id = 'e'.repeat(64);
+    const result = { height: 3, ok: true };
+    const user = { username: 'x' };
+    const asBefore = stateDigest([[keys.legacyTxResult(id), result], [keys.user('x'), user]]);
+    assert.equal(stateDigest([[keys.txResult(77, id), result], [keys.user('x'), user]]), asBefore);
+    assert.equal(stateDigest([[keys.user('x'), user], [keys.txResult(77, id), result]]), asBefore, 'in any order');
+    assert.notEqual(stateDigest([[keys.txResult(77, id), { height: 4, ok: true }], [keys.user('x'), user]]), asBefore);
   });
 
   it('counts segments with a short first one, and refuses a first segment longer than the rest', () => {

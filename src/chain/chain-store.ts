@@ -344,8 +344,7 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
         else rebuilt.set(k, val);
       }
     }
-    const sorted = [...rebuilt.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return { stored: stateDigest(this.range('')), rebuilt: stateDigest(sorted) };
+    return { stored: stateDigest(this.range('')), rebuilt: stateDigest(rebuilt) };
   }
 
   #remember(height: number, block: Block): void {

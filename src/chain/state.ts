@@ -38,8 +38,20 @@ export const keys = {
   file: (id: string) => `f/${id}`,
   owned: (owner: string, id: string) => `o/${owner}/${id}`,
   shared: (user: string, id: string) => `s/${user}/${id}`,
-  tx: (id: string) => `t/${id}`,
+  /**
+   * A transaction's outcome, under the transaction's own time: new outcomes land side by side on
+   * the last pages of the state's B-tree, where keys by a random tx id put each on a page of its
+   * own (measured on LMDB, a block of 11 inline file.puts: 61-75 -> 50-62 µs of CPU per
+   * transaction, half the system time) and, once the tree outgrows memory, a disk read each.
+   */
+  txResult: (time: number, id: string) => `r/${time.toString(16).padStart(TIME_HEX, '0')}/${id}`,
+  /** Where outcomes were kept before txResult: still read, so a transaction final before the change is never applied again. */
+  legacyTxResult: (id: string) => `t/${id}`,
 };
+
+/** Hex digits of a transaction time (a safe integer) in its outcome's key, so key order is time order. */
+const TIME_HEX = 14;
+const TX_RESULT_KEY = /^r\/[0-9a-f]{14}\/([0-9a-f]{64})$/;
 
 export type StateValue = UserRecord | StoredFile | TxResult | 1;
 
@@ -81,7 +93,9 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
   const validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
   for (const tx of block.txs) {
     const id = txId(tx);
-    if (read(keys.tx(id)) !== undefined) continue; // a replayed transaction is applied once only
+    const resultKey = keys.txResult(tx.time, id);
+    // A replayed transaction is applied once only.
+    if (read(resultKey) !== undefined || read(keys.legacyTxResult(id)) !== undefined) continue;
     const pending = new Map<string, StateValue | null>();
     let result: TxResult;
     try {
@@ -92,7 +106,7 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
       if (!(err instanceof RuleError)) throw err;
       result = { height: block.header.height, ok: false, error: err.message };
     }
-    writes.set(keys.tx(id), result);
+    writes.set(resultKey, result);
     results.set(id, result);
   }
   return { writes, results };
@@ -198,9 +212,17 @@ function binaryAsHex(this: Record<string, unknown>, key: string, value: unknown)
   return raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('hex') : value;
 }
 
-/** A digest of a whole state, to compare a stored state with one rebuilt from blocks. */
+/**
+ * A digest of a whole state, to compare a stored state with one rebuilt from blocks. Outcomes
+ * count under their legacy key, wherever they are kept: a replica that stored some before
+ * txResult keys came holds the same state as one rebuilt with txResult keys alone.
+ */
 export function stateDigest(entries: Iterable<[string, unknown]>): string {
-  const parts: string[] = [];
-  for (const [k, val] of entries) parts.push(`${k}=${JSON.stringify(val, binaryAsHex)}`);
-  return sha256Hex(parts.join('\n'));
+  const parts: [string, string][] = [];
+  for (const [k, val] of entries) {
+    const result = TX_RESULT_KEY.exec(k);
+    parts.push([result ? keys.legacyTxResult(result[1]!) : k, JSON.stringify(val, binaryAsHex)]);
+  }
+  parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return sha256Hex(parts.map(([k, val]) => `${k}=${val}`).join('\n'));
 }
