@@ -51,7 +51,7 @@ export const keys = {
 
 /** Hex digits of a transaction time (a safe integer) in its outcome's key, so key order is time order. */
 const TIME_HEX = 14;
-const TX_RESULT_KEY = /^r\/[0-9a-f]{14}\/([0-9a-f]{64})$/;
+const TX_RESULT_KEY = new RegExp(`^r/[0-9a-f]{${TIME_HEX}}/([0-9a-f]{64})$`);
 
 export type StateValue = UserRecord | StoredFile | TxResult | 1;
 
