@@ -6,11 +6,12 @@
  *
  * Every thread that holds releasable memory checks twice a second: a holder unused for RELEASE_MS
  * (a pool no transfer has touched for KEEP_WARM_MS) lets its memory go, and the thread then runs
- * a full GC (actors' isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the process's heap policy
- * (src/glibc-heap.ts): glibc holds freed memory while the process works, may trim again once the
- * process is quiet — before the holders let go, so that their frees shrink their heaps — and then
- * gives every free page back. Nothing is released while work goes on: a busy process would fault
- * the pages straight back in, which costs more on this kind of VM than keeping them.
+ * a full GC (actors' isolates get `--expose-gc`, see heap-flags.ts). The main thread runs the
+ * process's heap policy (src/glibc-heap.ts): glibc holds freed memory while the process works,
+ * may trim again once the process is quiet — before the holders let go, so that their frees
+ * shrink their heaps — and then gives every free page back. Nothing is released while work goes
+ * on: a busy process would fault the pages straight back in, which costs more on this kind of VM
+ * than keeping them.
  */
 import { isMainThread, MessageChannel } from 'node:worker_threads';
 import { holdFreedMemory, letFreedMemoryGo, trimHeap } from './glibc-heap.js';
