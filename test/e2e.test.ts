@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
+import { request } from 'node:http';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
@@ -154,6 +155,44 @@ describe('cairn end to end', () => {
     assert.match(put.body.file.inline, new RegExp(`^[0-9a-f]{${2 * (8 * KiB + 16)}}$`));
     const slots = (await api.call('GET', '/api/v1/cluster')).body.pool.uploadSlots;
     assert.deepEqual(slots, { limit: 8, inUse: 0, waiting: 0 }, 'every upload gave its segment slots back');
+  });
+
+  it('shares its segment slots among concurrent uploads, and gets them back from one cut off mid-file', async () => {
+    const api = new Api(cluster.clients[0]!);
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
+    const slots = async () => (await api.call('GET', '/api/v1/cluster')).body.pool.uploadSlots as { limit: number; inUse: number; waiting: number };
+    const shards = async () => (await api.call('GET', '/api/v1/cluster')).body.providers.reduce((n: number, p: { shards: number }) => n + p.shards, 0);
+    // More uploads of three segments each than the client has slots: each waits its turn, none is stuck.
+    const many = Array.from({ length: 10 }, (_, i) => ({ name: `together-${i}.bin`, bytes: randomBytes(256 * KiB + 4 * MiB + 100) }));
+    const ups = await Promise.all(many.map((f) => api.upload([f])));
+    const other = new Api(cluster.clients[1]!);
+    assert.equal((await other.signIn(alice.username, alice.password)).status, 200);
+    for (const [i, up] of ups.entries()) {
+      assert.equal(up.status, 201, JSON.stringify(up.body));
+      assert.ok((await other.download(up.body[0].id)).bytes.equals(many[i]!.bytes), `${many[i]!.name} comes back whole`);
+    }
+    assert.deepEqual(await slots(), { limit: 8, inUse: 0, waiting: 0 });
+
+    // An upload whose sender vanishes after 5 MiB: one segment sent, the next one held.
+    const filesBefore = (await api.call('GET', '/api/v1/files')).body.length;
+    const shardsBefore = await shards();
+    const req = request(`${cluster.clients[0]}/api/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.token}`, 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(64 * MiB) },
+    });
+    req.on('error', () => undefined);
+    req.write('--x\r\nContent-Disposition: form-data; name="file"; filename="vanishes.bin"\r\n\r\n');
+    req.write(randomBytes(5 * MiB));
+    await waitFor('the cut-off upload to hold a slot and store a segment', async () => (await slots()).inUse > 0 && (await shards()) > shardsBefore);
+    req.destroy();
+    await waitFor('its slots to come back', async () => {
+      const s = await slots();
+      return s.inUse === 0 && s.waiting === 0;
+    });
+    await waitFor('its stored shards to be removed', async () => (await shards()) === shardsBefore);
+    assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from the cut-off upload');
+    const after = await api.upload([{ name: 'after-cut.bin', bytes: many[0]!.bytes }]);
+    assert.equal(after.status, 201, 'the next upload goes through');
   });
 
   it('keeps no plaintext in the SP data directories', () => {

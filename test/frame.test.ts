@@ -173,6 +173,13 @@ test('frames split across chunks are assembled in pooled buffers that can be reu
   assert.equal(b?.assembled, a.assembled, 'the same size reuses the given-back buffer');
   assert.deepEqual([...sig], [9, 8, 7], 'and the first header is untouched by the reuse');
   assert.equal(pool.stats().reused, 1);
+  // Shard frames differ by a few bytes (the key's digits): they share one size class.
+  pool.give(b!.assembled!);
+  const longer = wire({ ...header, id: 3, key: 'x'.repeat(7) }, randomBytes(10_003));
+  const [d] = decodeChunks(decoder, [longer.subarray(0, 70), longer.subarray(70)]);
+  assert.equal(d?.assembled, a.assembled, 'a frame a few bytes longer reuses it too');
+  assert.equal(d.payload!.length, 10_003);
+  assert.equal(pool.stats().reused, 2);
   // A frame that arrives whole in one chunk is a view of that chunk: nothing to give back.
   const [c] = decodeChunks(decoder, [wire(header, randomBytes(100))]);
   assert.equal(c?.assembled, undefined);

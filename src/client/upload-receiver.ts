@@ -89,11 +89,16 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     parser.end();
   } catch (err) {
     for (const u of uploads) u.destroy(err instanceof Error ? err : new Error(String(err)));
+    // The error says nothing was stored: answer once that is true.
+    await Promise.all(uploads.map((u) => u.discarded));
     throw err;
   }
   if (uploads.length === 0) throw new CairnError('BAD_REQUEST', 'the form holds no file; send one or more in a field named "file"');
   const settled = await Promise.allSettled(uploads.map((u) => u.done));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) throw failed.reason;
+  if (failed) {
+    await Promise.all(uploads.map((u) => u.discarded));
+    throw failed.reason;
+  }
   return settled.map((s) => (s as PromiseFulfilledResult<UploadResult>).value);
 }

@@ -2,9 +2,11 @@
  * The upload pipeline: plaintext bytes → segments → (worker) seal, erasure-code, hash → shards
  * to distinct SPs concurrently → a signed file.put, answered only once it is final.
  *
- * Memory is bounded by segmentSize × window, whatever the file size: the writer side blocks
- * (back-pressure) while `window` segments are in flight. One segment is held back until the
- * next byte (or the end) shows whether it is the last, because "last" is sealed into it.
+ * Memory is bounded whatever the file size or the number of uploads: a segment's buffer is taken
+ * only with one of the client's shared slots, held from its first byte until its shards are
+ * stored, and the writer side blocks (back-pressure) while it waits for one or while `window` of
+ * its segments are in flight. A full segment is held back until the next byte (or the end) shows
+ * whether it is the last, because "last" is sealed into it.
  */
 import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
@@ -42,6 +44,12 @@ export interface UploadSettings {
   inlineMax: number;
 }
 
+/** A segment's plaintext buffer and the client-wide slot that pays for it. */
+interface SlottedBuffer {
+  bytes: Buffer;
+  release(): void;
+}
+
 export interface UploadDeps {
   link: ClusterLink;
   pool: CodecPool;
@@ -73,11 +81,12 @@ export class FileUpload extends Writable {
   readonly #stored: { sp: string; key: string }[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   readonly #sealed = new Set<number>(); // segments whose placement is fixed
-  #held: Buffer | null = null; // a full segment waiting to learn whether it is the last
-  #current: Buffer;
+  #held: SlottedBuffer | null = null; // a full segment waiting to learn whether it is the last
+  #current: SlottedBuffer | null = null; // the segment being filled; never empty once set
   #fill = 0;
   #index = 0;
   #failure: Error | null = null;
+  #discarded: Promise<void> = Promise.resolve();
   #settle!: { resolve: (r: UploadResult) => void; reject: (e: Error) => void };
 
   constructor(
@@ -88,9 +97,16 @@ export class FileUpload extends Writable {
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.#deps = deps;
-    this.#current = deps.pool.segmentBuffer(this.#firstSegmentSize);
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.done.catch(() => undefined);
+  }
+
+  /**
+   * Settles once a failed upload's stored shards are deleted (best effort; each request is bounded
+   * by its timeout), so an error answered after it leaves nothing behind.
+   */
+  get discarded(): Promise<void> {
+    return this.#discarded;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
@@ -121,59 +137,83 @@ export class FileUpload extends Writable {
     this.bytesReceived += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
-      const size = this.#current.length;
-      const n = Math.min(size - this.#fill, chunk.length - offset);
-      chunk.copy(this.#current, this.#fill, offset, offset + n);
+      // More bytes follow the held segment, so it is not the last.
+      if (this.#held) await this.#dispatch(this.#takeHeld(), false);
+      const current = this.#current ?? (this.#current = await this.#open());
+      const n = Math.min(current.bytes.length - this.#fill, chunk.length - offset);
+      chunk.copy(current.bytes, this.#fill, offset, offset + n);
       this.#fill += n;
       offset += n;
-      if (this.#fill === size) {
-        // A full segment: the one held before it is now known not to be the last.
-        if (this.#held) await this.#dispatch(this.#held, false);
-        this.#held = this.#current;
-        this.#current = this.#deps.pool.segmentBuffer(this.#deps.settings.segmentSize);
+      if (this.#fill === current.bytes.length) {
+        this.#held = current;
+        this.#current = null;
         this.#fill = 0;
       }
     }
   }
 
-  async #finish(): Promise<UploadResult> {
-    if (this.#failure) throw this.#failure;
-    if (this.#index === 0 && !this.#held && this.#fill <= this.#deps.settings.inlineMax) {
-      // Small enough to ride in the record: no shards, no puts, one transaction.
-      const sealed = sealSegment(this.#key, this.id, 0, true, this.#current.subarray(0, this.#fill));
-      this.#deps.pool.recycle(this.#current);
-      return this.#commit(sealed);
-    }
-    if (this.#fill > 0 || !this.#held) {
-      if (this.#held) await this.#dispatch(this.#held, false);
-      // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
-      const tail = Buffer.from(this.#current.subarray(0, this.#fill));
-      this.#deps.pool.recycle(this.#current);
-      await this.#dispatch(tail, true);
-    } else {
-      this.#deps.pool.recycle(this.#current);
-      await this.#dispatch(this.#held, true);
-    }
-    this.#held = null;
-    await Promise.all(this.#inFlight);
-    if (this.#failure) throw this.#failure;
-    return this.#commit();
-  }
-
-  /** Waits for room in the window and a client-wide slot, then starts the segment without waiting for it. */
-  async #dispatch(plaintext: Buffer, last: boolean): Promise<void> {
-    while (this.#inFlight.size >= this.#deps.settings.window) await Promise.race(this.#inFlight);
+  /** A buffer for the next segment, once a client-wide slot is free (the writer waits meanwhile). */
+  async #open(): Promise<SlottedBuffer> {
     const release = await this.#deps.slots.acquire();
     if (this.#failure) {
       release();
       throw this.#failure;
     }
+    const size = this.#index === 0 ? this.#firstSegmentSize : this.#deps.settings.segmentSize;
+    return { bytes: this.#deps.pool.segmentBuffer(size), release };
+  }
+
+  #takeHeld(): SlottedBuffer {
+    const held = this.#held;
+    invariant(held !== null && this.#current === null, 'a segment is held only while no other is being filled');
+    this.#held = null;
+    return held;
+  }
+
+  async #finish(): Promise<UploadResult> {
+    if (this.#failure) throw this.#failure;
+    const current = this.#current;
+    if (this.#index === 0 && !this.#held && this.#fill <= this.#deps.settings.inlineMax) {
+      // Small enough to ride in the record: no shards, no puts, one transaction.
+      const sealed = sealSegment(this.#key, this.id, 0, true, current ? current.bytes.subarray(0, this.#fill) : Buffer.alloc(0));
+      this.#current = null;
+      if (current) this.#free(current);
+      return this.#commit(sealed);
+    }
+    if (this.#held) {
+      await this.#dispatch(this.#takeHeld(), true);
+    } else {
+      invariant(current !== null && this.#fill > 0, 'a file that is not inline ends in a held or a partly filled segment');
+      this.#current = null;
+      // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
+      const tail = Buffer.from(current.bytes.subarray(0, this.#fill));
+      this.#deps.pool.recycle(current.bytes);
+      await this.#dispatch({ bytes: tail, release: current.release }, true);
+    }
+    await Promise.all(this.#inFlight);
+    if (this.#failure) throw this.#failure;
+    return this.#commit();
+  }
+
+  /** Gives back a segment that will not be sent: its buffer for reuse, its slot to the next upload. */
+  #free(segment: SlottedBuffer): void {
+    this.#deps.pool.recycle(segment.bytes);
+    segment.release();
+  }
+
+  /** Waits for room in the window, then starts the segment without waiting for it. */
+  async #dispatch(segment: SlottedBuffer, last: boolean): Promise<void> {
+    while (this.#inFlight.size >= this.#deps.settings.window) await Promise.race(this.#inFlight);
+    if (this.#failure) {
+      this.#free(segment);
+      throw this.#failure;
+    }
     const index = this.#index++;
-    const p = this.#storeSegment(index, plaintext, last)
+    const p = this.#storeSegment(index, segment.bytes, last)
       .catch((err: Error) => {
         this.#failure ??= err;
       })
-      .finally(release);
+      .finally(segment.release);
     const tracked = p.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
   }
@@ -258,9 +298,12 @@ export class FileUpload extends Writable {
   #fail(err: Error): void {
     this.#failure ??= err;
     this.#settle.reject(this.#failure);
+    // Segments not yet sent hold slots every upload of this client shares: hand them back now.
+    for (const segment of [this.#held, this.#current]) if (segment) this.#free(segment);
+    this.#held = this.#current = null;
     // Shards of a file that never got a record are garbage: remove what we stored, best effort.
-    void Promise.allSettled(this.#inFlight).then(() =>
-      Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }))),
-    );
+    this.#discarded = Promise.allSettled(this.#inFlight)
+      .then(() => Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }))))
+      .then(() => undefined);
   }
 }
