@@ -122,6 +122,26 @@ describe('chain nodes', () => {
     }
   });
 
+  it('answer a transaction submitted again after it is final with its first outcome, and make no block for it', async () => {
+    // What a web client does when its leader died before answering: it sends the same transaction again.
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      const tx = registration('again');
+      const first = await chain.leader.submit(tx);
+      assert.equal(first.ok, true, first.error);
+      const leaderStore = chain.stores.get(chain.leader.status().id)!;
+      const height = leaderStore.lastHeight();
+      assert.deepEqual(await chain.leader.submit(tx), first);
+      const follower = [...chain.nodes.values()].find((n) => n !== chain.leader)!;
+      const followerStore = chain.stores.get(follower.status().id)!;
+      await until('the follower applied the block', () => followerStore.applied() >= first.height);
+      assert.deepEqual(await follower.submit(tx), first);
+      assert.equal(leaderStore.lastHeight(), height, 'no block for a transaction that is final already');
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('certify every block with a majority of endorsements, no more: each extra one costs every follower a verification', async () => {
     const chain = await startChain(10, undefined, () => true);
     try {

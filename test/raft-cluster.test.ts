@@ -59,7 +59,11 @@ describe('leader killed with -9 while uploads run', () => {
       return c.status === 200 && c.body.leader ? c.body.leader : undefined;
     });
     const atElection: number = (await api.call('GET', '/api/v1/chain')).body.height;
-    await waitFor('uploads succeeding after the election', () => stored.size >= before + 5, 60_000);
+    // The uploader stops at the first upload that fails otherwise than retryably: say why at once.
+    const stopped = uploader.then(() => {
+      throw new Error(`the uploader stopped with ${stored.size - before} uploads stored after the kill`);
+    });
+    await Promise.race([waitFor('uploads succeeding after the election', () => stored.size >= before + 5, 60_000), stopped]);
     stop = true;
     await uploader;
     assert.ok(newLeader);

@@ -14,7 +14,7 @@ import type { ChainStore } from './chain-store.js';
 import { majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
 import { MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
-import type { BlockEffects, TxResult } from './state.js';
+import { txOutcome, type BlockEffects, type TxResult } from './state.js';
 import { txId, type Tx } from './tx.js';
 
 /** How a chain node reaches its peers; the provider backs it with mailbox clients. */
@@ -178,7 +178,7 @@ export class ChainNode extends EventEmitter {
   async submit(tx: Tx): Promise<Submitted> {
     if (this.#stopped) throw new CairnError('UNAVAILABLE', 'the storage provider is shutting down');
     const id = txId(tx);
-    const done = this.#store.get(`t/${id}`) as TxResult | undefined;
+    const done = txOutcome((key) => this.#store.get(key), tx, id);
     if (done) return { ...done, txId: id };
     const leader = await this.#awaitLeader();
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);

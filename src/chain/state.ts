@@ -83,6 +83,11 @@ export function fileRoot(file: { segments: FileRecord['segments']; inline?: Uint
   return merkleRoot(file.segments.flatMap((s) => s.shards.map((sh) => sh.hash)));
 }
 
+/** A transaction's outcome if it is final already, under either key. */
+export function txOutcome(read: (key: string) => unknown, tx: Tx, id = txId(tx)): TxResult | undefined {
+  return (read(keys.txResult(tx.time, id)) ?? read(keys.legacyTxResult(id))) as TxResult | undefined;
+}
+
 export function applyBlock(view: StateView, block: Block, genesis: Genesis): BlockEffects {
   const writes = new Map<string, StateValue | null>();
   const results = new Map<string, TxResult>();
@@ -93,9 +98,12 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
   const validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
   for (const tx of block.txs) {
     const id = txId(tx);
-    const resultKey = keys.txResult(tx.time, id);
-    // A replayed transaction is applied once only.
-    if (read(resultKey) !== undefined || read(keys.legacyTxResult(id)) !== undefined) continue;
+    // A replayed transaction is applied once only; whoever waits for it learns the first outcome.
+    const earlier = txOutcome(read, tx, id);
+    if (earlier !== undefined) {
+      results.set(id, earlier);
+      continue;
+    }
     const pending = new Map<string, StateValue | null>();
     let result: TxResult;
     try {
@@ -106,7 +114,7 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
       if (!(err instanceof RuleError)) throw err;
       result = { height: block.header.height, ok: false, error: err.message };
     }
-    writes.set(resultKey, result);
+    writes.set(keys.txResult(tx.time, id), result);
     results.set(id, result);
   }
   return { writes, results };
