@@ -1,8 +1,8 @@
 /**
- * The web client's budget of segments being filled, coded and stored at once, shared by every
- * upload. Each upload also keeps its own window, but without a shared bound memory grew with the
- * number of concurrent uploads (8 × 64 MiB uploads: ~570 MiB client RSS) while the two cores did
- * no more work. Slots are handed out first come, first served, so no upload is starved by the others.
+ * The web client's budget of segments being coded and stored at once, shared by every upload.
+ * Each upload also keeps its own window, but without a shared bound memory grew with the number
+ * of concurrent uploads (8 × 64 MiB uploads: ~570 MiB client RSS) while the two cores did no more
+ * work. Slots are handed out first come, first served, so no upload is starved by the others.
  */
 import { invariant } from '../errors.js';
 

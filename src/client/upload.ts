@@ -2,11 +2,12 @@
  * The upload pipeline: plaintext bytes → segments → (worker) seal, erasure-code, hash → shards
  * to distinct SPs concurrently → a signed file.put, answered only once it is final.
  *
- * Memory is bounded whatever the file size or the number of uploads: a segment's buffer is taken
- * only with one of the client's shared slots, held from its first byte until its shards are
- * stored, and the writer side blocks (back-pressure) while it waits for one or while `window` of
- * its segments are in flight. A full segment is held back until the next byte (or the end) shows
- * whether it is the last, because "last" is sealed into it.
+ * Memory is bounded whatever the file size: the writer side blocks (back-pressure) while `window`
+ * segments of this upload, or the client's whole budget of slots, are in flight; outside them an
+ * upload holds one segment, the one being filled or a full one held back until the next byte (or
+ * the end) shows whether it is the last, because "last" is sealed into it. A slot is taken only
+ * once a segment is full: one taken with the first byte would let a sender that stalls mid-file
+ * hold it, and a few such senders stop every upload of the client.
  */
 import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
@@ -26,6 +27,12 @@ import type { Session } from './sessions.js';
 
 const SHARD_PUT_TIMEOUT_MS = 15_000;
 /**
+ * A failed upload's error is answered once its shards are deleted, so a delete sent to an SP that
+ * went down with the upload must not hold that answer for the link's 30 s. A shard it misses stays
+ * on that SP with no record naming it (as before this bound; nothing collects those yet).
+ */
+const SHARD_DELETE_TIMEOUT_MS = 2_000;
+/**
  * Segment 0 is cut short: a download cannot send its first byte before segment 0 is fetched and
  * opened, so a small one keeps the time to first byte low (measured on the server: first byte
  * written ~8–25 ms after the request with 256 KiB, 30–80 ms with a 4 MiB first segment; 32 KiB
@@ -42,12 +49,6 @@ export interface UploadSettings {
   window: number; // segments in flight
   /** A file of at most this many bytes goes into its chain record, sealed, instead of into shards. */
   inlineMax: number;
-}
-
-/** A segment's plaintext buffer and the client-wide slot that pays for it. */
-interface SlottedBuffer {
-  bytes: Buffer;
-  release(): void;
 }
 
 export interface UploadDeps {
@@ -81,8 +82,8 @@ export class FileUpload extends Writable {
   readonly #stored: { sp: string; key: string }[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   readonly #sealed = new Set<number>(); // segments whose placement is fixed
-  #held: SlottedBuffer | null = null; // a full segment waiting to learn whether it is the last
-  #current: SlottedBuffer | null = null; // the segment being filled; never empty once set
+  #held: Buffer | null = null; // a full segment waiting to learn whether it is the last
+  #current: Buffer | null = null; // the segment being filled; never empty once set
   #fill = 0;
   #index = 0;
   #failure: Error | null = null;
@@ -139,12 +140,13 @@ export class FileUpload extends Writable {
     while (offset < chunk.length) {
       // More bytes follow the held segment, so it is not the last.
       if (this.#held) await this.#dispatch(this.#takeHeld(), false);
-      const current = this.#current ?? (this.#current = await this.#open());
-      const n = Math.min(current.bytes.length - this.#fill, chunk.length - offset);
-      chunk.copy(current.bytes, this.#fill, offset, offset + n);
+      const size = this.#index === 0 ? this.#firstSegmentSize : this.#deps.settings.segmentSize;
+      const current = (this.#current ??= this.#deps.pool.segmentBuffer(size));
+      const n = Math.min(current.length - this.#fill, chunk.length - offset);
+      chunk.copy(current, this.#fill, offset, offset + n);
       this.#fill += n;
       offset += n;
-      if (this.#fill === current.bytes.length) {
+      if (this.#fill === current.length) {
         this.#held = current;
         this.#current = null;
         this.#fill = 0;
@@ -152,18 +154,7 @@ export class FileUpload extends Writable {
     }
   }
 
-  /** A buffer for the next segment, once a client-wide slot is free (the writer waits meanwhile). */
-  async #open(): Promise<SlottedBuffer> {
-    const release = await this.#deps.slots.acquire();
-    if (this.#failure) {
-      release();
-      throw this.#failure;
-    }
-    const size = this.#index === 0 ? this.#firstSegmentSize : this.#deps.settings.segmentSize;
-    return { bytes: this.#deps.pool.segmentBuffer(size), release };
-  }
-
-  #takeHeld(): SlottedBuffer {
+  #takeHeld(): Buffer {
     const held = this.#held;
     invariant(held !== null && this.#current === null, 'a segment is held only while no other is being filled');
     this.#held = null;
@@ -175,9 +166,9 @@ export class FileUpload extends Writable {
     const current = this.#current;
     if (this.#index === 0 && !this.#held && this.#fill <= this.#deps.settings.inlineMax) {
       // Small enough to ride in the record: no shards, no puts, one transaction.
-      const sealed = sealSegment(this.#key, this.id, 0, true, current ? current.bytes.subarray(0, this.#fill) : Buffer.alloc(0));
+      const sealed = sealSegment(this.#key, this.id, 0, true, current ? current.subarray(0, this.#fill) : Buffer.alloc(0));
       this.#current = null;
-      if (current) this.#free(current);
+      if (current) this.#deps.pool.recycle(current);
       return this.#commit(sealed);
     }
     if (this.#held) {
@@ -186,34 +177,30 @@ export class FileUpload extends Writable {
       invariant(current !== null && this.#fill > 0, 'a file that is not inline ends in a held or a partly filled segment');
       this.#current = null;
       // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
-      const tail = Buffer.from(current.bytes.subarray(0, this.#fill));
-      this.#deps.pool.recycle(current.bytes);
-      await this.#dispatch({ bytes: tail, release: current.release }, true);
+      const tail = Buffer.from(current.subarray(0, this.#fill));
+      this.#deps.pool.recycle(current);
+      await this.#dispatch(tail, true);
     }
     await Promise.all(this.#inFlight);
     if (this.#failure) throw this.#failure;
     return this.#commit();
   }
 
-  /** Gives back a segment that will not be sent: its buffer for reuse, its slot to the next upload. */
-  #free(segment: SlottedBuffer): void {
-    this.#deps.pool.recycle(segment.bytes);
-    segment.release();
-  }
-
-  /** Waits for room in the window, then starts the segment without waiting for it. */
-  async #dispatch(segment: SlottedBuffer, last: boolean): Promise<void> {
+  /** Waits for room in the window and a client-wide slot, then starts the segment without waiting for it. */
+  async #dispatch(plaintext: Buffer, last: boolean): Promise<void> {
     while (this.#inFlight.size >= this.#deps.settings.window) await Promise.race(this.#inFlight);
+    const release = await this.#deps.slots.acquire();
     if (this.#failure) {
-      this.#free(segment);
+      release();
+      this.#deps.pool.recycle(plaintext);
       throw this.#failure;
     }
     const index = this.#index++;
-    const p = this.#storeSegment(index, segment.bytes, last)
+    const p = this.#storeSegment(index, plaintext, last)
       .catch((err: Error) => {
         this.#failure ??= err;
       })
-      .finally(segment.release);
+      .finally(release);
     const tracked = p.finally(() => this.#inFlight.delete(tracked));
     this.#inFlight.add(tracked);
   }
@@ -298,12 +285,12 @@ export class FileUpload extends Writable {
   #fail(err: Error): void {
     this.#failure ??= err;
     this.#settle.reject(this.#failure);
-    // Segments not yet sent hold slots every upload of this client shares: hand them back now.
-    for (const segment of [this.#held, this.#current]) if (segment) this.#free(segment);
+    // Segments not yet sent will not be: their buffers go back for reuse.
+    for (const segment of [this.#held, this.#current]) if (segment) this.#deps.pool.recycle(segment);
     this.#held = this.#current = null;
     // Shards of a file that never got a record are garbage: remove what we stored, best effort.
     this.#discarded = Promise.allSettled(this.#inFlight)
-      .then(() => Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }))))
+      .then(() => Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }, { timeoutMs: SHARD_DELETE_TIMEOUT_MS }))))
       .then(() => undefined);
   }
 }
