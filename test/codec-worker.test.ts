@@ -26,8 +26,8 @@ describe('codec worker on a real Piscina pool', () => {
     await pool.close();
   });
 
-  async function encode(ref: SegmentRef, plaintext: Uint8Array, into?: ArrayBuffer): Promise<EncodeResult> {
-    const { task, transferList } = makeEncodeTask(ref, plaintext, into);
+  async function encode(ref: SegmentRef, plaintext: Uint8Array, into?: ArrayBuffer, lentWhole = false): Promise<EncodeResult> {
+    const { task, transferList } = makeEncodeTask(ref, plaintext, into, lentWhole);
     return unwrapOutcome((await pool.run(task, { name: 'encode', transferList })) as CodecOutcome<EncodeResult>);
   }
 
@@ -84,6 +84,22 @@ describe('codec worker on a real Piscina pool', () => {
     const { shards, hashes } = encodeResultViews(second);
     const decoded = await decode({ ...ref, index: 1, last: true }, second.sealedLength, shards, hashes);
     assert.ok(Buffer.from(decoded).equals(original));
+  });
+
+  it('moves a buffer the plaintext fills only in part whole, codes just the plaintext, and sends the buffer back', async () => {
+    // A file's last segment in its (recycled, full-size) segment buffer.
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'tail', index: 3, last: true, k: 2, m: 1 };
+    const original = randomBytes(200_001);
+    const lent = new ArrayBuffer(1024 * 1024);
+    new Uint8Array(lent).fill(0x77).set(original);
+    const encoded = await encode(ref, new Uint8Array(lent, 0, original.length), undefined, true);
+    assert.equal(lent.byteLength, 0, 'the whole buffer went to the worker, not a copy');
+    assert.equal(encoded.spent?.byteLength, 1024 * 1024, 'and came back whole for the next segment');
+    assert.equal(encoded.sealedLength, original.length + 16, 'only the plaintext was sealed');
+    const { shards, hashes } = encodeResultViews(encoded);
+    const decoded = await decode(ref, encoded.sealedLength, [new Uint8Array(shards[0]!), null, new Uint8Array(shards[2]!)], hashes);
+    assert.ok(Buffer.from(decoded).equals(original));
+    assert.throws(() => makeEncodeTask(ref, new Uint8Array(new ArrayBuffer(8), 1, 4), undefined, true), /lent buffer starts with the plaintext/);
   });
 
   it('decodes into a recycled buffer holding stale bytes and sends it back', async () => {

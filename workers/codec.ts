@@ -42,8 +42,10 @@ export function encode(task: EncodeTask): ReturnType<typeof move> | CodecOutcome
   activity.at = performance.now();
   try {
     const segment = encodeSegment(task);
-    // The plaintext's buffer goes back too when the task owned it, so the client can refill it.
-    const spent = ownsBuffer(task.plaintext) && task.plaintext.buffer !== segment.buffer ? task.plaintext.buffer : undefined;
+    // The plaintext's buffer goes back too, so the client can refill it. Here it is always this
+    // worker's alone (transferred or cloned), also when the plaintext fills only its start.
+    const plain = task.plaintext;
+    const spent = plain.buffer instanceof ArrayBuffer && plain.byteOffset === 0 && plain.buffer !== segment.buffer ? plain.buffer : undefined;
     return moved({ ok: true, value: toEncodeResult(segment, spent) }, spent ? [segment.buffer, spent] : [segment.buffer]);
   } catch (err) {
     return failure(err);

@@ -72,6 +72,8 @@ export interface PoolStats {
 export class CodecPool {
   readonly #pool: Piscina;
   readonly #buffers = new BufferPool(RECYCLED_BYTES);
+  /** Buffers handed out by segmentBuffer: a view of one's start may move it whole to a worker. */
+  readonly #lent = new WeakSet<ArrayBuffer>();
   #inline = 0; // small segments coded on the main thread
 
   constructor(readonly settings: PoolSettings) {
@@ -90,22 +92,37 @@ export class CodecPool {
    * it), or give it back with recycle() if it is not used.
    */
   segmentBuffer(bytes: number): Buffer {
-    return Buffer.from(this.#buffers.take(bytes));
+    const buffer = this.#buffers.take(bytes);
+    this.#lent.add(buffer);
+    return Buffer.from(buffer);
   }
 
+  /** Gives back a buffer from segmentBuffer, also through a view of its start. */
   recycle(buffer: Uint8Array): void {
-    if (ownsBuffer(buffer)) this.#buffers.give(buffer.buffer);
+    const whole = this.#lentWhole(buffer);
+    if (whole) this.#buffers.give(whole);
+    else if (ownsBuffer(buffer)) this.#buffers.give(buffer.buffer);
   }
 
-  /** Seals, erasure-codes and hashes one segment; the plaintext's buffer is moved to the worker. */
+  #lentWhole(view: Uint8Array): ArrayBuffer | undefined {
+    return view.byteOffset === 0 && view.buffer instanceof ArrayBuffer && this.#lent.has(view.buffer) ? view.buffer : undefined;
+  }
+
+  /**
+   * Seals, erasure-codes and hashes one segment; the plaintext's buffer is moved to the worker. A
+   * short segment (a file's last) in a buffer from segmentBuffer moves with it whole and is coded
+   * into a buffer of the full segment's size class: no odd-sized memory for the last segment.
+   */
   async encode(ref: SegmentRef, plaintext: Uint8Array): Promise<EncodedShards> {
+    const whole = this.#lentWhole(plaintext);
     if (plaintext.length < INLINE_BELOW_BYTES) {
       const { shards, hashes, sealedLength } = encodeSegment({ ...ref, plaintext });
+      if (whole) this.#buffers.give(whole);
       this.#inline += 1;
       return { shards, hashes, sealedLength, release: () => undefined };
     }
-    const into = this.#buffers.take(encodeBufferBytes(plaintext.length, ref.k, ref.m));
-    const { task, transferList } = makeEncodeTask(ref, plaintext, into);
+    const into = this.#buffers.take(encodeBufferBytes(whole ? whole.byteLength : plaintext.length, ref.k, ref.m));
+    const { task, transferList } = makeEncodeTask(ref, plaintext, into, whole !== undefined);
     const result = await this.#run<EncodeResult>('encode', task, transferList);
     if (result.spent) this.#buffers.give(result.spent);
     return { ...encodeResultViews(result), sealedLength: result.sealedLength, release: releaser(this.#buffers, result.buffer) };

@@ -176,10 +176,7 @@ export class FileUpload extends Writable {
     } else {
       invariant(current !== null && this.#fill > 0, 'a file that is not inline ends in a held or a partly filled segment');
       this.#current = null;
-      // The short last segment gets a buffer of its own; the full-size one goes back for reuse.
-      const tail = Buffer.from(current.subarray(0, this.#fill));
-      this.#deps.pool.recycle(current);
-      await this.#dispatch(tail, true);
+      await this.#dispatch(current.subarray(0, this.#fill), true);
     }
     await Promise.all(this.#inFlight);
     if (this.#failure) throw this.#failure;

@@ -5,7 +5,7 @@
  * and the worker share one definition.
  */
 import { createHash } from 'node:crypto';
-import { CairnError, type ErrorCode, toCairnError } from '../errors.js';
+import { CairnError, invariant, type ErrorCode, toCairnError } from '../errors.js';
 import { ReedSolomon } from './reed-solomon.js';
 import { openSegment, sealSegmentInto, sealedLength as sealedLengthOf } from './segment-seal.js';
 import { areConsecutive, joinShards, layoutShards, shardSize as shardSizeFor, shardViews } from './shards.js';
@@ -203,9 +203,12 @@ export function ownsBuffer(view: Uint8Array): view is Uint8Array & { buffer: Arr
  * An encode task ready for pool.run(task, { name: 'encode', transferList }). When the plaintext owns
  * its ArrayBuffer that buffer is transferred (and detached here); otherwise it is copied. `into` (e.g.
  * an earlier result's buffer) is transferred too and reused: pass it only once nothing reads its views.
+ * `lentWhole` says the caller owns all of plaintext.buffer (a pooled buffer the plaintext fills only
+ * in part, as a file's last segment does): it is transferred whole instead of copied.
  */
-export function makeEncodeTask(ref: SegmentRef, plaintext: Uint8Array, into?: ArrayBuffer): PackedTask<EncodeTask> {
-  const owned = ownsBuffer(plaintext) ? plaintext : new Uint8Array(plaintext);
+export function makeEncodeTask(ref: SegmentRef, plaintext: Uint8Array, into?: ArrayBuffer, lentWhole = false): PackedTask<EncodeTask> {
+  invariant(!lentWhole || (plaintext.buffer instanceof ArrayBuffer && plaintext.byteOffset === 0), 'a lent buffer starts with the plaintext');
+  const owned = lentWhole || ownsBuffer(plaintext) ? (plaintext as Uint8Array & { buffer: ArrayBuffer }) : new Uint8Array(plaintext);
   const task: EncodeTask = { ...ref, key: new Uint8Array(ref.key), plaintext: owned };
   const transferList = [owned.buffer];
   if (into !== undefined) {
