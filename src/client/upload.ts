@@ -88,6 +88,8 @@ export class FileUpload extends Writable {
   #index = 0;
   #failure: Error | null = null;
   #discarded: Promise<void> = Promise.resolve();
+  /** The file.put once sent: whether the chain took it decides if the shards may be deleted. */
+  #submitted: Promise<{ ok: boolean }> | null = null;
   #settle!: { resolve: (r: UploadResult) => void; reject: (e: Error) => void };
 
   constructor(
@@ -273,7 +275,9 @@ export class FileUpload extends Writable {
       root: fileRoot(content),
     };
     const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
-    const result = await this.#deps.link.chain('chain.submit', { tx });
+    const submitted = this.#deps.link.chain('chain.submit', { tx });
+    this.#submitted = submitted;
+    const result = await submitted;
     if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused the file record: ${result.error ?? 'unknown reason'}`);
     const degraded = this.#segments.some((s) => s.shards.some((sh) => sh.sp === null));
     return { id: this.id, name: this.name, size: this.bytesReceived, block: result.height, degraded };
@@ -286,8 +290,12 @@ export class FileUpload extends Writable {
     for (const segment of [this.#held, this.#current]) if (segment) this.#deps.pool.recycle(segment);
     this.#held = this.#current = null;
     // Shards of a file that never got a record are garbage: remove what we stored, best effort.
+    // Not while its record may be final: a request that fails after this file was sent whole
+    // (a later file over the limit) or a submit whose answer was lost must not leave a record
+    // whose shards are gone. Those shards stay, as orphans at worst.
     this.#discarded = Promise.allSettled(this.#inFlight)
-      .then(() => Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }, { timeoutMs: SHARD_DELETE_TIMEOUT_MS }))))
+      .then(() => this.#submitted?.then((r) => r.ok, () => true) ?? false)
+      .then((mayBeRecorded) => (mayBeRecorded ? undefined : Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }, { timeoutMs: SHARD_DELETE_TIMEOUT_MS })))))
       .then(() => undefined);
   }
 }
