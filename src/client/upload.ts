@@ -106,7 +106,8 @@ export class FileUpload extends Writable {
 
   /**
    * Settles once a failed upload's stored shards are deleted (best effort; each request is bounded
-   * by its timeout), so an error answered after it leaves nothing behind.
+   * by its timeout), or kept because its record may be final, so an error answered after it leaves
+   * nothing behind that no record names, as far as the SPs could be reached.
    */
   get discarded(): Promise<void> {
     return this.#discarded;
