@@ -173,16 +173,22 @@ describe('cairn end to end', () => {
     }
     assert.deepEqual(await slots(), { limit: 8, inUse: 0, waiting: 0 });
 
+    /** An upload request that announces 64 MiB and sends what it is given, until destroyed. */
+    const partialUpload = (...pieces: (string | Buffer)[]) => {
+      const req = request(`${cluster.clients[0]}/api/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${api.token}`, 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(64 * MiB) },
+      });
+      req.on('error', () => undefined);
+      for (const piece of pieces) req.write(piece);
+      return req;
+    };
+    const part = (name: string) => `--x\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n\r\n`;
+
     // An upload whose sender vanishes after 5 MiB: one segment sent, the next one held.
     const filesBefore = (await api.call('GET', '/api/v1/files')).body.length;
     const shardsBefore = await shards();
-    const req = request(`${cluster.clients[0]}/api/v1/files`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${api.token}`, 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(64 * MiB) },
-    });
-    req.on('error', () => undefined);
-    req.write('--x\r\nContent-Disposition: form-data; name="file"; filename="vanishes.bin"\r\n\r\n');
-    req.write(randomBytes(5 * MiB));
+    const req = partialUpload(part('vanishes.bin'), randomBytes(5 * MiB));
     await waitFor('the cut-off upload to store a segment', async () => (await shards()) > shardsBefore);
     req.destroy();
     await waitFor('its slots to come back', async () => {
@@ -193,6 +199,16 @@ describe('cairn end to end', () => {
     assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from the cut-off upload');
     const after = await api.upload([{ name: 'after-cut.bin', bytes: many[0]!.bytes }]);
     assert.equal(after.status, 201, 'the next upload goes through');
+
+    // A request that breaks off after one whole file stores none of its files: each record waits
+    // for the whole request. The first file (two segments, six shards) is complete and stored
+    // before the sender goes.
+    const shardsBeforePair = await shards();
+    const pair = partialUpload(part('whole.bin'), randomBytes(300 * KiB), `\r\n${part('broken.bin')}`, randomBytes(1000));
+    await waitFor('the whole first file to be stored', async () => (await shards()) >= shardsBeforePair + 6);
+    pair.destroy();
+    await waitFor('its shards to be removed', async () => (await shards()) === shardsBeforePair);
+    assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore + 1, 'only after-cut.bin was added');
   });
 
   it('keeps no plaintext in the SP data directories', () => {

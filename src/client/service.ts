@@ -70,8 +70,8 @@ export class ClientService {
     };
   }
 
-  startUpload(session: Session, name: string, type: string): FileUpload {
-    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings, slots: this.#uploadSlots }, session, name, type);
+  startUpload(session: Session, name: string, type: string, requestReceived?: Promise<void>): FileUpload {
+    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings, slots: this.#uploadSlots }, session, name, type, requestReceived);
   }
 
   async openDownload(session: Session, id: string) {

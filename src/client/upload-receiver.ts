@@ -55,6 +55,10 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     maxHeaderBytes: MAX_PART_HEADER_BYTES,
   });
   const uploads: FileUpload[] = [];
+  // Every file's record waits for the whole request: one that fails stores none of its files.
+  let received!: { resolve: () => void; reject: (err: Error) => void };
+  const requestReceived = new Promise<void>((resolve, reject) => (received = { resolve, reject }));
+  requestReceived.catch(() => undefined); // each upload reads the outcome
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let fileBytes = 0;
   let fieldBytes = 0;
@@ -69,7 +73,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
           if (uploads.length === MAX_FILES_PER_REQUEST) {
             throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
           }
-          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType));
+          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), requestReceived);
           file.on('error', () => undefined); // its failure is read from `done`
           uploads.push(file);
         } else if (event.kind === 'data') {
@@ -88,11 +92,14 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     }
     parser.end();
   } catch (err) {
-    for (const u of uploads) u.destroy(err instanceof Error ? err : new Error(String(err)));
+    const failure = err instanceof Error ? err : new Error(String(err));
+    received.reject(failure);
+    for (const u of uploads) u.destroy(failure);
     // The error says nothing was stored: answer once that is true.
     await Promise.all(uploads.map((u) => u.discarded));
     throw err;
   }
+  received.resolve();
   if (uploads.length === 0) throw new CairnError('BAD_REQUEST', 'the form holds no file; send one or more in a field named "file"');
   const settled = await Promise.allSettled(uploads.map((u) => u.done));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');

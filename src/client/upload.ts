@@ -92,11 +92,17 @@ export class FileUpload extends Writable {
   #submitted: Promise<{ ok: boolean }> | null = null;
   #settle!: { resolve: (r: UploadResult) => void; reject: (e: Error) => void };
 
+  /**
+   * @param requestReceived  settles once the whole request that carries this file is in (rejects
+   *   if it fails): the record is submitted only then, so a request that fails later (a file after
+   *   this one over the limit, a sender gone) stores none of its files.
+   */
   constructor(
     deps: UploadDeps,
     private readonly session: Session,
     private readonly name: string,
     private readonly type: string,
+    private readonly requestReceived: Promise<void> = Promise.resolve(),
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.#deps = deps;
@@ -257,6 +263,8 @@ export class FileUpload extends Writable {
 
   /** Records the file: its stored segments, or (inline) its one sealed segment itself. */
   async #commit(inline?: Buffer): Promise<UploadResult> {
+    await this.requestReceived;
+    if (this.#failure) throw this.#failure;
     const { k, m, segmentSize } = this.#deps.settings;
     invariant(this.#segments.length === this.#index, 'every segment was stored');
     invariant(inline === undefined || this.#index === 0, 'an inline file has no stored segments');
@@ -291,9 +299,9 @@ export class FileUpload extends Writable {
     for (const segment of [this.#held, this.#current]) if (segment) this.#deps.pool.recycle(segment);
     this.#held = this.#current = null;
     // Shards of a file that never got a record are garbage: remove what we stored, best effort.
-    // Not while its record may be final: a request that fails after this file was sent whole
-    // (a later file over the limit) or a submit whose answer was lost must not leave a record
-    // whose shards are gone. Those shards stay, as orphans at worst.
+    // Not while its record may be final: a submit whose answer was lost (the transaction may
+    // still become final) must not leave a record whose shards are gone. Those stay, as orphans
+    // at worst.
     this.#discarded = Promise.allSettled(this.#inFlight)
       .then(() => this.#submitted?.then((r) => r.ok, () => true) ?? false)
       .then((mayBeRecorded) => (mayBeRecorded ? undefined : Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }, { timeoutMs: SHARD_DELETE_TIMEOUT_MS })))))
