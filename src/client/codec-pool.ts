@@ -14,7 +14,6 @@ import {
   encodeResultViews,
   makeDecodeTask,
   makeEncodeTask,
-  ownsBuffer,
   unwrapOutcome,
   type CodecOutcome,
   type DecodeResult,
@@ -97,11 +96,10 @@ export class CodecPool {
     return Buffer.from(buffer);
   }
 
-  /** Gives back a buffer from segmentBuffer, also through a view of its start. */
+  /** Gives back a buffer from segmentBuffer, also through a view of its start; any other is left to GC. */
   recycle(buffer: Uint8Array): void {
     const whole = this.#lentWhole(buffer);
     if (whole) this.#buffers.give(whole);
-    else if (ownsBuffer(buffer)) this.#buffers.give(buffer.buffer);
   }
 
   #lentWhole(view: Uint8Array): ArrayBuffer | undefined {
