@@ -32,6 +32,8 @@ class Cluster {
   queue: { from: string; to: string; msg: Msg }[] = [];
   down = new Set<string>();
 
+  readonly options = new Map<string, RaftOptions<string>>();
+
   constructor(
     readonly ids: string[],
     logs: Record<string, { log: Entry[]; hs?: Partial<HardState> }> = {},
@@ -51,8 +53,15 @@ class Cluster {
         maxEntriesPerAppend: 4,
         ...extra,
       };
+      this.options.set(id, opts);
       this.nodes.set(id, { core: new RaftCore(opts, storage), storage, committed: [] });
     }
+  }
+
+  /** `id` restarts with its disk lost: an empty log, no term, no vote. */
+  wipe(id: string): void {
+    const storage = new MemStorage<string>(genesisEntry());
+    this.nodes.set(id, { core: new RaftCore(this.options.get(id)!, storage), storage, committed: [] });
   }
 
   node(id: string): Node {
@@ -529,4 +538,23 @@ test('asynchronous storage: a leader counts its own entries toward a majority on
   const r2 = c.propose('a', 'y');
   c.deliver();
   assert.equal(a.status().commit, r2.append[0]!.height);
+});
+
+test('a follower whose disk was wiped catches up under the same leader', () => {
+  const c = new Cluster(['a', 'b', 'c']);
+  c.elect('a');
+  for (const d of ['p1', 'p2', 'p3', 'p4', 'p5', 'p6']) c.propose('a', d);
+  c.deliver();
+  c.rounds(3);
+  assert.equal(c.node('b').core.status().commit, 6);
+  const term = c.node('a').core.status().term;
+  c.wipe('b');
+  c.rounds(12); // heartbeats find b's log empty; b's refusals must not be taken for stale ones
+  assert.equal(c.node('a').core.status().role, 'leader');
+  assert.equal(c.node('a').core.status().term, term, 'no election was needed');
+  assert.deepEqual(c.node('b').committed.map((e) => e.data), ['p1', 'p2', 'p3', 'p4', 'p5', 'p6']);
+  c.propose('a', 'p7');
+  c.deliver();
+  c.rounds(2);
+  assert.equal(c.node('b').core.status().commit, 7, 'and keeps up after');
 });

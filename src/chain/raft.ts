@@ -511,6 +511,18 @@ export class RaftCore<T> {
       return;
     }
     if (m.matchHeight < pr.match || (pr.probing && m.matchHeight !== pr.next - 1)) return; // stale
+    if (m.hintHeight !== undefined && m.hintHeight < pr.match) {
+      // Its log ends below what it acknowledged, which an honest follower's durable log never
+      // does: its disk was lost or wiped. Nothing it acknowledged holds (commits it counted
+      // toward stand); probe again from where its log ends. Without this the leader would ignore
+      // its refusals for good, and it would catch up only under another leader.
+      pr.match = 0;
+      pr.probing = true;
+      pr.paused = false;
+      pr.next = m.hintHeight + 1;
+      this.sendAppend(from, false);
+      return;
+    }
     const target = this.walkBack(pr, m);
     if (pr.probing) {
       // No progress (e.g. the follower refused an entry as invalid): retry on the next heartbeat.
