@@ -60,6 +60,7 @@ function sharedFlags(c: Config): string[] {
     '--pool-idle-timeout-ms', String(c.pool.idleTimeoutMs), '--pool-max-queue', String(c.pool.maxQueue),
     '--pool-concurrent-tasks', String(c.pool.concurrentTasksPerWorker), '--pipeline-depth', String(c.pipelineDepth),
     '--max-upload-bytes', String(c.maxUploadBytes), '--inline-max-bytes', String(c.inlineMaxBytes),
+    '--max-upload-ms', String(c.maxUploadMs), '--orphan-grace-ms', String(c.orphanGraceMs),
   ];
 }
 

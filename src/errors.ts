@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'TOO_LARGE'
+  | 'TOO_SLOW'
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'NO_MAJORITY'

@@ -44,7 +44,7 @@ export async function repairCommand(flags: Map<string, string>): Promise<number>
       }
       if (!run) throw new CairnError('INTERNAL', 'the leader did not report the pass');
       console.log(JSON.stringify(run));
-      console.log(`repair: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.failures} failures`);
+      console.log(`repair: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.orphansDeleted} orphans deleted, ${run.failures} failures`);
       return run.failures === 0 ? 0 : 1;
     }
     throw new CairnError('NO_MAJORITY', 'no storage provider leads the chain right now; is a majority up?');

@@ -5,6 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { CairnError } from '../src/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +138,25 @@ describe('chain nodes', () => {
       await until('the follower applied the block', () => followerStore.applied() >= first.height);
       assert.deepEqual(await follower.submit(tx), first);
       assert.equal(leaderStore.lastHeight(), height, 'no block for a transaction that is final already');
+    } finally {
+      await chain.close();
+    }
+  });
+
+  it('vouch for holding every final transaction only as a leader with a majority (what the orphan sweep reads)', async () => {
+    let cutOff = '';
+    const chain = await startChain(10, undefined, (from, to) => from !== cutOff && to !== cutOff);
+    try {
+      const height = await chain.submit('vouched');
+      await chain.leader.leaderRead();
+      const leaderStore = chain.stores.get(chain.leader.status().id)!;
+      assert.ok(leaderStore.applied() >= height, 'the leader has applied what is final');
+      const follower = [...chain.nodes.values()].find((n) => n !== chain.leader)!;
+      await assert.rejects(follower.leaderRead(), (err: unknown) => err instanceof CairnError && err.code === 'NOT_LEADER');
+      // Cut off from both followers, the old leader may miss what a new one makes final.
+      cutOff = chain.leader.status().id;
+      await until('the cut-off leader to lose its majority', () => !chain.leader.status().hasQuorum);
+      await assert.rejects(chain.leader.leaderRead(), (err: unknown) => err instanceof CairnError && err.code === 'NOT_LEADER');
     } finally {
       await chain.close();
     }

@@ -35,6 +35,9 @@ describe('configuration', () => {
       [['--k', '3', '--m', '1'], {}, /k \+ m \(3\+1\) needs at least that many providers/],
       [['--pool-min-threads', '5', '--pool-max-threads', '2'], {}, /pool\.minThreads \(5\) must not exceed pool\.maxThreads \(2\)/],
       [['--colour', 'blue'], {}, /unknown option --colour/],
+      // Repair would delete the shards of an upload still allowed to be recorded.
+      [['--max-upload-ms', '60000', '--orphan-grace-ms', '60000'], {}, /orphanGraceMs \(60000\) must exceed maxUploadMs \(60000\)/],
+      [[], { CAIRN_ORPHAN_GRACE_MS: '3600000' }, /orphanGraceMs \(3600000\) must exceed maxUploadMs \(43200000\)/],
     ];
     for (const [argv, env, message] of bad) {
       assert.throws(() => loadConfig(parseArgs(argv).flags, env), (err: unknown) => err instanceof CairnError && err.code === 'BAD_CONFIG' && message.test(err.message));

@@ -234,6 +234,19 @@ export class ChainNode extends EventEmitter {
     });
   }
 
+  /**
+   * Resolves once this replica's state holds every final transaction: it leads with a majority,
+   * a block of its own term is final (until then a new leader may not know the last commit), and
+   * it has applied up to the commit. Throws NOT_LEADER otherwise.
+   */
+  async leaderRead(): Promise<void> {
+    const s = this.#core.status();
+    if (s.role !== 'leader' || !s.hasQuorum || this.#store.entry(s.commit)?.term !== s.term) {
+      throw new CairnError('NOT_LEADER', 'only a leader with a majority and a final block of its term knows every final record; retry shortly');
+    }
+    await this.waitApplied(s.commit);
+  }
+
   async #awaitLeader(): Promise<string> {
     const deadline = Date.now() + LEADER_WAIT_MS;
     for (;;) {

@@ -33,6 +33,7 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
     segmentSize: cluster.segmentSize,
     window: opts.config.pipelineDepth,
     inlineMax: opts.config.inlineMaxBytes,
+    maxDurationMs: opts.config.maxUploadMs,
   });
   const app = createApp({ service, sessions: new Sessions(), limiter: new FailureLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
   const server = createServer(app.callback());

@@ -17,6 +17,14 @@ export function humanSize(bytes: number): string {
   return `${n >= 100 ? Math.round(n) : n.toFixed(1)} ${UNITS[u]}`;
 }
 
+/** 12 h, 90 min, 3 s, 1500 ms: the largest unit that keeps the number whole. */
+export function humanDuration(ms: number): string {
+  for (const [unit, size] of [['h', 3_600_000], ['min', 60_000], ['s', 1_000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}`;
+  }
+  return `${ms} ms`;
+}
+
 /** "2026-11-25 04:43 UTC": short, unambiguous, the same on every client. */
 export function humanDate(value: string | number): string {
   const d = new Date(value);

@@ -10,6 +10,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SHARD_MISSING: 404,
   CONFLICT: 409,
   TOO_LARGE: 413,
+  TOO_SLOW: 408,
   RATE_LIMITED: 429,
   UNAVAILABLE: 503,
   NO_MAJORITY: 503,

@@ -3,6 +3,7 @@
  * request's chunks arrive (reading pauses while a pipeline is full), so nothing is buffered on
  * disk or held whole in memory.
  */
+import type { IncomingMessage } from 'node:http';
 import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
 import { CairnError } from '../errors.js';
@@ -31,6 +32,8 @@ function cleanType(raw: string | null | undefined): string {
 
 /** Resolves when the sink wants more; rejects if it fails first. */
 function drained(sink: Writable): Promise<void> {
+  // A sink that already failed and closed sends no more events.
+  if (sink.destroyed) return Promise.reject(sink.errored ?? new CairnError('UNAVAILABLE', 'the upload pipeline stopped before the file was received'));
   return new Promise((resolve, reject) => {
     const settle = (err?: Error) => {
       sink.off('drain', onDrain).off('error', settle).off('close', onClose);
@@ -41,6 +44,24 @@ function drained(sink: Writable): Promise<void> {
     const onClose = () => settle(new CairnError('UNAVAILABLE', 'the upload pipeline stopped before the file was received'));
     sink.on('drain', onDrain).on('error', settle).on('close', onClose);
   });
+}
+
+/**
+ * The request's chunks, ending early with `stop`'s error: a file that failed (too slow, too many
+ * SPs down) answers at once, even while its sender is stalled. The request stays readable, so the
+ * error handler can still drain it.
+ */
+async function* requestChunks(req: IncomingMessage, stop: Promise<never>): AsyncGenerator<Buffer> {
+  const chunks = req.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
+  try {
+    for (;;) {
+      const next = await Promise.race([chunks.next(), stop]);
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    void chunks.return?.(); // after a pending read settles; it removes the iterator's listeners
+  }
 }
 
 export async function receiveUploads(ctx: Context, service: ClientService, session: Session, maxBytes: number): Promise<UploadResult[]> {
@@ -59,6 +80,9 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   let received!: { resolve: () => void; reject: (err: Error) => void };
   const requestReceived = new Promise<void>((resolve, reject) => (received = { resolve, reject }));
   requestReceived.catch(() => undefined); // each upload reads the outcome
+  let fileFailed!: (err: Error) => void;
+  const stop = new Promise<never>((_, reject) => (fileFailed = reject));
+  stop.catch(() => undefined);
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let fileBytes = 0;
   let fieldBytes = 0;
@@ -66,7 +90,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     // Leaving this loop early (a file over the limit) must not destroy the request: that reset the
     // connection while the client was still sending (EPIPE for it, no 413); the error handler
     // drains the rest and answers instead.
-    for await (const chunk of ctx.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    for await (const chunk of requestChunks(ctx.req, stop)) {
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
           if (event.headers.filename === null) continue;
@@ -74,7 +98,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
             throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
           }
           file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), requestReceived);
-          file.on('error', () => undefined); // its failure is read from `done`
+          file.on('error', fileFailed);
           uploads.push(file);
         } else if (event.kind === 'data') {
           if (file) {

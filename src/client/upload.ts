@@ -21,6 +21,7 @@ import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
 import { newFileId } from './file-id.js';
 import { keyContext, metaContext } from './file-access.js';
+import { humanDuration } from './format.js';
 import { rendezvousOrder } from '../chain/placement.js';
 import type { SegmentSlots } from './segment-slots.js';
 import type { Session } from './sessions.js';
@@ -29,7 +30,7 @@ const SHARD_PUT_TIMEOUT_MS = 15_000;
 /**
  * A failed upload's error is answered once its shards are deleted, so a delete sent to an SP that
  * went down with the upload must not hold that answer for the link's 30 s. A shard it misses stays
- * on that SP with no record naming it (as before this bound; nothing collects those yet).
+ * on that SP with no record naming it until repair's sweep deletes it (`orphanGraceMs`).
  */
 const SHARD_DELETE_TIMEOUT_MS = 2_000;
 /**
@@ -49,6 +50,11 @@ export interface UploadSettings {
   window: number; // segments in flight
   /** A file of at most this many bytes goes into its chain record, sealed, instead of into shards. */
   inlineMax: number;
+  /**
+   * An upload not recorded this long after it started fails: repair deletes shards that no record
+   * names once they are older than its grace, which must be longer (config checks it).
+   */
+  maxDurationMs: number;
 }
 
 export interface UploadDeps {
@@ -78,6 +84,7 @@ export class FileUpload extends Writable {
 
   readonly #key = randomBytesPooled(32);
   readonly #deps: UploadDeps;
+  readonly #startedAt = Date.now();
   readonly #segments: SegmentRef[] = [];
   readonly #stored: { sp: string; key: string }[] = [];
   readonly #inFlight = new Set<Promise<void>>();
@@ -107,7 +114,17 @@ export class FileUpload extends Writable {
     super({ highWaterMark: 1024 * 1024 });
     this.#deps = deps;
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
-    this.done.catch(() => undefined);
+    // Fails a slow upload while it is still receiving, not only when it comes to be recorded.
+    const expiry = setTimeout(() => {
+      if (!this.#submitted) this.destroy(this.#tooSlow());
+    }, deps.settings.maxDurationMs);
+    const stop = () => clearTimeout(expiry);
+    this.done.then(stop, stop);
+  }
+
+  #tooSlow(): CairnError {
+    const limit = humanDuration(this.#deps.settings.maxDurationMs);
+    return new CairnError('TOO_SLOW', `an upload must be complete within ${limit} (max-upload-ms); nothing was stored: send the file over a faster link or in parts`);
   }
 
   /**
@@ -229,7 +246,7 @@ export class FileUpload extends Writable {
         try {
           await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
           this.#stored.push({ sp, key });
-          if (this.#sealed.has(index)) return; // the segment was recorded without it: an orphan for repair to reuse
+          if (this.#sealed.has(index)) return; // the segment was recorded without it: an orphan, for repair's sweep
           placed[shard] = sp;
           if (++storedCount >= success) quorum();
           return;
@@ -283,6 +300,8 @@ export class FileUpload extends Writable {
       ...content,
       root: fileRoot(content),
     };
+    // The guard repair's orphan sweep relies on, whatever the timer above managed to do.
+    if (Date.now() - this.#startedAt > this.#deps.settings.maxDurationMs) throw this.#tooSlow();
     const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
     const submitted = this.#deps.link.chain('chain.submit', { tx });
     this.#submitted = submitted;
@@ -301,7 +320,7 @@ export class FileUpload extends Writable {
     // Shards of a file that never got a record are garbage: remove what we stored, best effort.
     // Not while its record may be final: a submit whose answer was lost (the transaction may
     // still become final) must not leave a record whose shards are gone. Those stay, as orphans
-    // at worst.
+    // at worst, which repair's sweep deletes once past its grace.
     this.#discarded = Promise.allSettled(this.#inFlight)
       .then(() => this.#submitted?.then((r) => r.ok, () => true) ?? false)
       .then((mayBeRecorded) => (mayBeRecorded ? undefined : Promise.allSettled(this.#stored.splice(0).map(({ sp, key }) => this.#deps.link.to(sp, 'shard.delete', { key }, { timeoutMs: SHARD_DELETE_TIMEOUT_MS })))))

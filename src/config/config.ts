@@ -30,6 +30,10 @@ export interface Config {
   m: number;
   segmentSize: number;
   maxUploadBytes: number;
+  /** An upload still unrecorded after this long fails, so its shards can be told from garbage. */
+  maxUploadMs: number;
+  /** Shards no final record names are deleted by repair once older than this (> maxUploadMs). */
+  orphanGraceMs: number;
   pipelineDepth: number;
   /** Files up to this many bytes are stored inside their chain record instead of as shards (0: never). */
   inlineMaxBytes: number;
@@ -46,6 +50,7 @@ interface Setting {
 }
 
 const MiB = 1024 * 1024;
+const HOUR_MS = 3_600_000;
 const cores = availableParallelism();
 
 export const DEFAULTS: Config = {
@@ -61,6 +66,8 @@ export const DEFAULTS: Config = {
   m: 1,
   segmentSize: 4 * MiB,
   maxUploadBytes: 16 * 1024 * MiB,
+  maxUploadMs: 12 * HOUR_MS,
+  orphanGraceMs: 24 * HOUR_MS,
   pipelineDepth: 4,
   inlineMaxBytes: 8 * 1024,
   pool: {
@@ -85,6 +92,8 @@ const SETTINGS: Setting[] = [
   { key: 'm', flag: 'm', kind: 'int', min: 0, max: 16 },
   { key: 'segmentSize', flag: 'segment-size', kind: 'int', min: 64 * 1024, max: 64 * MiB },
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
+  { key: 'maxUploadMs', flag: 'max-upload-ms', kind: 'int', min: 1_000, max: 7 * 24 * HOUR_MS },
+  { key: 'orphanGraceMs', flag: 'orphan-grace-ms', kind: 'int', min: 1_000, max: 365 * 24 * HOUR_MS },
   { key: 'pipelineDepth', flag: 'pipeline-depth', kind: 'int', min: 1, max: 32 },
   { key: 'inlineMaxBytes', flag: 'inline-max-bytes', kind: 'int', min: 0, max: LIMITS.maxInlineBytes - TAG_BYTES },
   { key: 'pool.minThreads', flag: 'pool-min-threads', kind: 'int', min: 0, max: 64 },
@@ -193,6 +202,10 @@ export function loadConfig(
   if (!c.cluster) c.cluster = `${c.dataDir}/cluster.json`;
   if (c.pool.minThreads > c.pool.maxThreads) {
     throw new CairnError('BAD_CONFIG', `pool.minThreads (${c.pool.minThreads}) must not exceed pool.maxThreads (${c.pool.maxThreads})`);
+  }
+  if (c.orphanGraceMs <= c.maxUploadMs) {
+    // Repair would delete the shards of an upload still allowed to finish.
+    throw new CairnError('BAD_CONFIG', `orphanGraceMs (${c.orphanGraceMs}) must exceed maxUploadMs (${c.maxUploadMs}); the defaults leave 12 hours between them`);
   }
   if (c.k + c.m > c.providers) {
     throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);

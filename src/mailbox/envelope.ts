@@ -79,6 +79,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   NOT_FOUND: true,
   CONFLICT: true,
   TOO_LARGE: true,
+  TOO_SLOW: true,
   RATE_LIMITED: true,
   UNAVAILABLE: true,
   NO_MAJORITY: true,

@@ -11,6 +11,8 @@ import type { ScrubStats } from '../provider/scrubber.js';
 import type { ShardCheck } from '../provider/shard-store.js';
 import type { RepairRun, RepairStatus } from '../provider/repairer.js';
 
+/** Keys per shard.sweep: its reply and its deletes stay small, one write each. */
+export const MAX_SWEEP_KEYS = 1_000;
 const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
 
 export const bodies = {
@@ -19,6 +21,8 @@ export const bodies = {
   'shard.check': v.object({ key: shardKeyP }),
   'shard.delete': v.object({ key: shardKeyP }),
   'shard.list': v.object({ after: v.optional(v.str({ max: 64 })), limit: v.int({ min: 1, max: 10_000 }) }),
+  /** Shards repair found no final record naming; the SP deletes those older than its grace. */
+  'shard.sweep': v.object({ keys: v.array(shardKeyP, { min: 1, max: MAX_SWEEP_KEYS }) }),
   'sp.stats': v.object({}),
   'chain.submit': v.object({ tx: txP }),
   'chain.status': v.object({}),
@@ -72,6 +76,7 @@ export interface Replies {
   'shard.check': { state: ShardCheck };
   'shard.delete': { deleted: boolean };
   'shard.list': { keys: string[] };
+  'shard.sweep': { deleted: number };
   'sp.stats': SpStats;
   'chain.submit': TxResult & { txId: string };
   'chain.status': ChainStatus;

@@ -28,6 +28,8 @@ export interface ProviderOptions {
   host: string;
   dataDir: string;
   clusterFile: string;
+  /** Shards no final record names are deleted by repair once older than this. */
+  orphanGraceMs: number;
   log?: (line: string) => void;
 }
 
@@ -87,6 +89,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     }
   });
 
+  const sweep = (keys: string[]) => shards.deleteStoredBy(keys, Date.now() - opts.orphanGraceMs);
   const scrubber = new Scrubber(shards, { bytesPerSecond: SCRUB_BYTES_PER_SECOND, intervalMs: SCRUB_INTERVAL_MS, log });
   const shardAccess: ShardAccess = {
     providers: cluster.providers.map((p) => p.id),
@@ -103,8 +106,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       if (sp === opts.id) await shards.put(key, bytes, hash);
       else await call(peer(sp), 'shard.put', { key, hash }, { payload: bytes });
     },
+    sweep: async (sp, keys) => (sp === opts.id ? sweep(keys) : (await call(peer(sp), 'shard.sweep', { keys })).body.deleted),
   };
-  const repairer = new Repairer({ id: opts.id, signer, chain: chainStore, submit: (tx) => node.submit(tx), shards: shardAccess, log });
+  const repairer = new Repairer({ id: opts.id, signer, chain: chainStore, submit: (tx) => node.submit(tx), leaderRead: () => node.leaderRead(), shards: shardAccess, log });
   const repairTimer = setInterval(() => {
     if (node.status().role === 'leader') void repairer.run();
   }, REPAIR_INTERVAL_MS);
@@ -128,6 +132,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   on('shard.check', async (b) => ({ body: { state: await shards.check(b.key) } }));
   on('shard.delete', async (b) => ({ body: { deleted: await shards.delete(b.key) } }));
   on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
+  on('shard.sweep', async (b) => ({ body: { deleted: await sweep(b.keys) } }));
   on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));
   on('scrub.run', async () => ({ body: await scrubber.runPass() }));
   on('repair.start', async (b) => {

@@ -12,7 +12,8 @@ import { sha256Hex } from '../crypto/hash.js';
 import type { SigningKey } from '../crypto/keys.js';
 import type { ChainStore } from '../chain/chain-store.js';
 import type { Submitted } from '../chain/chain-node.js';
-import type { StoredFile } from '../chain/state.js';
+import { keys as stateKeys, type StoredFile } from '../chain/state.js';
+import { MAX_SWEEP_KEYS } from '../mailbox/messages.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { rendezvousOrder } from '../chain/placement.js';
 import { shardKey } from './shard-store.js';
@@ -24,6 +25,8 @@ export interface ShardAccess {
   list(sp: string, after: string | undefined, limit: number): Promise<string[]>;
   get(sp: string, key: string): Promise<Uint8Array>;
   put(sp: string, key: string, hash: string, bytes: Uint8Array): Promise<void>;
+  /** Deletes those of `keys` older than the SP's grace; how many went. */
+  sweep(sp: string, keys: string[]): Promise<number>;
 }
 
 export interface RepairRun {
@@ -36,6 +39,7 @@ export interface RepairRun {
   failures: number;
   stillDegraded: number; // segments that could not reach k+m (e.g. no spare SP while one is down)
   scrubbedBad: number;
+  orphansDeleted: number; // shards no final record named, old enough to be nobody's upload
 }
 
 export interface RepairStatus {
@@ -73,6 +77,8 @@ export class Repairer {
       signer: SigningKey;
       chain: ChainStore;
       submit: (tx: Tx) => Promise<Submitted>;
+      /** Resolves once the chain state read here holds every final record (see ChainNode.leaderRead). */
+      leaderRead: () => Promise<void>;
       shards: ShardAccess;
       log: (line: string) => void;
     },
@@ -123,6 +129,7 @@ export class Repairer {
       failures: 0,
       stillDegraded: 0,
       scrubbedBad: 0,
+      orphansDeleted: 0,
     };
     this.#last = run;
     const sps = this.opts.shards.providers;
@@ -164,9 +171,47 @@ export class Repairer {
         }
       }
     }
+    await this.#sweep(inventory, run);
     run.finishedAt = Date.now();
-    this.opts.log(`repair pass: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded`);
+    this.opts.log(`repair pass: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.orphansDeleted} orphans deleted`);
     return run;
+  }
+
+  /**
+   * Deletes shards that no final record names where they lie: left by an upload that failed and
+   * could not clean up (or kept them because its record might have been final), by a repair whose
+   * placement was refused, or stale copies of re-placed shards. Each SP deletes only those older
+   * than its grace, which exceeds the time an upload may take to be recorded, so a shard whose
+   * record is still coming stays. Each batch is judged against the state just before it is sent.
+   */
+  async #sweep(inventory: Map<string, Set<string> | null>, run: RepairRun): Promise<void> {
+    try {
+      await this.opts.leaderRead();
+    } catch (err) {
+      this.opts.log(`orphan sweep skipped: ${(err as Error).message}`);
+      return;
+    }
+    for (const [sp, held] of inventory) {
+      if (!held) continue;
+      let batch: string[] = [];
+      let file: StoredFile | undefined;
+      try {
+        for (const key of held) {
+          const [id, segment, shard] = key.split('/') as [string, string, string];
+          if (file?.record.id !== id) file = this.opts.chain.get(stateKeys.file(id)) as StoredFile | undefined;
+          if (file?.record.segments[Number(segment)]?.shards[Number(shard)]?.sp === sp) continue;
+          batch.push(key);
+          if (batch.length === MAX_SWEEP_KEYS) {
+            run.orphansDeleted += await reach(() => this.opts.shards.sweep(sp, batch));
+            batch = [];
+          }
+        }
+        if (batch.length > 0) run.orphansDeleted += await reach(() => this.opts.shards.sweep(sp, batch));
+      } catch (err) {
+        run.failures += 1;
+        this.opts.log(`orphan sweep on ${sp} failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   async #repairSegment(

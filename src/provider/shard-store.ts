@@ -102,6 +102,30 @@ export class ShardStore {
     return true;
   }
 
+  /**
+   * Deletes those of `keys` stored at or before `storedBy` (repair's sweep of shards no final
+   * record names: age is the guard against deleting a shard whose upload may still be recorded).
+   * Returns how many went.
+   */
+  async deleteStoredBy(keys: readonly string[], storedBy: number): Promise<number> {
+    const sizes: number[] = [];
+    // Checked inside the write: a shard stored again meanwhile (an upload retry, a repair) stays.
+    await this.dbs.root.transaction(() => {
+      for (const key of keys) {
+        const meta = this.dbs.shardMeta.get(key);
+        if (!meta || meta.storedAt > storedBy) continue;
+        this.dbs.shards.remove(key);
+        this.dbs.shardMeta.remove(key);
+        sizes.push(meta.size);
+      }
+    });
+    for (const size of sizes) {
+      this.#stats.shards -= 1;
+      this.#stats.bytes -= size;
+    }
+    return sizes.length;
+  }
+
   /** Shard keys of one file, for deletion after a file.delete is final. */
   keysOf(fileId: string): string[] {
     return [...this.dbs.shardMeta.getKeys({ start: `${fileId}/`, end: `${fileId}0` })];

@@ -1,0 +1,128 @@
+/**
+ * Garbage on a real cluster (max-upload-ms 4 s, orphan grace 8 s): an upload slower than its
+ * limit fails with nothing stored, and repair deletes shards that no final record names once they
+ * are older than the grace, and nothing else: not a fresh one, not a file's own shards.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { request, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
+import { Api } from './support/http.js';
+import { allHealthy, repairAndWait } from './support/repair.js';
+import { readClusterKey } from '../src/config/cluster-file.js';
+import { MailboxClient } from '../src/mailbox/client.js';
+import { call } from '../src/mailbox/rpc.js';
+import { tlsPskTransport } from '../src/mailbox/transport.js';
+
+const KiB = 1024;
+const MAX_UPLOAD_MS = 4_000;
+const GRACE_MS = 8_000;
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('orphaned shards', () => {
+  let cluster: ClusterHandle;
+  let api: Api;
+  const sps = new Map<string, MailboxClient>();
+
+  before(async () => {
+    cluster = await startCluster({ args: ['--max-upload-ms', String(MAX_UPLOAD_MS), '--orphan-grace-ms', String(GRACE_MS)] });
+    api = new Api(cluster.clients[0]!);
+    assert.equal((await api.register('gcuser', 'orphan test password')).status, 201);
+    assert.equal((await api.signIn('gcuser', 'orphan test password')).status, 200);
+    const transport = tlsPskTransport(readClusterKey(join(cluster.dataDir, 'cluster.json')));
+    for (const [i, address] of cluster.providers.entries()) {
+      sps.set(`sp${i + 1}`, new MailboxClient({ id: 'test', address, transport, requestTimeoutMs: 10_000 }));
+    }
+  });
+  after(async () => {
+    await Promise.all([...sps.values()].map((c) => c.close()));
+    await cluster?.stop();
+  });
+
+  const shardCount = async () => (await api.call('GET', '/api/v1/cluster')).body.providers.reduce((n: number, p: { shards: number }) => n + p.shards, 0);
+  const holds = async (sp: string, key: string) => {
+    const [id] = key.split('/');
+    const { body } = await call(sps.get(sp)!, 'shard.list', { after: `${id}/`, limit: 10_000 });
+    return body.keys.includes(key);
+  };
+  const plant = async (sp: string, key: string) => {
+    const bytes = randomBytes(4 * KiB);
+    await call(sps.get(sp)!, 'shard.put', { key, hash: sha(bytes) }, { payload: bytes });
+    assert.ok(await holds(sp, key), `${sp} holds ${key}`);
+  };
+
+  it('fails an upload that takes longer than max-upload-ms, and stores nothing of it', async () => {
+    const filesBefore = (await api.call('GET', '/api/v1/files')).body.length;
+    const shardsBefore = await shardCount();
+    const started = Date.now();
+    const req = request(`${cluster.clients[0]}/api/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.token}`, 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(1024 * KiB) },
+    });
+    req.on('error', () => undefined);
+    const answered = new Promise<IncomingMessage>((resolve) => req.on('response', resolve));
+    // The first segment (256 KiB) is sent to the SPs at once; then the sender stalls.
+    req.write('--x\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\n');
+    req.write(randomBytes(300 * KiB));
+    await waitFor('the slow upload to store a segment', async () => (await shardCount()) > shardsBefore);
+    const res = await Promise.race([answered, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the stalled upload had no answer within 30 s')), 30_000).unref())]);
+    const elapsed = Date.now() - started;
+    const body = JSON.parse(await new Promise<string>((resolve) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text));
+    })) as { error: { code: string; message: string } };
+    req.destroy();
+    assert.equal(res.statusCode, 408);
+    assert.equal(body.error.code, 'TOO_SLOW');
+    assert.match(body.error.message, /within 4 s.*nothing was stored/);
+    assert.ok(elapsed >= MAX_UPLOAD_MS, `answered after ${elapsed} ms, not before the limit`);
+    await waitFor('its stored shards to be removed', async () => (await shardCount()) === shardsBefore);
+    assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from the slow upload');
+  });
+
+  it('deletes shards that no record names once older than the grace, and nothing else', async () => {
+    const bytes = randomBytes(600 * KiB);
+    const up = await api.upload([{ name: 'kept.bin', bytes }]);
+    assert.equal(up.status, 201);
+    const id = up.body[0].id as string;
+    const record = (await api.call('GET', `/api/v1/files/${id}`)).body;
+    const named: [string, string][] = record.segments.flatMap((seg: { shards: { sp: string }[] }, s: number) => seg.shards.map((sh, i) => [sh.sp, `${id}/${s}/${i}`]));
+    assert.ok(named.length >= 6, 'the file has at least two segments of three shards');
+
+    // Left by an upload that never got a record, and a stale copy of this file's shard 0 on an
+    // SP the record names for another shard (as after a re-placement).
+    const orphan = `${randomBytes(16).toString('hex')}/0/1`;
+    const [holder0] = named[0]!;
+    const other = named.find(([sp, key]) => sp !== holder0 && key.startsWith(`${id}/0/`))![0];
+    const stale = `${id}/0/0`;
+    await plant('sp1', orphan);
+    await plant(other, stale);
+
+    const young = await repairAndWait(api);
+    assert.equal(young.orphansDeleted, 0, 'nothing younger than the grace is deleted');
+    assert.ok(await holds('sp1', orphan));
+    assert.ok(await holds(other, stale));
+
+    const run = await waitFor('a repair pass to delete both once old enough', async () => {
+      const r = await repairAndWait(api);
+      return r.orphansDeleted > 0 ? r : undefined;
+    }, 60_000, 1_000);
+    assert.equal(run.orphansDeleted, 2);
+    assert.equal(run.failures, 0);
+    assert.equal(await holds('sp1', orphan), false, 'the orphan is gone');
+    assert.equal(await holds(other, stale), false, 'the stale copy is gone');
+    for (const [sp, key] of named) assert.ok(await holds(sp, key), `${sp} still holds ${key}, which the record names`);
+    const down = await api.download(id);
+    assert.equal(down.status, 200);
+    assert.ok(down.bytes.equals(bytes), 'the file reads back whole');
+    await allHealthy(api);
+
+    // A fresh orphan survives the next pass.
+    const fresh = `${randomBytes(16).toString('hex')}/0/0`;
+    await plant('sp2', fresh);
+    assert.equal((await repairAndWait(api)).orphansDeleted, 0);
+    assert.ok(await holds('sp2', fresh));
+  });
+});
