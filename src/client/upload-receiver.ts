@@ -3,11 +3,11 @@
  * request's chunks arrive (reading pauses while a pipeline is full), so nothing is buffered on
  * disk or held whole in memory.
  */
-import type { IncomingMessage } from 'node:http';
 import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
 import { CairnError } from '../errors.js';
 import { MultipartParser, boundaryOf } from './multipart.js';
+import { RequestChunks } from './request-chunks.js';
 import type { ClientService } from './service.js';
 import type { Session } from './sessions.js';
 import type { FileUpload, UploadResult } from './upload.js';
@@ -46,24 +46,6 @@ function drained(sink: Writable): Promise<void> {
   });
 }
 
-/**
- * The request's chunks, ending early with `stop`'s error: a file that failed (too slow, too many
- * SPs down) answers at once, even while its sender is stalled. The request stays readable, so the
- * error handler can still drain it.
- */
-async function* requestChunks(req: IncomingMessage, stop: Promise<never>): AsyncGenerator<Buffer> {
-  const chunks = req.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
-  try {
-    for (;;) {
-      const next = await Promise.race([chunks.next(), stop]);
-      if (next.done) return;
-      yield next.value;
-    }
-  } finally {
-    void chunks.return?.(); // after a pending read settles; it removes the iterator's listeners
-  }
-}
-
 export async function receiveUploads(ctx: Context, service: ClientService, session: Session, maxBytes: number): Promise<UploadResult[]> {
   if (!ctx.is('multipart/form-data')) {
     throw new CairnError('BAD_REQUEST', 'upload files as multipart/form-data, in a field named "file"');
@@ -80,9 +62,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   let received!: { resolve: () => void; reject: (err: Error) => void };
   const requestReceived = new Promise<void>((resolve, reject) => (received = { resolve, reject }));
   requestReceived.catch(() => undefined); // each upload reads the outcome
-  let fileFailed!: (err: Error) => void;
-  const stop = new Promise<never>((_, reject) => (fileFailed = reject));
-  stop.catch(() => undefined);
+  const body = new RequestChunks(ctx.req);
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let fileBytes = 0;
   let fieldBytes = 0;
@@ -90,7 +70,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     // Leaving this loop early (a file over the limit) must not destroy the request: that reset the
     // connection while the client was still sending (EPIPE for it, no 413); the error handler
     // drains the rest and answers instead.
-    for await (const chunk of requestChunks(ctx.req, stop)) {
+    for await (const chunk of body) {
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
           if (event.headers.filename === null) continue;
@@ -98,7 +78,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
             throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
           }
           file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), requestReceived);
-          file.on('error', fileFailed);
+          file.on('error', (err: Error) => body.interrupt(err)); // answer now, even if its sender stalls
           uploads.push(file);
         } else if (event.kind === 'data') {
           if (file) {
