@@ -118,6 +118,7 @@ export class FileUpload extends Writable {
     const expiry = setTimeout(() => {
       if (!this.#submitted) this.destroy(this.#tooSlow());
     }, deps.settings.maxDurationMs);
+    expiry.unref();
     const stop = () => clearTimeout(expiry);
     this.done.then(stop, stop);
   }
