@@ -34,7 +34,8 @@ export class RequestChunks implements AsyncIterable<Buffer> {
       }
     } finally {
       this.#interrupt = null;
-      void chunks.return?.(); // once a pending read settles; it removes the iterator's listeners
+      // Once a pending read settles; it removes the iterator's listeners. Its outcome is of no use.
+      void Promise.resolve(chunks.return?.()).catch(() => undefined);
     }
   }
 }
