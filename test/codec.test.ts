@@ -170,6 +170,21 @@ describe('segment codec', () => {
     }
   });
 
+  it('opens intact data shards on their GCM tag alone; hashes only pick out a bad shard', () => {
+    const r = ref({ k: 2, m: 1 });
+    const plaintext = randomBytes(6000);
+    const encoded = encodeSegment({ ...r, plaintext });
+    // Hashes that match nothing: authentication, not the hashes, vouches for the bytes.
+    const wrong = encoded.hashes.map(() => new Uint8Array(32));
+    assert.deepEqual(decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards: separated(encoded), hashes: wrong }), plaintext);
+    // A changed data byte fails authentication; with no hash to find it by, no bytes come out.
+    const shards = separated(encoded);
+    flipBit(shards[0]!, 11);
+    expectCode(() => decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: wrong }), 'INTEGRITY', 'segment');
+    // With the right hashes the bad shard is found, and the parity stands in for it.
+    assert.deepEqual(decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: encoded.hashes }), plaintext);
+  });
+
   it('rebuilds in place when the data shards are consecutive in one buffer', () => {
     const r = ref({ k: 4, m: 2 });
     const plaintext = randomBytes(4000);

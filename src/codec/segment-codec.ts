@@ -5,7 +5,7 @@
  * and the worker share one definition.
  */
 import { createHash } from 'node:crypto';
-import { CairnError, invariant, type ErrorCode, toCairnError } from '../errors.js';
+import { CairnError, invariant, isCairnError, type ErrorCode, toCairnError } from '../errors.js';
 import { ReedSolomon } from './reed-solomon.js';
 import { openSegment, sealSegmentInto, sealedLength as sealedLengthOf } from './segment-seal.js';
 import { areConsecutive, joinShards, layoutShards, shardSize as shardSizeFor, shardViews } from './shards.js';
@@ -93,10 +93,13 @@ export function encodeSegment(input: EncodeSegmentInput): EncodedSegment {
 }
 
 /**
- * The segment's plaintext from any k intact shards. A shard that is missing, has the wrong size or
- * fails its hash counts as missing; parity shards are only hashed when a data shard is not intact.
- * When the data shards are consecutive slots of one buffer (as makeDecodeTask packs them), a data
- * shard that failed its check is overwritten in place with the rebuilt bytes.
+ * The segment's plaintext from any k intact shards. When every data shard is there, the segment is
+ * opened straight from them: its GCM tag authenticates those bytes end to end (no SP holds the key),
+ * so hashing them first would only repeat the proof at the price of a SHA-256 pass over the
+ * segment. Only if that fails are shards hashed, to find the bad ones: a shard that is missing, has
+ * the wrong size or fails its hash counts as missing; parity shards are hashed only when a data
+ * shard is not intact. When the data shards are consecutive slots of one buffer (as makeDecodeTask
+ * packs them), a data shard that failed its check is overwritten in place with the rebuilt bytes.
  * Throws INTEGRITY when fewer than k shards are intact or the segment fails authentication.
  */
 export function decodeSegment(input: DecodeSegmentInput): Buffer {
@@ -106,6 +109,14 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
   const size = shardSizeFor(input.sealedLength, k);
   if (shards.length !== n || hashes.length !== n) {
     throw new CairnError('BAD_REQUEST', `segment ${index}: expected ${n} shards and hashes, got ${shards.length} and ${hashes.length}`);
+  }
+  const dataShards = shards.slice(0, k);
+  if (dataShards.every((s): s is Uint8Array => isShard(s) && s.length === size)) {
+    try {
+      return openSegment(input.key, input.fileId, index, input.last, joinShards(dataShards, input.sealedLength), input.out);
+    } catch (err) {
+      if (!isCairnError(err, 'INTEGRITY')) throw err;
+    }
   }
   const intact = new Array<boolean>(n).fill(false);
   let intactCount = 0;
@@ -124,13 +135,12 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
     );
   }
 
-  const given = shards.slice(0, k);
   let data: Uint8Array[];
-  if (given.every(isShard) && (intact.slice(0, k).every(Boolean) || areConsecutive(given))) {
-    data = given;
+  if (dataShards.every(isShard) && (intact.slice(0, k).every(Boolean) || areConsecutive(dataShards))) {
+    data = dataShards;
   } else {
     data = layoutShards(input.sealedLength, k, 0).shards;
-    for (let i = 0; i < k; i++) if (intact[i]) data[i]!.set(given[i]!);
+    for (let i = 0; i < k; i++) if (intact[i]) data[i]!.set(dataShards[i]!);
   }
   if (intact.slice(0, k).some((ok) => !ok)) {
     rs.reconstruct([...data, ...shards.slice(k)], size, false, intact);
