@@ -183,6 +183,13 @@ describe('segment codec', () => {
     expectCode(() => decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: wrong }), 'INTEGRITY', 'segment');
     // With the right hashes the bad shard is found, and the parity stands in for it.
     assert.deepEqual(decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: encoded.hashes }), plaintext);
+    // Rot in a data shard's padding, which the tag does not cover, is found as well.
+    const small = randomBytes(5);
+    const tiny = encodeSegment({ ...r, plaintext: small }); // 21 sealed bytes in 2 shards of 16
+    const padded = separated(tiny);
+    padded[1]![12] = padded[1]![12]! ^ 1;
+    expectCode(() => decodeSegment({ ...r, sealedLength: tiny.sealedLength, shards: padded, hashes: wrong }), 'INTEGRITY', 'segment');
+    assert.deepEqual(decodeSegment({ ...r, sealedLength: tiny.sealedLength, shards: padded, hashes: tiny.hashes }), small);
   });
 
   it('rebuilds in place when the data shards are consecutive in one buffer', () => {

@@ -93,13 +93,26 @@ export function encodeSegment(input: EncodeSegmentInput): EncodedSegment {
 }
 
 /**
- * The segment's plaintext from any k intact shards. When every data shard is there, the segment is
- * opened straight from them: its GCM tag authenticates those bytes end to end (no SP holds the key),
- * so hashing them first would only repeat the proof at the price of a SHA-256 pass over the
- * segment. Only if that fails are shards hashed, to find the bad ones: a shard that is missing, has
- * the wrong size or fails its hash counts as missing; parity shards are hashed only when a data
- * shard is not intact. When the data shards are consecutive slots of one buffer (as makeDecodeTask
- * packs them), a data shard that failed its check is overwritten in place with the rebuilt bytes.
+ * Whether the data shards hold zeros past the sealed bytes, as the encoder leaves them. The GCM tag
+ * covers only the sealed bytes; checking the padding too makes data shards that authenticate byte
+ * for byte the ones encoded, so a reader still finds rot there (it would corrupt a rebuild).
+ */
+function zeroPadded(dataShards: readonly Uint8Array[], sealedLength: number): boolean {
+  for (const [i, shard] of dataShards.entries()) {
+    for (let at = Math.max(0, sealedLength - i * shard.length); at < shard.length; at++) if (shard[at] !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * The segment's plaintext from any k intact shards. When every data shard is there (and zero past
+ * the sealed bytes), the segment is opened straight from them: its GCM tag authenticates those bytes
+ * end to end (no SP holds the key), so hashing them first would only repeat the proof at the price
+ * of a SHA-256 pass over the segment. Only if that fails are shards hashed, to find the bad ones:
+ * a shard that is missing, has the wrong size or fails its hash counts as missing; parity shards
+ * are hashed only when a data shard is not intact. When the data shards are consecutive slots of
+ * one buffer (as makeDecodeTask packs them), a data shard that failed its check is overwritten in
+ * place with the rebuilt bytes.
  * Throws INTEGRITY when fewer than k shards are intact or the segment fails authentication.
  */
 export function decodeSegment(input: DecodeSegmentInput): Buffer {
@@ -111,7 +124,7 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
     throw new CairnError('BAD_REQUEST', `segment ${index}: expected ${n} shards and hashes, got ${shards.length} and ${hashes.length}`);
   }
   const dataShards = shards.slice(0, k);
-  if (dataShards.every((s): s is Uint8Array => isShard(s) && s.length === size)) {
+  if (dataShards.every((s): s is Uint8Array => isShard(s) && s.length === size) && zeroPadded(dataShards, input.sealedLength)) {
     try {
       return openSegment(input.key, input.fileId, index, input.last, joinShards(dataShards, input.sealedLength), input.out);
     } catch (err) {

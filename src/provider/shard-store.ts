@@ -36,9 +36,11 @@ export class ShardStore {
     if (!SHARD_KEY.test(key)) throw new CairnError('BAD_REQUEST', `invalid shard key ${key}`);
     if (bytes.length === 0) throw new CairnError('BAD_REQUEST', 'a shard is never empty');
     if (sha256Hex(bytes) !== hash) throw new CairnError('HASH_MISMATCH', `shard ${key} does not match its hash`);
-    const previous = this.dbs.shardMeta.get(key);
     const meta: ShardMeta = { hash, size: bytes.length, storedAt: Date.now() };
+    let previous = undefined as ShardMeta | undefined;
     await writeDurably(this.dbs.root, () => {
+      // Read inside the write: a delete or sweep of the same key may come first.
+      previous = this.dbs.shardMeta.get(key);
       void this.dbs.shards.put(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       void this.dbs.shardMeta.put(key, meta);
     });
@@ -48,10 +50,11 @@ export class ShardStore {
   }
 
   /**
-   * The stored bytes and the hash recorded with them, not re-hashed here: every reader checks them
-   * against the hash on the chain anyway (the web client before decoding, repair before rebuilding),
-   * so hashing again before sending would only double the work per byte read. Rot is still found:
-   * by the scrubber, and by `check` when a reader reports a shard that failed its hash.
+   * The stored bytes and the hash recorded with them, not re-hashed here: every reader verifies
+   * them anyway (the web client by the segment's GCM tag, and by the hash on the chain when that
+   * fails; repair by the hash before rebuilding), so hashing again before sending would only add
+   * work per byte read. Rot is still found: by the scrubber, and by `check` when a reader reports
+   * a shard that failed its hash.
    */
   read(key: string): { bytes: Buffer; hash: string } {
     const meta = this.dbs.shardMeta.get(key);
@@ -91,15 +94,7 @@ export class ShardStore {
   }
 
   async delete(key: string): Promise<boolean> {
-    const meta = this.dbs.shardMeta.get(key);
-    if (!meta) return false;
-    await this.dbs.root.transaction(() => {
-      this.dbs.shards.remove(key);
-      this.dbs.shardMeta.remove(key);
-    });
-    this.#stats.shards -= 1;
-    this.#stats.bytes -= meta.size;
-    return true;
+    return (await this.#remove([key], () => true)) === 1;
   }
 
   /**
@@ -107,13 +102,17 @@ export class ShardStore {
    * record names: age is the guard against deleting a shard whose upload may still be recorded).
    * Returns how many went.
    */
-  async deleteStoredBy(keys: readonly string[], storedBy: number): Promise<number> {
+  deleteStoredBy(keys: readonly string[], storedBy: number): Promise<number> {
+    return this.#remove(keys, (meta) => meta.storedAt <= storedBy);
+  }
+
+  /** Removes those of `keys` that are stored and pass `which`, judged inside the write (a shard stored again meanwhile is judged anew). */
+  async #remove(keys: readonly string[], which: (meta: ShardMeta) => boolean): Promise<number> {
     const sizes: number[] = [];
-    // Checked inside the write: a shard stored again meanwhile (an upload retry, a repair) stays.
     await this.dbs.root.transaction(() => {
       for (const key of keys) {
         const meta = this.dbs.shardMeta.get(key);
-        if (!meta || meta.storedAt > storedBy) continue;
+        if (!meta || !which(meta)) continue;
         this.dbs.shards.remove(key);
         this.dbs.shardMeta.remove(key);
         sizes.push(meta.size);
