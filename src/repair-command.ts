@@ -9,6 +9,7 @@ import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
 import { Progress } from './progress.js';
+import { describeRun } from './provider/repairer.js';
 
 export async function repairCommand(flags: Map<string, string>): Promise<number> {
   const clusterPath = flags.get('cluster') ?? join(flags.get('data-dir') ?? './data', 'cluster.json');
@@ -44,7 +45,7 @@ export async function repairCommand(flags: Map<string, string>): Promise<number>
       }
       if (!run) throw new CairnError('INTERNAL', 'the leader did not report the pass');
       console.log(JSON.stringify(run));
-      console.log(`repair: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.orphansDeleted} orphans deleted, ${run.failures} failures`);
+      console.log(`repair: ${describeRun(run)}`);
       return run.failures === 0 ? 0 : 1;
     }
     throw new CairnError('NO_MAJORITY', 'no storage provider leads the chain right now; is a majority up?');

@@ -42,6 +42,11 @@ export interface RepairRun {
   orphansDeleted: number; // shards no final record named, old enough to be nobody's upload
 }
 
+/** One line for a person: the SP's log and `cairn repair` say the same. */
+export function describeRun(run: RepairRun): string {
+  return `${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.orphansDeleted} orphans deleted, ${run.failures} failures`;
+}
+
 export interface RepairStatus {
   running: boolean;
   backlog: number; // shards known missing and not yet rebuilt in the current pass
@@ -173,7 +178,7 @@ export class Repairer {
     }
     await this.#sweep(inventory, run);
     run.finishedAt = Date.now();
-    this.opts.log(`repair pass: ${run.segmentsChecked} segments checked, ${run.shardsMissing} shards missing, ${run.shardsRebuilt} rebuilt, ${run.placementsRecorded} re-placed, ${run.stillDegraded} still degraded, ${run.orphansDeleted} orphans deleted`);
+    this.opts.log(`repair pass: ${describeRun(run)}`);
     return run;
   }
 
