@@ -27,7 +27,7 @@ export interface CodecBenchResult {
   sha256: number;
   /** The whole upload-side pipeline for one segment: seal, encode 2+1, hash every shard. */
   segmentEncode2p1: number;
-  /** The download side with all shards intact: hash the data shards, open. */
+  /** The download side with all shards intact: decodeSegment, which opens them on the segment's tag without hashing. */
   segmentDecode2p1: number;
 }
 

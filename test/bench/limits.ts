@@ -15,7 +15,8 @@
  *   Disk: e bytes per plaintext byte go to LMDB with synced commits; the disk ceiling is the
  *   better of LMDB's two write rates / e (the SPs' 3 LMDB writers share one disk: counted as one).
  * Download, all shards intact (k data shards = the sealed bytes, no decode):
- *   SP: LMDB get ×1 (it sends without re-hashing); client: SHA-256 verify ×1, AES-256-GCM open ×1;
+ *   SP: LMDB get ×1 (it sends without re-hashing); client: AES-256-GCM open ×1 (the segment's tag
+ *   authenticates intact data shards, so they are not hashed: decodeSegment in segment-codec.ts);
  *   + transport: the data shards over the mailbox ×1.
  * `limit` = min(CPU floor with transport, disk ceiling). achieved/limit is printed beside figures.
  * HTTP parsing, msgpack framing, GC and copies are not in the floor: they are what a pipeline
@@ -118,7 +119,6 @@ export function floors(l: Omit<Limits, 'floors'>): Limits['floors'] {
       l.cores,
       [
         [1, l.lmdb.readMBps],
-        [1, l.sha256MBps],
         [1, l.codec.aesGcmOpen],
       ],
       [[1, l.mailbox.tlsPsk.downloadMBps]],

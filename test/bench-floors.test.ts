@@ -1,0 +1,53 @@
+/**
+ * The pipeline floors the benchmark prints beside every figure: each is a sum over the stages a
+ * byte passes, so a stage added to or dropped from a pipeline must show here.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { floors, type Limits } from './bench/limits.js';
+
+// Round rates (MB/s) so the expected sums can be worked by hand.
+const limits: Omit<Limits, 'floors'> = {
+  cores: 2,
+  aes256GcmMBps: 1000,
+  sha256MBps: 2000,
+  codec: {
+    rsEncode2p1: 4000,
+    rsEncode4p2: 2000,
+    rsEncode8p4: 1000,
+    rsEncode10p4: 800,
+    rsRebuild2p1: 4000,
+    rsRebuild4p2: 2000,
+    rsRebuild10p4: 800,
+    aesGcmSeal: 1000,
+    aesGcmOpen: 1000,
+    sha256: 2000,
+    segmentEncode2p1: 400,
+    segmentDecode2p1: 800,
+  },
+  mailbox: {
+    tcp: { transport: 'tcp', uploadMBps: 4000, downloadMBps: 4000, smallRequestsPerSec: 50_000 },
+    tlsPsk: { transport: 'tls-psk', uploadMBps: 1000, downloadMBps: 2000, smallRequestsPerSec: 40_000 },
+  },
+  lmdb: { valueBytes: 1 << 20, writeSyncMBps: 300, writeCpuMBps: 500, writeBatchedMBps: 600, readMBps: 4000, durableCommitsPerSec: 1000 },
+};
+
+describe('pipeline floors', () => {
+  const f = floors(limits);
+
+  it('upload 2+1: seal, encode, two hashes, LMDB and the mailbox, e = 1.5 bytes per byte for all but the first two', () => {
+    // ms per MB: seal 1 + encode 0.25 + hash 0.75 + re-hash 0.75 + LMDB 3 = 5.75; mailbox 1.5.
+    assert.equal(f.upload['2+1']!.cpuSecondsPerGB, 7.25);
+    assert.equal(f.upload['2+1']!.computeMBps, Math.round(2 / 0.00575));
+    assert.equal(f.upload['2+1']!.withTransportMBps, Math.round(2 / 0.00725));
+    assert.equal(f.upload['2+1']!.diskMBps, 400); // the better LMDB rate, 600, over e
+    assert.equal(f.upload['2+1']!.limitMBps, 276);
+  });
+
+  it('download: LMDB read, GCM open and the mailbox, with no hash (intact data shards authenticate by their tag)', () => {
+    // ms per MB: read 0.25 + open 1 = 1.25; mailbox 0.5.
+    assert.equal(f.download['2+1']!.cpuSecondsPerGB, 1.75);
+    assert.equal(f.download['2+1']!.limitMBps, Math.round(2 / 0.00175));
+    assert.equal(f.download['2+1']!.diskMBps, null);
+  });
+});
