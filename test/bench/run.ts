@@ -188,11 +188,13 @@ async function sweepPoint(p: Plan, args: string[], k: number, m: number, value: 
   return point;
 }
 
-function targets(r: Omit<BenchResult, 'targets'>, p: Plan): Target[] {
+function targets(r: Omit<BenchResult, 'targets'>): Target[] {
   const km = `${r.config.k}+${r.config.m}`;
   const upLimit = r.limits.floors.upload[km]?.limitMBps ?? 0;
   const downLimit = r.limits.floors.download['2+1']!.limitMBps;
   const ratio = (a: number, b: number) => (b > 0 ? `${Math.round((a / b) * 100)} %` : '–');
+  // A floor below the target says no pipeline could meet it on this machine in this run.
+  const floor = (limit: number, target: number) => `${limit} MB/s${limit < target ? ', below the target: out of reach on this machine in this run' : ''}`;
   const biggest = r.largeFiles[r.largeFiles.length - 1]!;
   const sizeNote = biggest.sizeMiB === 1024 ? '1 GiB' : `${biggest.sizeMiB} MiB file, quick mode`;
   const small = (c: number) => r.smallFiles.find((s) => s.concurrency === c);
@@ -201,8 +203,8 @@ function targets(r: Omit<BenchResult, 'targets'>, p: Plan): Target[] {
   const c = r.concurrentUploads;
   const growth = Math.max(biggest.upload.rss.clientGrowthMiB, biggest.download.rss.clientGrowthMiB);
   const out: Target[] = [
-    { what: 'upload, one 1 GiB file', target: '≥ 225 MB/s', measured: `${biggest.upload.MBps} MB/s (${sizeNote})`, limit: `${upLimit} MB/s`, ratio: ratio(biggest.upload.MBps, upLimit), met: biggest.upload.MBps >= 225 },
-    { what: 'download, one 1 GiB file', target: '≥ 400 MB/s', measured: `${biggest.download.MBps} MB/s (${sizeNote})`, limit: `${downLimit} MB/s`, ratio: ratio(biggest.download.MBps, downLimit), met: biggest.download.MBps >= 400 },
+    { what: 'upload, one 1 GiB file', target: '≥ 225 MB/s', measured: `${biggest.upload.MBps} MB/s (${sizeNote})`, limit: floor(upLimit, 225), ratio: ratio(biggest.upload.MBps, upLimit), met: biggest.upload.MBps >= 225 },
+    { what: 'download, one 1 GiB file', target: '≥ 400 MB/s', measured: `${biggest.download.MBps} MB/s (${sizeNote})`, limit: floor(downLimit, 400), ratio: ratio(biggest.download.MBps, downLimit), met: biggest.download.MBps >= 400 },
   ];
   const mbox = `mailbox TLS-PSK ${r.limits.mailbox.tlsPsk.smallRequestsPerSec} small req/s; disk ${r.limits.lmdb.durableCommitsPerSec} durable commits/s`;
   if (s8) out.push({ what: '4 KiB uploads, concurrency 8', target: '≥ 500 /s', measured: `${s8.uploadsPerSec} /s`, limit: mbox, ratio: '–', met: s8.uploadsPerSec >= 500 });
@@ -213,7 +215,7 @@ function targets(r: Omit<BenchResult, 'targets'>, p: Plan): Target[] {
     what: `${c.requests} concurrent ${c.sizeMiB} MiB uploads`,
     target: '≥ 225 MB/s aggregate, none starved (slowest ≤ 2× fastest, no errors)',
     measured: `${c.aggregateMBps} MB/s; fastest ${c.fastestSeconds} s, slowest ${c.slowestSeconds} s; ${c.errors} errors`,
-    limit: `${upLimit} MB/s`,
+    limit: floor(upLimit, 225),
     ratio: ratio(c.aggregateMBps, upLimit),
     met: c.aggregateMBps >= 225 && c.errors === 0 && c.slowestSeconds <= 2 * c.fastestSeconds,
   });
@@ -233,7 +235,6 @@ function targets(r: Omit<BenchResult, 'targets'>, p: Plan): Target[] {
     const peak = Math.max(f256.upload.rss.clientPeakMiB, f256.download.rss.clientPeakMiB);
     out.push({ what: '256 MiB up and down, client RSS (issue 2)', target: '< 300 MiB', measured: `${peak} MiB peak (${f256.upload.MBps} / ${f256.download.MBps} MB/s)`, limit: '–', ratio: '–', met: peak < 300 });
   }
-  void p;
   return out;
 }
 
@@ -425,7 +426,7 @@ async function main(): Promise<void> {
     sweeps,
     profile,
   };
-  const full: BenchResult = { ...partial, targets: targets(partial, p) };
+  const full: BenchResult = { ...partial, targets: targets(partial) };
   if (exiting) throw new Error('interrupted');
   const svgs = charts(full);
   for (const [name, svg] of Object.entries(svgs)) writeFileSync(join(dir, name), svg);
