@@ -141,6 +141,9 @@ describe('benchmark --quick', () => {
       positive(s.downloadP99Ms, 'download p99');
       assert.ok(s.uploadP99Ms >= s.uploadP50Ms && s.downloadP99Ms >= s.downloadP50Ms);
       positive(s.clientPeakRssMiB, 'client RSS');
+      positive(s.uploadCpuMsPerUpload, 'cluster CPU per upload');
+      positive(s.blocks, 'blocks made while uploading');
+      positive(s.txPerBlock, 'uploads per block');
     }
   });
 

@@ -3,6 +3,7 @@
  * the measured figure and the in-run limit beside each, ASCII charts, and SVG line charts
  * (throughput against file size, worker-pool size, segment size, erasure code).
  */
+import { fitCost } from './cost-fit.js';
 import type { BenchResult } from './run.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -287,10 +288,18 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
   out.push('');
   out.push(
     table(
-      ['concurrency', 'uploads/s', 'upload p50 / p99 ms', 'downloads/s', 'download p50 / p99 ms', 'files up / down', 'errors up / down', 'client RSS peak MiB'],
-      r.smallFiles.map((s) => [s.concurrency, s.uploadsPerSec, `${s.uploadP50Ms} / ${s.uploadP99Ms}`, s.downloadsPerSec, `${s.downloadP50Ms} / ${s.downloadP99Ms}`, `${s.uploads} / ${s.downloads}`, `${s.uploadErrors} / ${s.downloadErrors}`, s.clientPeakRssMiB]),
+      ['concurrency', 'uploads/s', 'upload p50 / p99 ms', 'cluster CPU ms per upload', 'uploads per block', 'downloads/s', 'download p50 / p99 ms', 'files up / down', 'errors up / down', 'client RSS peak MiB'],
+      r.smallFiles.map((s) => [s.concurrency, s.uploadsPerSec, `${s.uploadP50Ms} / ${s.uploadP99Ms}`, s.uploadCpuMsPerUpload, s.txPerBlock, s.downloadsPerSec, `${s.downloadP50Ms} / ${s.downloadP99Ms}`, `${s.uploads} / ${s.downloads}`, `${s.uploadErrors} / ${s.downloadErrors}`, s.clientPeakRssMiB]),
     ),
   );
+  const cost = fitCost(r.smallFiles.map((s) => ({ cpuMsPerUpload: s.uploadCpuMsPerUpload, txPerBlock: s.txPerBlock })));
+  if (cost) {
+    out.push('');
+    out.push(
+      `Cluster CPU per upload, fitted over the concurrencies above as per-transaction + per-block / uploads per block: ${cost.perTxMs} ms per transaction and ${cost.perBlockMs} ms per block ` +
+        `(${L.cores} cores: at most ${Math.round((L.cores * 1000) / cost.perTxMs)} uploads a second even with blocks of any size).`,
+    );
+  }
   const smallErr = r.smallFiles.find((s) => s.firstError);
   if (smallErr) out.push(`\nFirst error: ${smallErr.firstError}`);
   out.push('');

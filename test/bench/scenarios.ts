@@ -7,7 +7,7 @@ import type { BenchCluster } from './bench-cluster.js';
 import { percentile } from './chain-bench.js';
 import { ChildUploader } from './child-uploader.js';
 import { ContentChecker, HttpApi, newTag, smallContent, type UploadOutcome } from './http-load.js';
-import { cpuBetween, cpuSnapshot, round1, waitQuiet, rssSnapshot, watchRss, type CpuUse, type RssSeen, type RssSnapshot } from './procs.js';
+import { cpuBetween, cpuSnapshot, round1, round2, waitQuiet, rssSnapshot, watchRss, type CpuUse, type RssSeen, type RssSnapshot } from './procs.js';
 
 const MiB = 1024 * 1024;
 const SETTLE_SAMPLE_MS = 500;
@@ -55,6 +55,11 @@ export interface SmallFilesResult {
   downloadP50Ms: number;
   downloadP99Ms: number;
   clientPeakRssMiB: number;
+  /** The cluster's CPU (not the load generator's) per upload while uploading, in ms. */
+  uploadCpuMsPerUpload: number;
+  /** Blocks the chain grew by while uploading, and uploads per block. */
+  blocks: number;
+  txPerBlock: number;
   firstError?: string;
 }
 
@@ -155,6 +160,13 @@ export async function timeToFirstByte(s: Session, id: string, sizeMiB: number, p
 }
 
 /** Small files at a concurrency: uploads (bounded by count and time), then downloads of them. */
+/** The chain's final height as the web client sees it. */
+async function chainHeight(s: Session): Promise<number> {
+  const r = await s.api.json<{ height: number }>('GET', '/api/v1/chain');
+  if (r.status !== 200 || typeof r.body?.height !== 'number') throw new Error(`GET /api/v1/chain answered ${r.status}`);
+  return r.body.height;
+}
+
 export async function smallFiles(s: Session, concurrency: number, opts: { count: number; seconds: number; fileBytes: number }, report: Report): Promise<SmallFilesResult> {
   const watch = watchRss(s.cluster.procs);
   const ids: { id: string; tag: bigint }[] = [];
@@ -162,6 +174,8 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
   let uploadErrors = 0;
   let firstError: string | undefined;
   let taken = 0;
+  const height0 = await chainHeight(s);
+  const cpu0 = cpuSnapshot(s.cluster.procs);
   let started = performance.now();
   let until = started + opts.seconds * 1000;
   await Promise.all(
@@ -182,6 +196,8 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
     }),
   );
   const upSeconds = (performance.now() - started) / 1000;
+  const upCpu = cpuBetween(cpu0, cpuSnapshot(s.cluster.procs));
+  const blocks = (await chainHeight(s)) - height0;
 
   const downLat: number[] = [];
   let downloadErrors = 0;
@@ -226,6 +242,9 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
     downloadP50Ms: round1(percentile(downLat, 50)),
     downloadP99Ms: round1(percentile(downLat, 99)),
     clientPeakRssMiB: rss.clientPeakMiB,
+    uploadCpuMsPerUpload: upLat.length > 0 ? round2(((upCpu.clientSeconds + upCpu.providersSeconds + upCpu.supervisorSeconds) * 1000) / upLat.length) : 0,
+    blocks,
+    txPerBlock: blocks > 0 ? round1(upLat.length / blocks) : 0,
   };
   if (firstError !== undefined) result.firstError = firstError;
   return result;

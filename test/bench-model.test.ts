@@ -1,9 +1,11 @@
 /**
- * The pipeline floors the benchmark prints beside every figure: each is a sum over the stages a
- * byte passes, so a stage added to or dropped from a pipeline must show here.
+ * The benchmark's models: the pipeline floors it prints beside every figure (each a sum over the
+ * stages a byte passes, so a stage added to or dropped from a pipeline must show here), and the
+ * split of small uploads' CPU into per-block and per-transaction costs.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { fitCost } from './bench/cost-fit.js';
 import { floors, type Limits } from './bench/limits.js';
 
 // Round rates (MB/s) so the expected sums can be worked by hand.
@@ -49,5 +51,19 @@ describe('pipeline floors', () => {
     assert.equal(f.download['2+1']!.cpuSecondsPerGB, 1.75);
     assert.equal(f.download['2+1']!.limitMBps, Math.round(2 / 0.00175));
     assert.equal(f.download['2+1']!.diskMBps, null);
+  });
+});
+
+describe('small-upload cost fit', () => {
+  it('recovers per-block and per-transaction CPU from uploads at several block sizes', () => {
+    // 7 ms per block and 0.8 ms per transaction, as seen with 1, 2.6 and 10.3 uploads a block.
+    const at = (txPerBlock: number) => ({ txPerBlock, cpuMsPerUpload: 0.8 + 7 / txPerBlock });
+    assert.deepEqual(fitCost([at(1), at(2.6), at(10.3)]), { perBlockMs: 7, perTxMs: 0.8 });
+  });
+
+  it('says nothing without two distinct block sizes, or from runs with no block', () => {
+    assert.equal(fitCost([{ txPerBlock: 4, cpuMsPerUpload: 2 }]), null);
+    assert.equal(fitCost([{ txPerBlock: 4, cpuMsPerUpload: 2 }, { txPerBlock: 4, cpuMsPerUpload: 3 }]), null);
+    assert.equal(fitCost([{ txPerBlock: 0, cpuMsPerUpload: 2 }, { txPerBlock: 5, cpuMsPerUpload: 1 }]), null);
   });
 });
