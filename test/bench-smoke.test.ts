@@ -142,6 +142,7 @@ describe('benchmark --quick', () => {
       assert.ok(s.uploadP99Ms >= s.uploadP50Ms && s.downloadP99Ms >= s.downloadP50Ms);
       positive(s.clientPeakRssMiB, 'client RSS');
       positive(s.uploadCpuMsPerUpload, 'cluster CPU per upload');
+      nonNegative(s.idleCores, 'idle cluster cores');
       positive(s.blocks, 'blocks made while uploading');
       positive(s.txPerBlock, 'uploads per block');
     }

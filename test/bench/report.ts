@@ -288,16 +288,18 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
   out.push('');
   out.push(
     table(
-      ['concurrency', 'uploads/s', 'upload p50 / p99 ms', 'cluster CPU ms per upload', 'uploads per block', 'downloads/s', 'download p50 / p99 ms', 'files up / down', 'errors up / down', 'client RSS peak MiB'],
+      ['concurrency', 'uploads/s', 'upload p50 / p99 ms', 'cluster CPU ms per upload (net of idle)', 'uploads per block', 'downloads/s', 'download p50 / p99 ms', 'files up / down', 'errors up / down', 'client RSS peak MiB'],
       r.smallFiles.map((s) => [s.concurrency, s.uploadsPerSec, `${s.uploadP50Ms} / ${s.uploadP99Ms}`, s.uploadCpuMsPerUpload, s.txPerBlock, s.downloadsPerSec, `${s.downloadP50Ms} / ${s.downloadP99Ms}`, `${s.uploads} / ${s.downloads}`, `${s.uploadErrors} / ${s.downloadErrors}`, s.clientPeakRssMiB]),
     ),
   );
   const cost = fitCost(r.smallFiles.map((s) => ({ cpuMsPerUpload: s.uploadCpuMsPerUpload, txPerBlock: s.txPerBlock })));
   if (cost) {
+    // The model is a straight line; how far each level lies off it says how much to trust the split.
+    const fit = r.smallFiles.map((s) => `${Math.round((cost.perTxMs + cost.perBlockMs / s.txPerBlock) * 100) / 100} / ${s.uploadCpuMsPerUpload} at ${s.concurrency}`);
     out.push('');
     out.push(
-      `Cluster CPU per upload, fitted over the concurrencies above as per-transaction + per-block / uploads per block: ${cost.perTxMs} ms per transaction and ${cost.perBlockMs} ms per block ` +
-        `(${L.cores} cores: at most ${Math.round((L.cores * 1000) / cost.perTxMs)} uploads a second even with blocks of any size).`,
+      `Cluster CPU per upload (net of the idle cluster's own, ${r.smallFiles.map((s) => s.idleCores).join(' / ')} cores before each level), fitted over the concurrencies above as per-transaction + per-block / uploads per block: ${cost.perTxMs} ms per transaction and ${cost.perBlockMs} ms per block; ` +
+        `the fit against the measure, ms per upload: ${fit.join(', ')}.`,
     );
   }
   const smallErr = r.smallFiles.find((s) => s.firstError);

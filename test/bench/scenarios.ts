@@ -55,8 +55,12 @@ export interface SmallFilesResult {
   downloadP50Ms: number;
   downloadP99Ms: number;
   clientPeakRssMiB: number;
-  /** The cluster's CPU (not the load generator's) per upload while uploading, in ms. */
+  /**
+   * The cluster's CPU (not the load generator's) per upload while uploading, in ms, net of what
+   * the idle cluster spends anyway (heartbeats, probes; `idleCores`, measured just before).
+   */
   uploadCpuMsPerUpload: number;
+  idleCores: number;
   /** Blocks the chain grew by while uploading, and uploads per block. */
   blocks: number;
   txPerBlock: number;
@@ -92,8 +96,13 @@ export class Session {
   }
 }
 
+/** CPU seconds of every process of the cluster: not the benchmark's own. */
+function clusterSeconds(use: CpuUse): number {
+  return use.clientSeconds + use.providersSeconds + use.supervisorSeconds;
+}
+
 function transfer(bytes: number, seconds: number, rss: RssSeen, cpu: CpuUse): TransferFigures {
-  const clusterCpu = cpu.clientSeconds + cpu.providersSeconds + cpu.supervisorSeconds;
+  const clusterCpu = clusterSeconds(cpu);
   return {
     MBps: Math.round(bytes / seconds / 1e6),
     seconds: Math.round(seconds * 1000) / 1000,
@@ -160,6 +169,17 @@ export async function timeToFirstByte(s: Session, id: string, sizeMiB: number, p
 }
 
 /** Small files at a concurrency: uploads (bounded by count and time), then downloads of them. */
+const IDLE_SAMPLE_MS = 1_000;
+
+/** What the cluster spends with nothing to do (heartbeats, probes, timers), in cores: a second's sample once the last work has wound down. */
+async function idleCpu(s: Session): Promise<number> {
+  await waitQuiet(s.cluster.procs, 5_000);
+  const before = cpuSnapshot(s.cluster.procs);
+  await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
+  const after = cpuSnapshot(s.cluster.procs);
+  return clusterSeconds(cpuBetween(before, after)) / ((after.at - before.at) / 1000);
+}
+
 /** The chain's final height as the web client sees it. */
 async function chainHeight(s: Session): Promise<number> {
   const r = await s.api.json<{ height: number }>('GET', '/api/v1/chain');
@@ -174,6 +194,7 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
   let uploadErrors = 0;
   let firstError: string | undefined;
   let taken = 0;
+  const idleCores = await idleCpu(s);
   const height0 = await chainHeight(s);
   const cpu0 = cpuSnapshot(s.cluster.procs);
   let started = performance.now();
@@ -242,7 +263,8 @@ export async function smallFiles(s: Session, concurrency: number, opts: { count:
     downloadP50Ms: round1(percentile(downLat, 50)),
     downloadP99Ms: round1(percentile(downLat, 99)),
     clientPeakRssMiB: rss.clientPeakMiB,
-    uploadCpuMsPerUpload: upLat.length > 0 ? round2(((upCpu.clientSeconds + upCpu.providersSeconds + upCpu.supervisorSeconds) * 1000) / upLat.length) : 0,
+    uploadCpuMsPerUpload: upLat.length > 0 ? round2((Math.max(0, clusterSeconds(upCpu) - idleCores * upSeconds) * 1000) / upLat.length) : 0,
+    idleCores: round2(idleCores),
     blocks,
     txPerBlock: blocks > 0 ? round1(upLat.length / blocks) : 0,
   };
