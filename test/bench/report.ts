@@ -295,7 +295,7 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
   const cost = fitCost(r.smallFiles.map((s) => ({ cpuMsPerUpload: s.uploadCpuMsPerUpload, txPerBlock: s.txPerBlock })));
   if (cost) {
     // The model is a straight line; how far each level lies off it says how much to trust the split.
-    const fit = r.smallFiles.map((s) => `${Math.round((cost.perTxMs + cost.perBlockMs / s.txPerBlock) * 100) / 100} / ${s.uploadCpuMsPerUpload} at ${s.concurrency}`);
+    const fit = r.smallFiles.filter((s) => s.txPerBlock >= 1).map((s) => `${Math.round((cost.perTxMs + cost.perBlockMs / s.txPerBlock) * 100) / 100} / ${s.uploadCpuMsPerUpload} at ${s.concurrency}`);
     out.push('');
     out.push(
       `Cluster CPU per upload (net of the idle cluster's own, ${r.smallFiles.map((s) => s.idleCores).join(' / ')} cores before each level), fitted over the concurrencies above as per-transaction + per-block / uploads per block: ${cost.perTxMs} ms per transaction and ${cost.perBlockMs} ms per block; ` +

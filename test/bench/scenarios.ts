@@ -168,7 +168,6 @@ export async function timeToFirstByte(s: Session, id: string, sizeMiB: number, p
   };
 }
 
-/** Small files at a concurrency: uploads (bounded by count and time), then downloads of them. */
 const IDLE_SAMPLE_MS = 1_000;
 
 /** What the cluster spends with nothing to do (heartbeats, probes, timers), in cores: a second's sample once the last work has wound down. */
@@ -187,6 +186,7 @@ async function chainHeight(s: Session): Promise<number> {
   return r.body.height;
 }
 
+/** Small files at a concurrency: uploads (bounded by count and time), then downloads of them. */
 export async function smallFiles(s: Session, concurrency: number, opts: { count: number; seconds: number; fileBytes: number }, report: Report): Promise<SmallFilesResult> {
   const watch = watchRss(s.cluster.procs);
   const ids: { id: string; tag: bigint }[] = [];
