@@ -76,6 +76,7 @@ describe('orphaned shards', () => {
     req.destroy();
     assert.equal(res.statusCode, 408);
     assert.equal(body.error.code, 'TOO_SLOW');
+    assert.equal(res.headers.connection, 'close', 'a sender too slow for its upload is not waited for again');
     assert.match(body.error.message, /within 4 s.*nothing was stored/);
     assert.ok(elapsed >= MAX_UPLOAD_MS, `answered after ${elapsed} ms, not before the limit`);
     await waitFor('its stored shards to be removed', async () => (await shardCount()) === shardsBefore);

@@ -62,9 +62,9 @@ export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
       if (e.status === 429) ctx.set('Retry-After', '5');
       // Refused before the request body was read (413, a CSRF 403 on an upload …): read and
       // drop the rest first, so the client sees the answer instead of a reset connection and
-      // its keep-alive socket stays clean; past a bound, answer and close the connection. A
-      // sender already too slow for its upload is not waited for again.
-      if (!ctx.req.complete && (e.code === 'TOO_SLOW' || !(await drainRequest(ctx.req, DRAIN_MAX_BYTES, DRAIN_MAX_MS)))) ctx.set('Connection', 'close');
+      // its keep-alive socket stays clean; past a bound, or when the error says not to wait
+      // (see HttpError.drain), answer and close the connection.
+      if (!ctx.req.complete && (!e.drain || !(await drainRequest(ctx.req, DRAIN_MAX_BYTES, DRAIN_MAX_MS)))) ctx.set('Connection', 'close');
       if (ctx.path.startsWith('/api/') || ctx.path === '/healthz' || !ctx.accepts('html')) {
         ctx.body = { error: { code: e.code, message: e.message } };
       } else {

@@ -1,4 +1,7 @@
-/** Maps error codes to HTTP statuses; anything unexpected becomes a 500 without internals. */
+/**
+ * Maps error codes to HTTP statuses and says how to end the request; anything unexpected becomes
+ * a 500 without internals.
+ */
 import { CairnError, type ErrorCode } from '../errors.js';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
@@ -26,20 +29,31 @@ export interface HttpError {
   code: string;
   message: string;
   internal: boolean; // log it; the user sees a generic message
+  /**
+   * Whether the unread rest of the request body may be read (within bounds) before answering, so
+   * the client sees the answer and its connection stays usable. Not for a sender already too slow
+   * for its upload: it is answered at once and its connection closed.
+   */
+  drain: boolean;
 }
+
+const INTERNAL: HttpError = { status: 500, code: 'INTERNAL', message: 'something went wrong on our side; it has been logged', internal: true, drain: true };
+
+/** Senders these codes name are not waited for again. */
+const NO_DRAIN: ReadonlySet<string> = new Set<ErrorCode>(['TOO_SLOW']);
 
 export function httpError(err: unknown): HttpError {
   if (err instanceof CairnError) {
     const status = STATUS[err.code] ?? 500;
     return status === 500
-      ? { status, code: 'INTERNAL', message: 'something went wrong on our side; it has been logged', internal: true }
-      : { status, code: err.code, message: err.message, internal: false };
+      ? INTERNAL
+      : { status, code: err.code, message: err.message, internal: false, drain: !NO_DRAIN.has(err.code) };
   }
   // Koa, koa-body and formidable throw errors that carry an HTTP status.
   const status = (err as { status?: unknown; httpCode?: unknown }).httpCode ?? (err as { status?: unknown }).status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     const code = status === 413 ? 'TOO_LARGE' : status === 401 ? 'UNAUTHENTICATED' : status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
-    return { status, code, message: (err as Error).message, internal: false };
+    return { status, code, message: (err as Error).message, internal: false, drain: true };
   }
-  return { status: 500, code: 'INTERNAL', message: 'something went wrong on our side; it has been logged', internal: true };
+  return INTERNAL;
 }
