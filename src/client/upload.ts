@@ -306,7 +306,11 @@ export class FileUpload extends Writable {
     const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
     const submitted = this.#deps.link.chain('chain.submit', { tx });
     this.#submitted = submitted;
-    const result = await submitted;
+    const result = await submitted.catch((err: unknown) => {
+      // Sent, but no answer: the chain may have taken it (see #fail), so the user must not be told it was not.
+      if (!isCairnError(err) || !err.retryable) throw err;
+      throw new CairnError(err.code, `the file's record was sent to the chain but no answer came back (${err.message}); it may be stored: look for it in your files before sending it again`);
+    });
     if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused the file record: ${result.error ?? 'unknown reason'}`);
     const degraded = this.#segments.some((s) => s.shards.some((sh) => sh.sp === null));
     return { id: this.id, name: this.name, size: this.bytesReceived, block: result.height, degraded };

@@ -4,7 +4,8 @@
  * restart one SP while the rest keep running.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { clusterKeyPath, readClusterFile, writeClusterFile } from '../../src/config/cluster-file.js';
 import { freePorts } from '../../src/config/free-ports.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,6 @@ import { createInterface } from 'node:readline';
 import { CLI, waitFor } from './cluster.js';
 
 const READY = '@@cairn-actor-ready ';
-
 
 interface Actor {
   argv: string[];
@@ -30,7 +30,11 @@ export class ManualCluster {
     return join(this.dataDir, 'cluster.json');
   }
 
-  static async create(opts: { providers?: number; clients?: number; args?: string[] } = {}): Promise<ManualCluster> {
+  /**
+   * @param opts.via  where web clients reach each SP instead of its own address (a test's proxy):
+   *   the clients then read a copy of the cluster file with those addresses; SPs still reach each other directly.
+   */
+  static async create(opts: { providers?: number; clients?: number; args?: string[]; via?: (id: string, address: string, clusterFile: string) => Promise<string> } = {}): Promise<ManualCluster> {
     const c = new ManualCluster(mkdtempSync(join(tmpdir(), 'cairn-manual-')));
     const n = opts.providers ?? 3;
     const clientCount = opts.clients ?? 1;
@@ -43,14 +47,25 @@ export class ManualCluster {
       c.providers.set(id, { address: `127.0.0.1:${port}`, proc: null, argv: ['provider', '--id', id, '--port', String(port), '--data-dir', c.dataDir, '--cluster', c.clusterFile] });
     });
     await Promise.all([...c.providers.keys()].map((id) => c.startProvider(id)));
+    const clientsCluster = opts.via ? await c.#clusterFileVia(opts.via) : c.clusterFile;
     for (let i = 0; i < clientCount; i++) {
       const port = clientPorts[i]!;
-      c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', c.clusterFile, '--data-dir', c.dataDir] });
+      c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', clientsCluster, '--data-dir', c.dataDir] });
       await c.#start(c.clients[i]!, `client${i + 1}`);
     }
     // Usable means the chain has a leader: wait for it, as `cairn cluster` does before its ready line.
     if (c.clients[0]) await waitFor('a chain leader', async () => (await fetch(`${c.clients[0]!.url}/healthz`)).ok, 30_000);
     return c;
+  }
+
+  async #clusterFileVia(via: (id: string, address: string, clusterFile: string) => Promise<string>): Promise<string> {
+    const dir = join(this.dataDir, 'clients-view');
+    mkdirSync(dir);
+    const file = readClusterFile(this.clusterFile);
+    const providers = await Promise.all(file.providers.map(async (p) => ({ id: p.id, address: await via(p.id, p.address, this.clusterFile) })));
+    writeClusterFile(join(dir, 'cluster.json'), { ...file, providers });
+    copyFileSync(clusterKeyPath(this.clusterFile), clusterKeyPath(join(dir, 'cluster.json')));
+    return join(dir, 'cluster.json');
   }
 
   async #start(actor: Actor, name: string): Promise<void> {

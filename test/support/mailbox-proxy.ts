@@ -1,0 +1,90 @@
+/**
+ * A man-in-the-middle on one mailbox link, for tests that must lose a particular message on a
+ * real link between real processes. It holds the cluster key, as every member does: it ends the
+ * caller's TLS-PSK connection, opens its own to the SP, and passes whole frames on, except those
+ * its rule says to drop (the link stays up: the caller times out) or to cut the link at (the
+ * caller sees it close).
+ */
+import type { Socket } from 'node:net';
+import { unpack } from 'msgpackr';
+import type { EnvelopeHeader } from '../../src/mailbox/envelope.js';
+import type { Listener, Transport } from '../../src/mailbox/transport.js';
+
+export type ProxyAction = 'pass' | 'drop' | 'cut';
+/** `request`: caller to SP; `answer`: SP to caller. */
+export type ProxyRule = (direction: 'request' | 'answer', header: EnvelopeHeader) => ProxyAction;
+
+const CONNECT_TIMEOUT_MS = 5_000;
+const MAX_CONNECTIONS = 64;
+
+export class MailboxProxy {
+  rule: ProxyRule = () => 'pass';
+  readonly #sockets = new Set<Socket>();
+
+  private constructor(
+    readonly address: string,
+    private readonly listener: Listener,
+  ) {}
+
+  static async start(transport: Transport, target: string): Promise<MailboxProxy> {
+    const [host, port] = target.split(':') as [string, string];
+    let proxy: MailboxProxy | undefined;
+    const listener = await transport.listen({
+      host: '127.0.0.1',
+      port: 0,
+      maxConnections: MAX_CONNECTIONS,
+      onSocket: (caller) => {
+        caller.pause(); // until the SP side is up
+        proxy!.#track(caller);
+        transport.connect(host, Number(port), CONNECT_TIMEOUT_MS).then(
+          (sp) => {
+            proxy!.#track(sp);
+            const cut = () => {
+              caller.destroy();
+              sp.destroy();
+            };
+            proxy!.#relay(caller, sp, 'request', cut);
+            proxy!.#relay(sp, caller, 'answer', cut);
+            caller.resume();
+          },
+          () => caller.destroy(),
+        );
+      },
+    });
+    proxy = new MailboxProxy(`127.0.0.1:${listener.port}`, listener);
+    return proxy;
+  }
+
+  #track(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('close', () => this.#sockets.delete(socket));
+  }
+
+  /** Passes `from`'s frames to `to` one whole frame at a time, asking the rule about each. */
+  #relay(from: Socket, to: Socket, direction: 'request' | 'answer', cut: () => void): void {
+    let pending: Buffer = Buffer.alloc(0);
+    from.once('close', cut);
+    from.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 8) {
+        const end = 4 + pending.readUInt32BE(0);
+        if (pending.length < end) break;
+        const frame = pending.subarray(0, end);
+        pending = pending.subarray(end);
+        const header = unpack(frame.subarray(8, 8 + frame.readUInt32BE(4))) as EnvelopeHeader;
+        const action = this.rule(direction, header);
+        if (action === 'cut') return cut();
+        if (action === 'pass' && !to.write(frame)) {
+          from.pause();
+          to.once('drain', () => from.resume());
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await this.listener.close();
+  }
+}
