@@ -11,7 +11,7 @@ import type { ClientService } from './service.js';
 import type { Session, Sessions } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
 import { sendSegments } from './download.js';
-import { blockJson } from './format.js';
+import { blockJson, wellFormed } from './format.js';
 
 export interface ApiDeps {
   service: ClientService;
@@ -27,7 +27,8 @@ function body(ctx: Context): Record<string, unknown> {
   return typeof b === 'object' && b !== null && !Array.isArray(b) ? (b as Record<string, unknown>) : {};
 }
 
-export function contentDisposition(name: string): string {
+export function contentDisposition(stored: string): string {
+  const name = wellFormed(stored);
   const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`;
 }

@@ -17,6 +17,14 @@ export function humanSize(bytes: number): string {
   return `${n >= 100 ? Math.round(n) : n.toFixed(1)} ${UNITS[u]}`;
 }
 
+/**
+ * The string with every lone UTF-16 surrogate replaced by U+FFFD: such a string (a name cut
+ * inside a character, by an older client) cannot be percent-encoded or sent as UTF-8 faithfully.
+ */
+export function wellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
 /** 12 h, 90 min, 3 s, 1500 ms: the largest unit that keeps the number whole. */
 export function humanDuration(ms: number): string {
   for (const [unit, size] of [['h', 3_600_000], ['min', 60_000], ['s', 1_000]] as const) {

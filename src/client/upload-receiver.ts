@@ -6,6 +6,7 @@
 import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
 import { CairnError } from '../errors.js';
+import { wellFormed } from './format.js';
 import { MultipartParser, boundaryOf } from './multipart.js';
 import { RequestChunks } from './request-chunks.js';
 import type { ClientService } from './service.js';
@@ -22,8 +23,9 @@ const MAX_PART_HEADER_BYTES = 16 * 1024;
  * in Content-Disposition): only control characters go, and the length is bounded.
  */
 export function cleanName(raw: string | null | undefined): string {
-  const clean = (raw ?? '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
-  return clean || 'unnamed';
+  // Cut at 255 UTF-16 units, but never inside a character (half a surrogate pair is not text).
+  const clean = (raw ?? '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255).replace(/[\uD800-\uDBFF]$/, '');
+  return wellFormed(clean) || 'unnamed';
 }
 
 function cleanType(raw: string | null | undefined): string {

@@ -240,9 +240,12 @@ export class FileUpload extends Writable {
     let storedCount = 0;
     let quorum!: () => void;
     const quorumReached = new Promise<void>((resolve) => (quorum = resolve));
+    const refusals: string[] = []; // why SPs did not store a shard, for the error if too few did
+    const triesPerShard = 1 + spares.length;
     const puts = encoded.shards.map(async (bytes, shard) => {
-      let sp: string | undefined = order[shard];
-      for (let tries = 0; sp !== undefined && tries <= spares.length; tries++) {
+      // With fewer SPs up than shards, a shard starts on a spare (an SP thought down) rather than nowhere.
+      let sp: string | undefined = order[shard] ?? spares.shift();
+      for (let tries = 0; sp !== undefined && tries < triesPerShard; tries++) {
         const key = shardKey(this.id, index, shard);
         try {
           await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
@@ -252,7 +255,11 @@ export class FileUpload extends Writable {
           if (++storedCount >= success) quorum();
           return;
         } catch (err) {
-          if (!isCairnError(err) || !err.retryable) throw err;
+          // Any refusal by one SP (down, its disk full or failing) is that SP's: the shard tries
+          // another, and the quorum below decides whether the segment is written. Only our own
+          // bugs (not a CairnError) end the upload here.
+          if (!isCairnError(err)) throw err;
+          refusals.push(`${sp}: ${err.code}`);
           sp = spares.shift(); // another SP not yet used for this segment
         }
       }
@@ -266,7 +273,7 @@ export class FileUpload extends Writable {
     this.#sealed.add(index);
     const stored = placed.filter((sp) => sp !== null).length;
     if (stored < success) {
-      throw new CairnError('UNAVAILABLE', `segment ${index}: only ${stored} of ${k + m} shards could be stored (need ${success}); too many storage providers are down`);
+      throw new CairnError('UNAVAILABLE', `segment ${index}: only ${stored} of ${k + m} shards could be stored (need ${success}); too many storage providers are down or refused them (${refusals.join(', ') || 'none to send them to'})`);
     }
     invariant(new Set(placed.filter((sp) => sp !== null)).size === stored, 'shards of a segment are on distinct SPs');
     this.#segments[index] = {

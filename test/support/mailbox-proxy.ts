@@ -2,15 +2,15 @@
  * A man-in-the-middle on one mailbox link, for tests that must lose a particular message on a
  * real link between real processes. It holds the cluster key, as every member does: it ends the
  * caller's TLS-PSK connection, opens its own to the SP, and passes whole frames on, except those
- * its rule says to drop (the link stays up: the caller times out) or to cut the link at (the
- * caller sees it close).
+ * its rule says to drop (the link stays up: the caller times out), to cut the link at (the
+ * caller sees it close) or to damage (the frame's last byte flipped: a shard's payload).
  */
 import type { Socket } from 'node:net';
 import { unpack } from 'msgpackr';
 import type { EnvelopeHeader } from '../../src/mailbox/envelope.js';
 import type { Listener, Transport } from '../../src/mailbox/transport.js';
 
-export type ProxyAction = 'pass' | 'drop' | 'cut';
+export type ProxyAction = 'pass' | 'drop' | 'cut' | 'damage';
 /** `request`: caller to SP; `answer`: SP to caller. */
 export type ProxyRule = (direction: 'request' | 'answer', header: EnvelopeHeader) => ProxyAction;
 
@@ -75,7 +75,8 @@ export class MailboxProxy {
         const header = unpack(frame.subarray(8, 8 + frame.readUInt32BE(4))) as EnvelopeHeader;
         const action = this.rule(direction, header);
         if (action === 'cut') return cut();
-        if (action === 'pass' && !to.write(frame)) {
+        if (action === 'damage') frame.writeUInt8(frame.readUInt8(end - 1) ^ 0xff, end - 1);
+        if (action !== 'drop' && !to.write(frame)) {
           from.pause();
           to.once('drain', () => from.resume());
         }

@@ -1,12 +1,18 @@
 /**
- * The answer to a file's record lost on its way back to the web client, on purpose and every
- * time: a proxy between the client and each SP (real processes, real TLS-PSK links) drops or cuts
- * exactly the `chain.submit` answers. The record may be final although the client heard nothing,
- * so the client must neither record the file twice nor delete the shards a final record names.
+ * Faults on the links between a web client and its SPs, caused on purpose and every time: a proxy
+ * between the client and each SP (real processes, real TLS-PSK links) drops, cuts or damages
+ * exactly the messages a case names.
+ *
+ * - The answer to a file's record lost: the record may be final although the client heard
+ *   nothing, so the client must neither record the file twice nor delete the shards it names.
+ * - One SP refusing a shard (here: its bytes damaged on the way, so it answers HASH_MISMATCH, as a
+ *   full or failing disk answers with an error of its own): the segment goes on without it.
+ * - SPs the client wrongly believes down (their status answers lost): shards still go to them.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { waitFor } from './support/cluster.js';
 import { Api } from './support/http.js';
 import { ManualCluster } from './support/manual-cluster.js';
 import { MailboxProxy, type ProxyRule } from './support/mailbox-proxy.js';
@@ -16,10 +22,10 @@ import { tlsPskTransport } from '../src/mailbox/transport.js';
 const KiB = 1024;
 const password = 'lost answer password';
 
-describe('a file record whose answer is lost', () => {
+describe('faults on the links between a web client and its SPs', () => {
   let cluster: ManualCluster;
   let api: Api;
-  const proxies: MailboxProxy[] = [];
+  const proxies = new Map<string, MailboxProxy>();
   const everyLink = (rule: ProxyRule) => proxies.forEach((p) => (p.rule = rule));
   const shardsStored = async (): Promise<number> => {
     const c = await api.call('GET', '/api/v1/cluster');
@@ -30,10 +36,10 @@ describe('a file record whose answer is lost', () => {
   before(async () => {
     let transport: ReturnType<typeof tlsPskTransport> | undefined;
     cluster = await ManualCluster.create({
-      via: async (_id, address, clusterFile) => {
+      via: async (id, address, clusterFile) => {
         transport ??= tlsPskTransport(readClusterKey(clusterFile));
         const proxy = await MailboxProxy.start(transport, address);
-        proxies.push(proxy);
+        proxies.set(id, proxy);
         return proxy.address;
       },
     });
@@ -44,10 +50,10 @@ describe('a file record whose answer is lost', () => {
 
   after(async () => {
     await cluster?.stop();
-    await Promise.all(proxies.map((p) => p.close()));
+    await Promise.all([...proxies.values()].map((p) => p.close()));
   });
 
-  it('is asked again, and the one record it made is the answer: no second file', async () => {
+  it('a record whose answer is lost is asked again, and the one record it made is the answer: no second file', async () => {
     let dropped = 0;
     everyLink((direction, h) => (direction === 'answer' && h.t === 'chain.submit' && dropped++ === 0 ? 'drop' : 'pass'));
     const bytes = randomBytes(100 * KiB);
@@ -62,7 +68,7 @@ describe('a file record whose answer is lost', () => {
     assert.ok(down.bytes.equals(bytes));
   });
 
-  it('fails the upload saying the file may be stored, and keeps every shard its final record names', async () => {
+  it('a record whose every answer is lost fails the upload saying the file may be stored, and keeps every shard it names', async () => {
     const shardsBefore = await shardsStored();
     let cuts = 0;
     everyLink((direction, h) => (direction === 'answer' && h.t === 'chain.submit' ? (cuts++, 'cut') : 'pass'));
@@ -83,5 +89,39 @@ describe('a file record whose answer is lost', () => {
     const down = await api.download(files[0]!.id);
     assert.equal(down.status, 200);
     assert.ok(down.bytes.equals(bytes));
+  });
+
+  it('a shard one SP refuses leaves the segment degraded, not the upload failed', async () => {
+    proxies.get('sp3')!.rule = (direction, h) => (direction === 'request' && h.t === 'shard.put' ? 'damage' : 'pass');
+    const bytes = randomBytes(100 * KiB); // one segment: a shard for each SP
+    const up = await api.upload([{ name: 'refused.bin', bytes }]);
+    everyLink(() => 'pass');
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(up.body[0].degraded, true);
+    const record = (await api.call('GET', `/api/v1/files/${up.body[0].id}`)).body;
+    assert.deepEqual(record.segments[0].shards.map((sh: { sp: string | null }) => sh.sp).sort(), [null, 'sp1', 'sp2'].sort(), 'stored on the two SPs that took it');
+    const down = await api.download(up.body[0].id);
+    assert.equal(down.status, 200);
+    assert.ok(down.bytes.equals(bytes));
+  });
+
+  it('shards go to SPs the client believes down when too few are up, and they take them', async () => {
+    const probe = await api.upload([{ name: 'probe.bin', bytes: randomBytes(100 * KiB) }]);
+    assert.equal(probe.status, 201);
+    // sp2 and sp3 work, but every answer from them other than to a shard or a record is lost,
+    // so the client's liveness probes time out and it takes them for down.
+    for (const id of ['sp2', 'sp3']) proxies.get(id)!.rule = (direction, h) => (direction === 'answer' && h.t !== 'shard.put' && h.t !== 'chain.submit' ? 'drop' : 'pass');
+    await waitFor('the client to take sp2 and sp3 for down', async () => {
+      const shards = (await api.call('GET', `/api/v1/files/${probe.body[0].id}`)).body.segments[0].shards as { sp: string; up: boolean }[];
+      return shards.filter((sh) => !sh.up).map((sh) => sh.sp).sort().join() === 'sp2,sp3';
+    }, 30_000, 250);
+    const bytes = randomBytes(100 * KiB);
+    const up = await api.upload([{ name: 'believed-down.bin', bytes }]);
+    everyLink(() => 'pass');
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(up.body[0].degraded, false, 'every shard stored');
+    const record = (await api.call('GET', `/api/v1/files/${up.body[0].id}`)).body;
+    assert.deepEqual(record.segments[0].shards.map((sh: { sp: string }) => sh.sp).sort(), ['sp1', 'sp2', 'sp3']);
+    assert.ok((await api.download(up.body[0].id)).bytes.equals(bytes));
   });
 });
