@@ -8,6 +8,7 @@
  * - One SP refusing a shard (here: its bytes damaged on the way, so it answers HASH_MISMATCH, as a
  *   full or failing disk answers with an error of its own): the segment goes on without it.
  * - SPs the client wrongly believes down (their status answers lost): shards still go to them.
+ * - A damaged data shard while the other is slow to come: the download uses every intact shard.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -123,5 +124,20 @@ describe('faults on the links between a web client and its SPs', () => {
     const record = (await api.call('GET', `/api/v1/files/${up.body[0].id}`)).body;
     assert.deepEqual(record.segments[0].shards.map((sh: { sp: string }) => sh.sp).sort(), ['sp1', 'sp2', 'sp3']);
     assert.ok((await api.download(up.body[0].id)).bytes.equals(bytes));
+  });
+
+  it('a damaged data shard while the other data shard is late: the download waits for the late one', async () => {
+    const bytes = randomBytes(100 * KiB); // one segment of two data shards and a parity shard
+    const up = await api.upload([{ name: 'late.bin', bytes }]);
+    assert.equal(up.status, 201);
+    const holders = (await api.call('GET', `/api/v1/files/${up.body[0].id}`)).body.segments[0].shards.map((sh: { sp: string }) => sh.sp) as string[];
+    // The data shard 0 comes damaged; data shard 1 comes after the hedge has fetched the parity
+    // shard instead; only data shard 1 and the parity shard together open the segment.
+    proxies.get(holders[0]!)!.rule = (direction, h) => (direction === 'answer' && h.t === 'shard.get' ? 'damage' : 'pass');
+    proxies.get(holders[1]!)!.rule = (direction, h) => (direction === 'answer' && h.t === 'shard.get' ? 'late' : 'pass');
+    const down = await api.download(up.body[0].id);
+    everyLink(() => 'pass');
+    assert.equal(down.status, 200);
+    assert.ok(down.bytes.equals(bytes));
   });
 });

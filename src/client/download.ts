@@ -135,9 +135,11 @@ async function decodeFetched(
     for (const c of candidates.slice(0, tried)) {
       if (shards[c.i]) void deps.link.to(c.sp, 'shard.check', { key: shardKey(record.id, index, c.i) }).catch(() => undefined);
     }
-    if (tried >= candidates.length) throw err;
-    // Then bring in the shards not tried yet and decode again.
-    await gather(deps, record.id, index, candidates, tried, candidates.length - tried, shards, fetched);
+    // Then bring in every shard not held (not tried yet, or a hedge that lost the race and was
+    // dropped: it may be the one intact shard left) and decode again.
+    const rest = candidates.filter((c) => shards[c.i] === null);
+    if (rest.length === 0) throw err;
+    await gather(deps, record.id, index, rest, 0, rest.length, shards, fetched);
     return deps.pool.decode(ref, shards, hashes);
   }
 }

@@ -3,14 +3,15 @@
  * real link between real processes. It holds the cluster key, as every member does: it ends the
  * caller's TLS-PSK connection, opens its own to the SP, and passes whole frames on, except those
  * its rule says to drop (the link stays up: the caller times out), to cut the link at (the
- * caller sees it close) or to damage (the frame's last byte flipped: a shard's payload).
+ * caller sees it close), to damage (the frame's last byte flipped: a shard's payload) or to pass
+ * on late (`lateMs` later; frames behind it overtake it, as answers to other requests may).
  */
 import type { Socket } from 'node:net';
 import { unpack } from 'msgpackr';
 import type { EnvelopeHeader } from '../../src/mailbox/envelope.js';
 import type { Listener, Transport } from '../../src/mailbox/transport.js';
 
-export type ProxyAction = 'pass' | 'drop' | 'cut' | 'damage';
+export type ProxyAction = 'pass' | 'drop' | 'cut' | 'damage' | 'late';
 /** `request`: caller to SP; `answer`: SP to caller. */
 export type ProxyRule = (direction: 'request' | 'answer', header: EnvelopeHeader) => ProxyAction;
 
@@ -19,6 +20,7 @@ const MAX_CONNECTIONS = 64;
 
 export class MailboxProxy {
   rule: ProxyRule = () => 'pass';
+  lateMs = 1_000;
   readonly #sockets = new Set<Socket>();
 
   private constructor(
@@ -76,7 +78,8 @@ export class MailboxProxy {
         const action = this.rule(direction, header);
         if (action === 'cut') return cut();
         if (action === 'damage') frame.writeUInt8(frame.readUInt8(end - 1) ^ 0xff, end - 1);
-        if (action !== 'drop' && !to.write(frame)) {
+        if (action === 'late') setTimeout(() => to.writable && to.write(frame), this.lateMs).unref();
+        else if (action !== 'drop' && !to.write(frame)) {
           from.pause();
           to.once('drain', () => from.resume());
         }
