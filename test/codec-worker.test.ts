@@ -14,6 +14,7 @@ import {
   unwrapOutcome,
 } from '../src/codec/segment-codec.js';
 import { newFileKey } from '../src/codec/segment-seal.js';
+import { CodecPool } from '../src/client/codec-pool.js';
 
 describe('codec worker on a real Piscina pool', () => {
   let pool: Piscina;
@@ -137,5 +138,25 @@ describe('codec worker on a real Piscina pool', () => {
       return true;
     });
     await assert.rejects(encode({ ...ref, k: 0 }, new Uint8Array(1)), (err: unknown) => isCairnError(err, 'BAD_REQUEST'));
+  });
+});
+
+describe('codec pool', () => {
+  it('refuses tasks beyond its queue with OVERLOADED (a 503 to retry), and runs the others', async () => {
+    const codec = new CodecPool({ minThreads: 1, maxThreads: 1, idleTimeoutMs: 1_000, maxQueue: 2, concurrentTasksPerWorker: 1 });
+    try {
+      const key = newFileKey();
+      const runs = Array.from({ length: 8 }, (_, index) => {
+        const plaintext = codec.segmentBuffer(1024 * 1024); // above the size coded on the main thread
+        return codec.encode({ key, fileId: 'c'.repeat(32), index, last: false, k: 2, m: 1 }, plaintext);
+      });
+      const outcomes = await Promise.allSettled(runs);
+      const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason as unknown);
+      assert.ok(refused.length > 0 && refused.length < 8, `some refused, some run (${refused.length} of 8 refused)`);
+      for (const err of refused) assert.ok(isCairnError(err, 'OVERLOADED'), String(err));
+      for (const o of outcomes) if (o.status === 'fulfilled') o.value.release();
+    } finally {
+      await codec.close();
+    }
   });
 });

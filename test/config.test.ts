@@ -37,6 +37,8 @@ describe('configuration', () => {
       [['--colour', 'blue'], {}, /unknown option --colour/],
       // Repair would delete the shards of an upload still allowed to be recorded.
       [['--max-upload-ms', '60000', '--orphan-grace-ms', '60000'], {}, /orphanGraceMs \(60000\) must exceed maxUploadMs \(60000\)/],
+      [['--pipeline-depth', '17'], {}, /pool.maxQueue \(64\) must be at least 4 × pipelineDepth \(68\)/],
+      [[], { CAIRN_POOL_MAX_QUEUE: '15' }, /pool.maxQueue \(15\) must be at least 4 × pipelineDepth \(16\)/],
       [[], { CAIRN_ORPHAN_GRACE_MS: '3600000' }, /orphanGraceMs \(3600000\) must exceed maxUploadMs \(43200000\)/],
     ];
     for (const [argv, env, message] of bad) {

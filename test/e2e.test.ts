@@ -172,6 +172,11 @@ describe('cairn end to end', () => {
       assert.ok((await other.download(up.body[0].id)).bytes.equals(many[i]!.bytes), `${many[i]!.name} comes back whole`);
     }
     assert.deepEqual(await slots(), { limit: 8, inUse: 0, waiting: 0 });
+    // Many downloads at once, each reading ahead: they take turns at the client's download budget
+    // of segments, none is refused, and the budget is idle again after.
+    const downs = await Promise.all(Array.from({ length: 30 }, (_, i) => other.download(ups[i % ups.length]!.body[0].id)));
+    for (const [i, d] of downs.entries()) assert.ok(d.status === 200 && d.bytes.equals(many[i % many.length]!.bytes), `download ${i} whole (${d.status})`);
+    assert.deepEqual((await api.call('GET', '/api/v1/cluster')).body.pool.downloadSlots, { limit: 8, inUse: 0, waiting: 0 });
 
     /** An upload request that announces 64 MiB and sends what it is given, until destroyed. */
     const partialUpload = (...pieces: (string | Buffer)[]) => {

@@ -153,7 +153,8 @@ export class CodecPool {
       outcome = (await this.#pool.run(task, { name, transferList })) as CodecOutcome<R>;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      if (/queue is full/i.test(message)) throw new CairnError('OVERLOADED', 'the worker pool queue is full; retry shortly');
+      // Piscina 5's words for a task refused because maxQueue tasks are waiting already.
+      if (/task queue is at limit/i.test(message)) throw new CairnError('OVERLOADED', 'the worker pool queue is full; retry shortly');
       throw new CairnError('INTERNAL', `worker task ${name} failed: ${message}`, { cause: err });
     }
     return unwrapOutcome(outcome);

@@ -13,11 +13,18 @@ import { openSegment } from '../codec/segment-seal.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool, DecodedSegment } from './codec-pool.js';
+import type { SegmentSlots } from './segment-slots.js';
 
 export interface DownloadDeps {
   link: ClusterLink;
   pool: CodecPool;
   window: number;
+  /**
+   * Shared by every download of this client: bounds the segments being fetched and decoded at
+   * once, so many downloads wait their turn instead of overflowing the worker queue (OVERLOADED
+   * mid-stream) and holding shards of every read-ahead segment at once.
+   */
+  slots: SegmentSlots;
 }
 
 const SHARD_TIMEOUT_MS = 5_000;
@@ -101,11 +108,13 @@ async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, in
     .filter((c): c is { i: number; sp: string } => c.sp !== null)
     .sort((a, b) => Number(!deps.link.get(a.sp).up) - Number(!deps.link.get(b.sp).up) || a.i - b.i);
   const fetched: Fetched[] = [];
+  const release = await deps.slots.acquire();
   try {
     return await decodeFetched(deps, file, key, index, candidates, shards, fetched);
   } finally {
     // Decoding copied what it needed (or gave up): the shard buffers can take the next shards.
     for (const f of fetched) f.release();
+    release(); // held while fetching and decoding only: a slow reader of the plaintext holds none
   }
 }
 

@@ -18,8 +18,12 @@ import type { Session } from './sessions.js';
 import { FileUpload, type UploadSettings } from './upload.js';
 
 export class ClientService {
-  /** Two pipelines' worth: enough to keep the workers and SPs busy, whatever the number of uploads. */
+  /**
+   * Two pipelines' worth each: enough to keep the workers and SPs busy, whatever the number of
+   * uploads or downloads (config makes the worker queue hold both budgets).
+   */
   readonly #uploadSlots: SegmentSlots;
+  readonly #downloadSlots: SegmentSlots;
 
   constructor(
     readonly link: ClusterLink,
@@ -27,6 +31,7 @@ export class ClientService {
     readonly settings: UploadSettings,
   ) {
     this.#uploadSlots = new SegmentSlots(2 * settings.window);
+    this.#downloadSlots = new SegmentSlots(2 * settings.window);
   }
 
   readonly isUp = (sp: string): boolean => this.link.get(sp).up;
@@ -78,7 +83,7 @@ export class ClientService {
     const file = await this.#file(session, id);
     const key = fileKey(file, session);
     const meta = fileMeta(file, key);
-    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window }, file, key) };
+    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window, slots: this.#downloadSlots }, file, key) };
   }
 
   async deleteFile(session: Session, id: string): Promise<void> {
@@ -174,7 +179,7 @@ export class ClientService {
         quarantined: r.quarantined,
         scrub: r.scrub,
       })),
-      pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats() },
+      pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats(), downloadSlots: this.#downloadSlots.stats() },
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },
     };
   }

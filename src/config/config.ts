@@ -203,6 +203,11 @@ export function loadConfig(
   if (c.pool.minThreads > c.pool.maxThreads) {
     throw new CairnError('BAD_CONFIG', `pool.minThreads (${c.pool.minThreads}) must not exceed pool.maxThreads (${c.pool.maxThreads})`);
   }
+  if (c.pool.maxQueue < 4 * c.pipelineDepth) {
+    // A web client codes up to 2 × pipelineDepth segments for its uploads and as many for its
+    // downloads at once (its segment budgets); the queue must take them all, or they fail OVERLOADED.
+    throw new CairnError('BAD_CONFIG', `pool.maxQueue (${c.pool.maxQueue}) must be at least 4 × pipelineDepth (${4 * c.pipelineDepth})`);
+  }
   if (c.orphanGraceMs <= c.maxUploadMs) {
     // Repair would delete the shards of an upload still allowed to finish.
     throw new CairnError('BAD_CONFIG', `orphanGraceMs (${c.orphanGraceMs}) must exceed maxUploadMs (${c.maxUploadMs}); the defaults leave 12 hours between them`);
