@@ -143,6 +143,36 @@ describe('chain nodes', () => {
     }
   });
 
+  it('tell every caller of a transaction submitted again while it waits its outcome, or the failure', async () => {
+    let isolated = '';
+    const chain = await startChain(10, undefined, (from, to) => from !== isolated && to !== isolated);
+    const settledWithin = <T>(p: Promise<T>, what: string) =>
+      Promise.race([p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e })), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} never settled`)), 5_000).unref())]);
+    try {
+      // Both callers of one transaction sent twice before it is final learn the one outcome.
+      const tx = registration('twice');
+      const [a, b] = await Promise.all([chain.leader.submit(tx), chain.leader.submit(tx)]);
+      assert.equal(a.ok, true, a.error);
+      assert.deepEqual(b, a);
+      // A leader that cannot reach a majority fails both callers when it stops (as it would at
+      // its timeout, or on losing leadership): the second caller is not left waiting forever.
+      isolated = chain.leader.status().id;
+      const leaderStore = chain.stores.get(isolated)!;
+      const proposedBefore = leaderStore.lastHeight();
+      const stuck = registration('stuck');
+      const first = settledWithin(chain.leader.submit(stuck), 'the first submit');
+      const second = settledWithin(chain.leader.submit(stuck), 'the second submit');
+      await until('both wait for a block that cannot be final', () => leaderStore.lastHeight() > proposedBefore);
+      chain.leader.stop();
+      for (const outcome of [await first, await second]) {
+        assert.equal(outcome.ok, false);
+        assert.ok(outcome.e instanceof CairnError && outcome.e.code === 'UNAVAILABLE', String(outcome.e));
+      }
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('vouch for holding every final transaction only as a leader with a majority (what the orphan sweep reads)', async () => {
     let cutOff = '';
     const chain = await startChain(10, undefined, (from, to) => from !== cutOff && to !== cutOff);

@@ -72,11 +72,18 @@ const LEADER_WAIT_MS = 3_000;
 const CERT_LAG_BLOCKS = 4;
 const ENDORSE_RETRY_TICKS = 20;
 
+/**
+ * Everyone waiting for one transaction: a web client that heard nothing sends the same signed
+ * transaction again (and a follower forwards it), so a second caller may come while the first
+ * waits; each must learn the outcome, or a failure. Bounded: callers beyond it are refused.
+ */
 interface Waiter {
-  resolve: (r: Submitted) => void;
-  reject: (e: Error) => void;
+  callers: { resolve: (r: Submitted) => void; reject: (e: Error) => void }[];
   timer: NodeJS.Timeout;
 }
+const MAX_CALLERS_PER_TX = 16;
+
+const shuttingDown = () => new CairnError('UNAVAILABLE', 'the storage provider is shutting down');
 
 export class ChainNode extends EventEmitter {
   readonly #core: RaftCore<Block | null>;
@@ -128,11 +135,7 @@ export class ChainNode extends EventEmitter {
     this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#commitFlush);
-    for (const [, w] of this.#waiters) {
-      clearTimeout(w.timer);
-      w.reject(new CairnError('UNAVAILABLE', 'the storage provider is shutting down'));
-    }
-    this.#waiters.clear();
+    for (const id of [...this.#waiters.keys()]) this.#settle(id, shuttingDown());
   }
 
   status() {
@@ -176,31 +179,27 @@ export class ChainNode extends EventEmitter {
 
   /** Resolves once the transaction is final (ok or rejected by the rules); retryable errors otherwise. */
   async submit(tx: Tx): Promise<Submitted> {
-    if (this.#stopped) throw new CairnError('UNAVAILABLE', 'the storage provider is shutting down');
+    if (this.#stopped) throw shuttingDown();
     const id = txId(tx);
     const done = txOutcome((key) => this.#store.get(key), tx, id);
     if (done) return { ...done, txId: id };
     const leader = await this.#awaitLeader();
+    if (this.#stopped) throw shuttingDown(); // stop() settled every waiter meanwhile
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);
     if (this.#pending.length >= MAX_PENDING_TXS) {
       throw new CairnError('OVERLOADED', 'too many transactions are waiting for a block; retry shortly');
     }
+    const existing = this.#waiters.get(id);
+    if (existing && existing.callers.length >= MAX_CALLERS_PER_TX) {
+      throw new CairnError('OVERLOADED', 'this transaction is already waiting for a block many times over; retry shortly');
+    }
     const result = new Promise<Submitted>((resolve, reject) => {
-      const existing = this.#waiters.get(id);
-      if (existing) {
-        // The same transaction submitted twice: both callers learn the one outcome.
-        const prev = existing.resolve;
-        existing.resolve = (r) => {
-          prev(r);
-          resolve(r);
-        };
-        return;
-      }
+      // The same transaction submitted again while it waits: every caller learns the one outcome.
+      if (existing) return existing.callers.push({ resolve, reject });
       const timer = setTimeout(() => {
-        this.#waiters.delete(id);
-        reject(new CairnError('TIMEOUT', 'the transaction was not final in time; it may still be, retry to find out'));
+        this.#settle(id, new CairnError('TIMEOUT', 'the transaction was not final in time; it may still be, retry to find out'));
       }, SUBMIT_TIMEOUT_MS);
-      this.#waiters.set(id, { resolve, reject, timer });
+      this.#waiters.set(id, { callers: [{ resolve, reject }], timer });
       this.#pending.push(tx);
     });
     this.#schedulePropose();
@@ -380,25 +379,26 @@ export class ChainNode extends EventEmitter {
 
   /** Tells the submitters of a final block's transactions their outcome, and the provider. */
   #announce(block: Block, effects: BlockEffects): void {
-    for (const [id, result] of effects.results) {
-      const w = this.#waiters.get(id);
-      if (!w) continue;
-      this.#waiters.delete(id);
-      clearTimeout(w.timer);
-      w.resolve({ ...result, txId: id });
-    }
+    for (const [id, result] of effects.results) this.#settle(id, { ...result, txId: id });
     this.emit('applied', block, effects);
+  }
+
+  /** Tells every caller waiting for the transaction its outcome or failure, once. */
+  #settle(id: string, outcome: Submitted | CairnError): void {
+    const w = this.#waiters.get(id);
+    if (!w) return;
+    this.#waiters.delete(id);
+    clearTimeout(w.timer);
+    for (const c of w.callers) {
+      if (outcome instanceof CairnError) c.reject(outcome);
+      else c.resolve(outcome);
+    }
   }
 
   #failPendingNotLeader(): void {
     if (this.#pending.length === 0) return;
     for (const tx of this.#pending.splice(0)) {
-      const id = txId(tx);
-      const w = this.#waiters.get(id);
-      if (!w) continue;
-      this.#waiters.delete(id);
-      clearTimeout(w.timer);
-      w.reject(new CairnError('NOT_LEADER', 'leadership changed before the transaction was proposed; retry'));
+      this.#settle(txId(tx), new CairnError('NOT_LEADER', 'leadership changed before the transaction was proposed; retry'));
     }
   }
 
