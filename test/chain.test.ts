@@ -2,16 +2,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { pack, unpack } from 'msgpackr';
+import { Packr, pack, unpack } from 'msgpackr';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blockProblems, endorsementMessage, makeBlock, MAX_INLINE_BYTES_PER_BLOCK, takeBlockTxs, type Block } from '../src/chain/block.js';
+import { blockProblems, blockWireBytes, endorsementMessage, makeBlock, MAX_BLOCK_BYTES, MAX_INLINE_BYTES_PER_BLOCK, takeBlockTxs, type Block } from '../src/chain/block.js';
 import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, stateDigest, type StateValue } from '../src/chain/state.js';
-import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, txWireBytes, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
@@ -407,5 +407,47 @@ describe('verifying a stored replica', () => {
       assert.ok(bad.problems.some((p) => p.height === 2), JSON.stringify(bad.problems));
       assert.ok(bad.problems.every((p) => p.height >= 2));
     });
+  });
+});
+
+describe('block size on the wire', () => {
+  const alice = user('alice');
+  /** A file.put whose record names `segments` segments of three shards (~0.27 KiB each). */
+  const bigPut = (i: number, segments: number) => {
+    const segs = Array.from({ length: segments }, (_, s) => ({ sealedLength: 4 * 1024 * 1024 + 16, shards: ['sp1', 'sp2', 'sp3'].map((sp, j) => ({ hash: `${(s + j) % 10}`.repeat(64), sp })) }));
+    const file = { ...record(alice, i.toString(16).padStart(32, '0')), size: segments * 4 * 1024 * 1024, segmentSize: 4 * 1024 * 1024, segments: segs, root: fileRoot({ segments: segs }) };
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+  };
+  const inlinePut = (i: number) => {
+    const inline = Buffer.alloc(LIMITS.maxInlineBytes, 7);
+    const file = { ...record(alice, `f${i.toString(16).padStart(31, '0')}`), size: LIMITS.maxInlineBytes - 16, segments: [], inline, root: fileRoot({ segments: [], inline }) };
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+  };
+  const packr = new Packr({ useRecords: false, structuredClone: false }); // as mailbox frames are packed
+
+  it('is never undercounted, whatever the block holds', () => {
+    const blocks = chainOf([[alice.register], [inlinePut(1), inlinePut(2)], [bigPut(3, 2000)], [bigPut(4, 1), inlinePut(5), alice.register]]);
+    const withCerts = makeBlock(
+      { height: 9, prevHash: blocks[3]!.hash, time: 1, proposer: 'sp1', term: 1, certs: Array.from({ length: 64 }, (_, h) => ({ height: h + 1, hash: 'a'.repeat(64), sigs: sps.map((s) => ({ sp: s.id, sig: 'b'.repeat(128) })) })) },
+      [bigPut(6, 10)],
+      sps[0]!.key,
+    );
+    for (const block of [...blocks, withCerts]) {
+      const packed = packr.pack(block).length;
+      const counted = blockWireBytes(block);
+      assert.ok(counted >= packed, `block ${block.header.height}: counted ${counted} < ${packed} packed`);
+      assert.ok(counted <= 2 * packed + 1024, `block ${block.header.height}: counted ${counted}, not wildly over ${packed}`);
+    }
+  });
+
+  it('a proposer cuts blocks at MAX_BLOCK_BYTES; a transaction bigger than that gets a block of its own', () => {
+    const large = bigPut(10, 6000); // ~1.6 MiB: two fit, a third does not
+    const huge = bigPut(11, 20_000); // above the bound alone
+    assert.ok(txWireBytes(huge) > MAX_BLOCK_BYTES);
+    const pending = [alice.register, large, bigPut(12, 6000), bigPut(13, 6000), huge, alice.register];
+    const sizes: number[][] = [];
+    while (pending.length > 0) sizes.push(takeBlockTxs(pending).map(txWireBytes));
+    assert.deepEqual(sizes.map((s) => s.length), [3, 1, 1, 1]);
+    for (const s of sizes) assert.ok(s.length === 1 || s.reduce((a, b) => a + b, 0) <= MAX_BLOCK_BYTES);
   });
 });

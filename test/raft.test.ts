@@ -484,6 +484,35 @@ test('a lagging follower catches up in bounded appends, skipping back fast with 
   assert.ok(appends >= 14, `40 entries in appends of at most 3 (${appends})`);
 });
 
+test('appends are bounded by bytes too, and an entry bigger than the bound still goes, alone', () => {
+  const sizes = Array.from({ length: 30 }, (_, i) => [4, 9, 30, 2][i % 4]!); // 30: above the bound by itself
+  const log: Entry[] = [genesisEntry()];
+  for (const [i, size] of sizes.entries()) log.push(makeEntry(i + 1, 1, log[i]!.hash, `${'x'.repeat(size - 2)}${String(i % 100).padStart(2, '0')}`));
+  const c = new Cluster(
+    ['a', 'b', 'c'],
+    { a: { log, hs: { term: 1, commit: 30 } }, b: { log, hs: { term: 1, commit: 30 } }, c: { log: [genesisEntry()], hs: { term: 1 } } },
+    { maxEntriesPerAppend: 8, maxAppendBytes: 20, entryBytes: (e) => e.data.length },
+  );
+  let alone = 0;
+  const watch = (m: { from: string; to: string; msg: Msg }): boolean => {
+    if (m.to === 'c' && m.msg.type === 'append' && m.msg.entries.length > 0) {
+      const bytes = m.msg.entries.reduce((n, e) => n + e.data.length, 0);
+      if (m.msg.entries.length === 1 && bytes > 20) alone++;
+      else assert.ok(bytes <= 20, `an append of ${m.msg.entries.length} entries and ${bytes} bytes`);
+    }
+    return false;
+  };
+  for (let i = 0; i < 100 && c.node('a').core.status().role === 'follower'; i++) c.tick('a');
+  c.deliver(watch);
+  for (let round = 0; round < 200 && c.node('c').core.status().commit < 30; round++) {
+    for (const id of c.ids) c.tick(id);
+    c.deliver(watch);
+  }
+  assert.equal(c.node('c').core.status().commit, 30);
+  assert.deepEqual(c.node('c').committed.map((e) => e.data), log.slice(1).map((e) => e.data));
+  assert.ok(alone >= 7, `every oversized entry went alone (${alone})`);
+});
+
 test('after a restart committed entries after `applied` are delivered again, exactly once', () => {
   const log = chain([1, 1, 1, 1]);
   const s = storageWith(log, { term: 1, commit: 3 });
@@ -500,7 +529,7 @@ test('after a restart committed entries after `applied` are delivered again, exa
 test('bad options are refused with BAD_CONFIG, and a shell that skipped a Ready is caught', () => {
   const s = new MemStorage<string>(genesisEntry());
   const base = { id: 'a', peers: ['a', 'b'], electionTicksMin: 10, electionTicksMax: 20, heartbeatTicks: 2, random: () => 0.5, maxEntriesPerAppend: 4 };
-  for (const bad of [{ peers: ['b'] }, { heartbeatTicks: 10 }, { electionTicksMax: 5 }, { maxEntriesPerAppend: 0 }, { electionTicksMin: 1.5 }]) {
+  for (const bad of [{ peers: ['b'] }, { heartbeatTicks: 10 }, { electionTicksMax: 5 }, { maxEntriesPerAppend: 0 }, { electionTicksMin: 1.5 }, { maxAppendBytes: 100 }, { maxAppendBytes: 0, entryBytes: () => 1 }]) {
     assert.throws(() => new RaftCore({ ...base, ...bad }, s), (err) => isCairnError(err, 'BAD_CONFIG'), JSON.stringify(bad));
   }
   const solo = new RaftCore({ ...base, peers: ['a'] }, s);

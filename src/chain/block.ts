@@ -9,7 +9,7 @@ import { verifySignature, type SigningKey } from '../crypto/keys.js';
 import * as v from '../validate.js';
 import { canonical } from './canonical.js';
 import { majority, type Genesis } from './genesis.js';
-import { inlineBytes, LIMITS, txLeafHash, txP, type Tx } from './tx.js';
+import { inlineBytes, LIMITS, txLeafHash, txP, txWireBytes, type Tx } from './tx.js';
 
 export const MAX_TXS_PER_BLOCK = 512;
 /**
@@ -19,6 +19,13 @@ export const MAX_TXS_PER_BLOCK = 512;
 export const MAX_INLINE_BYTES_PER_BLOCK = 256 * 1024;
 // Else a transaction at the per-file bound could never be proposed, and would wait forever.
 invariant(LIMITS.maxInlineBytes <= MAX_INLINE_BYTES_PER_BLOCK, 'one inline file fits in a block');
+/**
+ * What a proposer puts in one block, in wire bytes (blockWireBytes): records of large files are
+ * big (~0.7 MiB for 10 GiB in 4 MiB segments), and a block, like a Raft append of several, must fit
+ * a mailbox frame. A single transaction above it still gets a block of its own, so none is stuck.
+ */
+export const MAX_BLOCK_BYTES = 4 * 1024 * 1024;
+const BLOCK_WIRE_OVERHEAD = 256;
 
 const endorsementP = v.object({ sp: v.str({ min: 1, max: 64 }), sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]+$/ }) });
 export const certificateP = v.object({
@@ -47,16 +54,34 @@ export const blockP = v.object({
 });
 export type Block = v.Parsed<typeof blockP>;
 
-/** Takes from the front of `pending` what the next block can carry: within both the count and the inline-bytes bound. */
+/**
+ * Takes from the front of `pending` what the next block can carry: within the count, the
+ * inline-bytes and the wire-bytes bounds (the last one yields to a lone transaction).
+ */
 export function takeBlockTxs(pending: Tx[]): Tx[] {
   let count = 0;
   let inline = 0;
+  let bytes = 0;
   for (const tx of pending) {
     if (count === MAX_TXS_PER_BLOCK || inline + inlineBytes(tx) > MAX_INLINE_BYTES_PER_BLOCK) break;
+    if (count > 0 && bytes + txWireBytes(tx) > MAX_BLOCK_BYTES) break;
     inline += inlineBytes(tx);
+    bytes += txWireBytes(tx);
     count += 1;
   }
   return pending.splice(0, count);
+}
+
+const wireBytes = new WeakMap<Block, number>();
+
+/** A block's size in a message, never undercounted (see txWireBytes); blocks never change, so it is kept. */
+export function blockWireBytes(block: Block): number {
+  let bytes = wireBytes.get(block);
+  if (bytes === undefined) {
+    bytes = JSON.stringify(block.header).length + block.txs.reduce((n, tx) => n + txWireBytes(tx), 0) + BLOCK_WIRE_OVERHEAD;
+    wireBytes.set(block, bytes);
+  }
+  return bytes;
 }
 
 export function headerHash(h: BlockHeader): string {

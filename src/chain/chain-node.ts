@@ -9,11 +9,11 @@ import { randomInt } from 'node:crypto';
 import { CairnError, invariant } from '../errors.js';
 import type { SigningKey } from '../crypto/keys.js';
 import { verifySignature } from '../crypto/keys.js';
-import { blockProblems, endorsementMessage, makeBlock, takeBlockTxs, type Block, type Certificate } from './block.js';
+import { blockProblems, blockWireBytes, endorsementMessage, makeBlock, takeBlockTxs, type Block, type Certificate } from './block.js';
 import type { ChainStore } from './chain-store.js';
 import { majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
-import { MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
+import { MAX_APPEND_BYTES, MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
 import { txOutcome, type BlockEffects, type TxResult } from './state.js';
 import { txId, type Tx } from './tx.js';
 
@@ -48,6 +48,8 @@ const MAX_PENDING_TXS = 4096;
  */
 const MAX_UNCOMMITTED_BLOCKS = 2;
 const MAX_CERTS_PER_BLOCK = 64;
+/** An entry's fields around its block (height, term, two hashes) in a message, generously. */
+const ENTRY_WIRE_OVERHEAD = 256;
 /**
  * How long a leader waits before telling followers of a commit on its own: a block proposed
  * meanwhile carries the commit in its appends for free. Telling them at once cost each follower a
@@ -115,6 +117,8 @@ export class ChainNode extends EventEmitter {
         heartbeatTicks: HEARTBEAT_TICKS,
         random: () => randomInt(0, 2 ** 31) / 2 ** 31,
         maxEntriesPerAppend: MAX_ENTRIES_PER_APPEND,
+        maxAppendBytes: MAX_APPEND_BYTES,
+        entryBytes: (entry) => ENTRY_WIRE_OVERHEAD + (entry.data ? blockWireBytes(entry.data) : 0),
         validate: (entry, prev) => this.#validEntry(entry, prev),
         applied: opts.store.applied(),
         maxUncommitted: 64, // above MAX_UNCOMMITTED_BLOCKS, so the new-term empty block always fits

@@ -87,6 +87,12 @@ export interface RaftOptions<T> {
   /** Uniform in [0,1), injected so a simulation can replay a run. */
   random: () => number;
   maxEntriesPerAppend: number;
+  /**
+   * With entryBytes (an entry's size on the wire, not undercounted), an append carries entries up
+   * to this many bytes, and always at least one: appends must fit the transport's frames.
+   */
+  maxAppendBytes?: number;
+  entryBytes?: (entry: RaftEntry<T>) => number;
   /** Follower-side block validation before append; false (or a throw) refuses the entry and everything after it. */
   validate?: (entry: RaftEntry<T>, prev: RaftEntry<T>) => boolean;
   /** Height the shell's state machine has already applied; committed entries after it are delivered again. Default 0. */

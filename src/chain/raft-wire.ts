@@ -13,6 +13,12 @@ const entryP: v.Parser<RaftEntry<Block | null>> = (value, path) => {
 };
 
 export const MAX_ENTRIES_PER_APPEND = 64;
+/**
+ * An append carries blocks up to this many wire bytes (at least one block): half the SPs' frame
+ * limit, so an append always fits one (a block is at most MAX_BLOCK_BYTES unless one transaction
+ * alone is bigger, and a transaction arrived in a frame of the web client's, at most 32 MiB).
+ */
+export const MAX_APPEND_BYTES = 16 * 1024 * 1024;
 
 const messageP = v.oneOf<RaftMessage<Block | null>>('type', {
   preVote: v.object({ type: v.literal('preVote'), term: n, lastHeight: n, lastTerm: n }),

@@ -66,7 +66,8 @@ export class RaftCore<T> {
   private readonly id: NodeId;
   private readonly others: NodeId[];
   private readonly quorum: number;
-  private readonly opts: Required<Omit<RaftOptions<T>, 'validate' | 'applied' | 'asyncStorage'>> & Pick<RaftOptions<T>, 'validate' | 'asyncStorage'>;
+  private readonly opts: Required<Omit<RaftOptions<T>, 'validate' | 'applied' | 'asyncStorage' | 'maxAppendBytes' | 'entryBytes'>> &
+    Pick<RaftOptions<T>, 'validate' | 'asyncStorage' | 'maxAppendBytes' | 'entryBytes'>;
   private readonly storage: RaftStorage<T>;
 
   private term: number;
@@ -243,9 +244,17 @@ export class RaftCore<T> {
     this.lastHeight += entries.length;
   }
 
+  /** Entries from..to, cut short where the next would take the batch past maxAppendBytes (never below one). */
   private entriesFrom(from: number, to: number): RaftEntry<T>[] {
+    const { entryBytes, maxAppendBytes = Infinity } = this.opts;
     const out: RaftEntry<T>[] = [];
-    for (let h = from; h <= to; h++) out.push(this.entryAt(h));
+    let bytes = 0;
+    for (let h = from; h <= to; h++) {
+      const entry = this.entryAt(h);
+      bytes += entryBytes ? entryBytes(entry) : 0;
+      if (out.length > 0 && bytes > maxAppendBytes) break;
+      out.push(entry);
+    }
     return out;
   }
 
@@ -562,20 +571,23 @@ export class RaftCore<T> {
         return;
       }
     }
-    this.sendAppendRange(to, pr.next - 1, last);
-    if (!pr.probing) pr.next = last + 1;
+    const sent = this.sendAppendRange(to, pr.next - 1, last);
+    if (!pr.probing) pr.next = sent + 1;
   }
 
-  private sendAppendRange(to: NodeId, prevHeight: number, last: number): void {
+  /** Sends what fits of prevHeight+1..last; returns the last height sent. */
+  private sendAppendRange(to: NodeId, prevHeight: number, last: number): number {
     this.progress.get(to)!.sentCommit = this.commit;
+    const entries = this.entriesFrom(prevHeight + 1, last);
     this.send(to, {
       type: 'append',
       term: this.term,
       prevHeight,
       prevTerm: this.termAt(prevHeight),
-      entries: this.entriesFrom(prevHeight + 1, last),
+      entries,
       commit: this.commit,
     });
+    return prevHeight + entries.length;
   }
 
   /** True if the commit index moved. */
@@ -676,6 +688,8 @@ function checkOptions<T>(o: RaftOptions<T>): void {
   positive('electionTicksMax', o.electionTicksMax);
   positive('heartbeatTicks', o.heartbeatTicks);
   positive('maxEntriesPerAppend', o.maxEntriesPerAppend);
+  if (o.maxAppendBytes !== undefined) positive('maxAppendBytes', o.maxAppendBytes);
+  if ((o.maxAppendBytes === undefined) !== (o.entryBytes === undefined)) bad('maxAppendBytes', 'comes with entryBytes, and entryBytes with it');
   if (o.maxUncommitted !== undefined) positive('maxUncommitted', o.maxUncommitted);
   if (o.electionTicksMax < o.electionTicksMin) bad('electionTicksMax', 'must be at least electionTicksMin');
   if (o.heartbeatTicks >= o.electionTicksMin) bad('heartbeatTicks', 'must be below electionTicksMin');

@@ -150,6 +150,18 @@ export function inlineBytes(tx: Tx): number {
   return typeof inline === 'string' ? inline.length / 2 : inline.length;
 }
 
+/** Room for what a transaction's wire form has beyond its signed content: the signature and its key. */
+const TX_WIRE_OVERHEAD = 256;
+
+/**
+ * A transaction's size in a message, never undercounted: its canonical JSON (which a replica keeps
+ * anyway; msgpack is no longer for these shapes), the inline bytes it stands in for by their hash,
+ * and the signature.
+ */
+export function txWireBytes(tx: Tx): number {
+  return signedContent(tx).length + inlineBytes(tx) + TX_WIRE_OVERHEAD;
+}
+
 export function txId(tx: Tx): string {
   return sha256Hex(signedContent(tx));
 }

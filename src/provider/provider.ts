@@ -38,6 +38,8 @@ const SCRUB_BYTES_PER_SECOND = 32 * 1024 * 1024;
 const SCRUB_INTERVAL_MS = 10 * 60_000;
 const REPAIR_INTERVAL_MS = 5 * 60_000;
 const MAX_SHARD_BYTES = 64 * 1024 * 1024;
+/** Frames between SPs, either way: a shard with its header, or a Raft append (MAX_APPEND_BYTES, or one block bigger). */
+const MAX_FRAME_BYTES = MAX_SHARD_BYTES + 64 * 1024;
 const MAX_LISTED_FILES = 10_000;
 
 export async function startProvider(opts: ProviderOptions): Promise<RunningRole> {
@@ -60,7 +62,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   };
   for (const p of cluster.providers) {
     if (p.id === opts.id) continue;
-    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport, requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024 }));
+    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport, requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024, maxFrameBytes: MAX_FRAME_BYTES }));
   }
   const node = new ChainNode({
     id: opts.id,
@@ -69,7 +71,15 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     tickMs: TICK_MS,
     log,
     peers: {
-      send: (to, type, body) => void peers.get(to)?.send(type, body),
+      send: (to, type, body) => {
+        // Appends are cut to fit a frame, so this is a bug of ours; a Raft message lost costs a
+        // resend, but a throw here would skip the rest of the step (its writes) or end the SP.
+        try {
+          peers.get(to)?.send(type, body);
+        } catch (err) {
+          log(`dropped a ${type} message to ${to}: ${(err as Error).message}`);
+        }
+      },
       flush: () => {
         for (const p of peers.values()) p.flush();
       },
@@ -114,7 +124,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   }, REPAIR_INTERVAL_MS);
   repairTimer.unref();
 
-  const server = new MailboxServer({ id: opts.id, transport, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_SHARD_BYTES + 64 * 1024 });
+  const server = new MailboxServer({ id: opts.id, transport, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_FRAME_BYTES });
   const on = <T extends MessageType>(
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
