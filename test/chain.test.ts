@@ -346,6 +346,33 @@ describe('the chain store', () => {
   });
 });
 
+describe('the chain store: endorsements', () => {
+  it("keep only endorsements of this log's own blocks, and follow a block replaced by truncation", async () => {
+    await withStore(async (store) => {
+      const [b1, x2] = chainOf([[], []]);
+      const y2 = makeBlock({ height: 2, prevHash: b1!.hash, time: 999, proposer: 'sp2', term: 2, certs: [] }, [], sps[1]!.key);
+      const e = (sp: string) => ({ sp, sig: sp.slice(-1).repeat(128) });
+      store.persist({ term: 1, votedFor: 'sp1', commit: 0 }, undefined, [entryOf(b1!), entryOf(x2!)]);
+      store.saveEndorsement(3, 'c'.repeat(64), e('sp2'));
+      assert.equal(store.endorsements(3), undefined, 'no block at 3 here: ignored');
+      store.saveEndorsement(2, y2.hash, e('sp2'));
+      assert.equal(store.endorsements(2), undefined, 'another block than ours at 2: ignored');
+      store.saveEndorsement(2, x2!.hash, e('sp2'));
+      assert.deepEqual(store.endorsements(2), { hash: x2!.hash, sigs: [e('sp2')] });
+
+      // A new leader's block replaces ours at 2: the endorsements of the old one go with it.
+      store.persist({ term: 2, votedFor: 'sp2', commit: 1 }, 1, [{ ...entryOf(y2), term: 2 }]);
+      assert.equal(store.endorsements(2), undefined, 'truncated with its block');
+      store.saveEndorsement(2, x2!.hash, e('sp3'));
+      assert.equal(store.endorsements(2), undefined, 'a late endorsement of the truncated block: ignored');
+      store.saveEndorsement(2, y2.hash, e('sp1'));
+      store.saveEndorsement(2, y2.hash, e('sp2'));
+      assert.deepEqual(store.endorsements(2), { hash: y2.hash, sigs: [e('sp1'), e('sp2')] }, 'the new block gathers its own');
+      await store.settled();
+    });
+  });
+});
+
 describe('the chain store: group commits', () => {
   it('makes a step readable at once and durable later, in order; listings merge what is on its way to disk', async () => {
     await withStore(async (store, dbs) => {

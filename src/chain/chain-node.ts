@@ -170,9 +170,11 @@ export class ChainNode extends EventEmitter {
     if (!key || this.#stopped) return;
     const need = majority(this.#validators.size);
     for (const e of endorsements) {
-      // Not verified: a re-sent endorsement we hold already, and any beyond a majority (a
-      // certificate needs no more, and every follower verifies each signature a certificate
-      // carries, so one more costs each of them a verification too).
+      // Not verified: one of a block we do not hold (an old leader's, kept no more), a re-sent
+      // endorsement we hold already, and any beyond a majority (a certificate needs no more, and
+      // every follower verifies each signature a certificate carries, so one more costs each of
+      // them a verification too).
+      if (this.#store.block(e.height)?.hash !== e.hash) continue;
       const held = this.#store.endorsements(e.height);
       if (held && held.hash === e.hash && (held.sigs.length >= need || held.sigs.some((s) => s.sp === from && s.sig === e.sig))) continue;
       if (verifySignature(key, endorsementMessage(e.hash), e.sig)) {
@@ -374,9 +376,10 @@ export class ChainNode extends EventEmitter {
     const out: EndorsementWire[] = [];
     const last = this.#store.lastHeight();
     for (let h = this.#store.certifiedHeight() + 1; h <= last && out.length < MAX_CERTS_PER_BLOCK; h++) {
-      const own = this.#store.endorsements(h)?.sigs.find((e) => e.sp === this.opts.id);
+      const record = this.#store.endorsements(h);
+      const own = record?.sigs.find((e) => e.sp === this.opts.id);
       const block = this.#store.block(h);
-      if (own && block) out.push({ height: h, hash: block.hash, sig: own.sig });
+      if (own && block && record!.hash === block.hash) out.push({ height: h, hash: block.hash, sig: own.sig });
     }
     return out;
   }

@@ -248,6 +248,7 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
         invariant(truncateAfter >= this.#applied, `truncating below the applied height ${this.#applied}`);
         for (let h = this.#last; h > truncateAfter; h--) {
           this.#put('blocks', h, undefined);
+          this.#put('meta', endorseKey(h), undefined); // they endorse the block that goes
           this.#recent.delete(h);
         }
         this.#last = Math.min(this.#last, truncateAfter);
@@ -309,13 +310,18 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
   }
 
   /**
-   * Records a validator's endorsement of a block. It is written with the next `write` (every
-   * consensus step that changes anything), not in a commit of its own: a crash may lose the
-   * endorsements received since, and followers send theirs again to every new leader.
+   * Records a validator's endorsement of the block this log holds at `height`; one of any other
+   * block (a stale one of an old leader's, or of a height not here yet) is ignored, and a record
+   * for a block no longer here is replaced, so the records always speak of this log's blocks.
+   * It is written with the next `write` (every consensus step that changes anything), not in a
+   * commit of its own: a crash may lose the endorsements received since, and followers send
+   * theirs again to every new leader.
    */
   saveEndorsement(height: number, hash: string, e: Endorsement): void {
-    const current = this.endorsements(height) ?? { hash, sigs: [] };
-    if (current.hash !== hash || current.sigs.some((s) => s.sp === e.sp)) return;
+    if (this.block(height)?.hash !== hash) return;
+    const held = this.endorsements(height);
+    const current = held?.hash === hash ? held : { hash, sigs: [] };
+    if (current.sigs.some((s) => s.sp === e.sp)) return;
     const next = { hash, sigs: [...current.sigs, e] };
     // Inside a write, #unsaved is empty (flushed when the write began): the record goes straight in.
     if (this.#open) this.#put('meta', endorseKey(height), next);
