@@ -52,6 +52,26 @@ describe('shard store', () => {
     assert.deepEqual({ shards, bytes }, held());
   });
 
+  it('removes a rotten copy it read, not a good one stored again meanwhile', async () => {
+    const good = randomBytes(3000);
+    await store.put(key(200), good, sha(good));
+    const rotten = Buffer.from(good);
+    rotten[0] = rotten[0]! ^ 1;
+    dbs.shards.putSync(key(200), rotten); // rot on disk, under the recorded hash
+    const storedAt = Date.now();
+    for (let spins = 0; Date.now() <= storedAt; spins++) assert.ok(spins < 10_000_000, 'the clock moves');
+    // Stored again (as repair does) while a check reads the rotten copy: the put's write is issued
+    // first, the check reads before it lands and removes after it.
+    const again = store.put(key(200), good, sha(good));
+    const verdict = await store.check(key(200));
+    await again;
+    assert.equal(verdict, 'bad');
+    assert.ok(store.read(key(200)).bytes.equals(good), 'the good copy stored meanwhile stays');
+    assert.equal(await store.check(key(200)), 'ok');
+    const { shards, bytes } = store.stats();
+    assert.deepEqual({ shards, bytes }, held());
+  });
+
   it('sweeps only the shards stored by the given time', async () => {
     const old = randomBytes(500);
     await store.put(key(100), old, sha(old));

@@ -70,12 +70,9 @@ export class ShardStore {
     const bytes = meta ? this.dbs.shards.get(key) : undefined;
     if (!meta || !bytes) return 'missing';
     if (sha256Hex(bytes) === meta.hash) return 'ok';
-    await this.#quarantine(key);
+    // Only the copy that was read: the shard may have been stored again since (repair).
+    if ((await this.#remove([key], (now) => now.storedAt === meta.storedAt && now.hash === meta.hash)) === 1) this.#stats.quarantined += 1;
     return 'bad';
-  }
-
-  async #quarantine(key: string): Promise<void> {
-    if (await this.delete(key)) this.#stats.quarantined += 1;
   }
 
   /** Keys in order after `after` (exclusive), at most `limit` of them. */
