@@ -281,6 +281,10 @@ describe('cairn end to end', () => {
     const unknown = await api.call('GET', `/api/v1/files/${'0'.repeat(32)}`);
     assert.equal(unknown.status, 404);
     assert.equal((await api.call('GET', '/api/v1/files/not-an-id/content')).status, 404);
+    const wrongMethod = await api.call('PUT', '/api/v1/files');
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.body.error.code, 'METHOD_NOT_ALLOWED', 'a JSON error, as every API error');
+    assert.match(wrongMethod.headers.get('allow') ?? '', /GET.*POST|POST.*GET/);
     const notMultipart = await api.call('POST', '/api/v1/files', { file: 'nope' });
     assert.equal(notMultipart.status, 400);
     assert.equal(notMultipart.body.error.code, 'BAD_REQUEST');

@@ -55,6 +55,10 @@ export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw new CairnError('NOT_FOUND', `nothing at ${ctx.path}`);
+      // The routers answer a known path with a method it lacks by status and Allow header alone.
+      if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
+        throw new CairnError('METHOD_NOT_ALLOWED', `${ctx.method} is not allowed on ${ctx.path}; use ${ctx.response.get('Allow') || 'another method'}`);
+      }
     } catch (err) {
       const e = httpError(err);
       if (e.internal) log(`${ctx.method} ${ctx.path} failed: ${(err as Error).stack ?? String(err)}`);

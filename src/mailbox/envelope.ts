@@ -77,6 +77,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   UNAUTHENTICATED: true,
   FORBIDDEN: true,
   NOT_FOUND: true,
+  METHOD_NOT_ALLOWED: true,
   CONFLICT: true,
   TOO_LARGE: true,
   TOO_SLOW: true,
