@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CairnError } from './errors.js';
-import { loadConfig, parseArgs, type Config } from './config/config.js';
+import { actorFlags, loadConfig, parseArgs } from './config/config.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
 import { READY_PREFIX, type ActorSpec } from './supervisor/actor.js';
@@ -52,18 +52,6 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', () => handler('SIGTERM'));
 }
 
-/** Flags every actor of a cluster gets, so a config given to the supervisor reaches them all. */
-function sharedFlags(c: Config): string[] {
-  return [
-    '--data-dir', c.dataDir, '--cluster', c.cluster, '--host', c.host,
-    '--pool-min-threads', String(c.pool.minThreads), '--pool-max-threads', String(c.pool.maxThreads),
-    '--pool-idle-timeout-ms', String(c.pool.idleTimeoutMs), '--pool-max-queue', String(c.pool.maxQueue),
-    '--pool-concurrent-tasks', String(c.pool.concurrentTasksPerWorker), '--pipeline-depth', String(c.pipelineDepth),
-    '--max-upload-bytes', String(c.maxUploadBytes), '--inline-max-bytes', String(c.inlineMaxBytes),
-    '--max-upload-ms', String(c.maxUploadMs), '--orphan-grace-ms', String(c.orphanGraceMs),
-  ];
-}
-
 async function cluster(flags: Map<string, string>): Promise<void> {
   const config = loadConfig(flags);
   const [providerPorts, clientPorts] = (await ports(
@@ -82,7 +70,7 @@ async function cluster(flags: Map<string, string>): Promise<void> {
     // Addresses are not part of the genesis, so they may follow the ports of this start.
     writeClusterFile(config.cluster, { ...file, providers: file.providers.map((p, i) => ({ id: p.id, address: addresses[i]! })) });
   }
-  const shared = sharedFlags(config);
+  const shared = actorFlags(config);
   const specs: ActorSpec[] = [
     ...providerPorts.map((port, i) => ({ id: `sp${i + 1}`, role: 'provider' as const, argv: ['--id', `sp${i + 1}`, '--port', String(port), ...shared] })),
     ...clientPorts.map((port, i) => ({ id: `client${i + 1}`, role: 'client' as const, argv: ['--id', `client${i + 1}`, '--port', String(port), ...shared] })),

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULTS, loadConfig, parseArgs } from '../src/config/config.js';
+import { actorFlags, DEFAULTS, loadConfig, parseArgs } from '../src/config/config.js';
 import { CairnError } from '../src/errors.js';
 import { ProcessHost } from '../src/supervisor/process-host.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
@@ -25,6 +25,18 @@ describe('configuration', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('hands every setting an actor reads to the actors of a cluster, and none of the cluster\'s shape', () => {
+    const given = loadConfig(parseArgs(['--http-idle-ms', '7000', '--max-upload-ms', '5000', '--orphan-grace-ms', '9000', '--pool-max-queue', '99', '--pipeline-depth', '3', '--providers', '5', '--k', '3']).flags, {});
+    const flags = actorFlags(given);
+    assert.ok(!flags.includes('--providers') && !flags.includes('--k') && !flags.includes('--isolation'), flags.join(' '));
+    const actor = loadConfig(parseArgs(flags).flags, {});
+    // An actor started with those flags reads what the supervisor read, but for the cluster's shape.
+    const shape = ['providers', 'clients', 'providerBasePort', 'clientBasePort', 'isolation', 'k', 'm', 'segmentSize'] as const;
+    const without = (c: typeof given) => Object.fromEntries(Object.entries(c).filter(([k]) => !(shape as readonly string[]).includes(k)));
+    assert.deepEqual(without(actor), without(given));
+    assert.equal(actor.httpIdleMs, 7000);
   });
 
   it('stops with a message that names the bad key', () => {

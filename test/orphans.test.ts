@@ -1,12 +1,14 @@
 /**
- * Garbage on a real cluster (max-upload-ms 4 s, orphan grace 8 s): an upload slower than its
- * limit fails with nothing stored, and repair deletes shards that no final record names once they
- * are older than the grace, and nothing else: not a fresh one, not a file's own shards.
+ * Garbage on a real cluster (max-upload-ms 4 s, orphan grace 8 s, connections idle 6 s closed):
+ * an upload slower than its limit fails with nothing stored, a connection that stalls is closed,
+ * and repair deletes shards that no final record names once they are older than the grace, and
+ * nothing else: not a fresh one, not a file's own shards.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
@@ -19,6 +21,7 @@ import { tlsPskTransport } from '../src/mailbox/transport.js';
 const KiB = 1024;
 const MAX_UPLOAD_MS = 4_000;
 const GRACE_MS = 8_000;
+const IDLE_MS = 6_000;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('orphaned shards', () => {
@@ -27,7 +30,7 @@ describe('orphaned shards', () => {
   const sps = new Map<string, MailboxClient>();
 
   before(async () => {
-    cluster = await startCluster({ args: ['--max-upload-ms', String(MAX_UPLOAD_MS), '--orphan-grace-ms', String(GRACE_MS)] });
+    cluster = await startCluster({ args: ['--max-upload-ms', String(MAX_UPLOAD_MS), '--orphan-grace-ms', String(GRACE_MS), '--http-idle-ms', String(IDLE_MS)] });
     api = new Api(cluster.clients[0]!);
     assert.equal((await api.register('gcuser', 'orphan test password')).status, 201);
     assert.equal((await api.signIn('gcuser', 'orphan test password')).status, 200);
@@ -81,6 +84,25 @@ describe('orphaned shards', () => {
     assert.ok(elapsed >= MAX_UPLOAD_MS, `answered after ${elapsed} ms, not before the limit`);
     await waitFor('its stored shards to be removed', async () => (await shardCount()) === shardsBefore);
     assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from the slow upload');
+  });
+
+  it('closes a connection that stalls mid-body, signed in or not, once idle for http-idle-ms', async () => {
+    const { hostname, port } = new URL(cluster.clients[0]!);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const started = Date.now();
+    socket.write('POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"username":');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the stalled connection is still open after 30 s')), 30_000);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= IDLE_MS - 100, `closed after ${elapsed} ms, not before the idle limit`);
+    assert.equal((await api.call('GET', '/api/v1/files')).status, 200, 'the client serves on');
   });
 
   it('deletes shards that no record names once older than the grace, and nothing else', async () => {

@@ -37,7 +37,8 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
   });
   const app = createApp({ service, sessions: new Sessions(), limiter: new FailureLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
   const server = createServer(app.callback());
-  server.requestTimeout = 0; // large uploads take as long as they take; idle sockets still time out
+  server.requestTimeout = 0; // large uploads take as long as they take, as long as bytes keep moving:
+  server.timeout = opts.config.httpIdleMs; // a connection idle this long is closed (node's default is never)
   server.headersTimeout = 30_000;
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {

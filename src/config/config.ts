@@ -35,6 +35,8 @@ export interface Config {
   /** Shards no final record names are deleted by repair once older than this (> maxUploadMs). */
   orphanGraceMs: number;
   pipelineDepth: number;
+  /** A web client closes a connection on which no byte moved this long (a stalled sender or reader). */
+  httpIdleMs: number;
   /** Files up to this many bytes are stored inside their chain record instead of as shards (0: never). */
   inlineMaxBytes: number;
   pool: PoolSettings;
@@ -47,6 +49,8 @@ interface Setting {
   kind: Kind;
   min?: number;
   max?: number;
+  /** The cluster's shape, read by `cairn cluster` alone; every other setting reaches each actor it starts. */
+  clusterOnly?: true;
 }
 
 const MiB = 1024 * 1024;
@@ -69,6 +73,7 @@ export const DEFAULTS: Config = {
   maxUploadMs: 12 * HOUR_MS,
   orphanGraceMs: 24 * HOUR_MS,
   pipelineDepth: 4,
+  httpIdleMs: 5 * 60_000,
   inlineMaxBytes: 8 * 1024,
   pool: {
     minThreads: 1,
@@ -82,19 +87,20 @@ export const DEFAULTS: Config = {
 const SETTINGS: Setting[] = [
   { key: 'dataDir', flag: 'data-dir', kind: 'string' },
   { key: 'cluster', flag: 'cluster', kind: 'string' },
-  { key: 'providers', flag: 'providers', kind: 'int', min: 1, max: 64 },
-  { key: 'clients', flag: 'clients', kind: 'int', min: 0, max: 16 },
-  { key: 'providerBasePort', flag: 'provider-base-port', kind: 'int', min: 0, max: 65535 },
-  { key: 'clientBasePort', flag: 'client-base-port', kind: 'int', min: 0, max: 65535 },
+  { key: 'providers', flag: 'providers', kind: 'int', min: 1, max: 64, clusterOnly: true },
+  { key: 'clients', flag: 'clients', kind: 'int', min: 0, max: 16, clusterOnly: true },
+  { key: 'providerBasePort', flag: 'provider-base-port', kind: 'int', min: 0, max: 65535, clusterOnly: true },
+  { key: 'clientBasePort', flag: 'client-base-port', kind: 'int', min: 0, max: 65535, clusterOnly: true },
   { key: 'host', flag: 'host', kind: 'string' },
-  { key: 'isolation', flag: 'isolation', kind: 'isolation' },
-  { key: 'k', flag: 'k', kind: 'int', min: 1, max: 16 },
-  { key: 'm', flag: 'm', kind: 'int', min: 0, max: 16 },
-  { key: 'segmentSize', flag: 'segment-size', kind: 'int', min: 64 * 1024, max: 64 * MiB },
+  { key: 'isolation', flag: 'isolation', kind: 'isolation', clusterOnly: true },
+  { key: 'k', flag: 'k', kind: 'int', min: 1, max: 16, clusterOnly: true },
+  { key: 'm', flag: 'm', kind: 'int', min: 0, max: 16, clusterOnly: true },
+  { key: 'segmentSize', flag: 'segment-size', kind: 'int', min: 64 * 1024, max: 64 * MiB, clusterOnly: true },
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
   { key: 'maxUploadMs', flag: 'max-upload-ms', kind: 'int', min: 1_000, max: 7 * 24 * HOUR_MS },
   { key: 'orphanGraceMs', flag: 'orphan-grace-ms', kind: 'int', min: 1_000, max: 365 * 24 * HOUR_MS },
   { key: 'pipelineDepth', flag: 'pipeline-depth', kind: 'int', min: 1, max: 32 },
+  { key: 'httpIdleMs', flag: 'http-idle-ms', kind: 'int', min: 1_000, max: 24 * HOUR_MS },
   { key: 'inlineMaxBytes', flag: 'inline-max-bytes', kind: 'int', min: 0, max: LIMITS.maxInlineBytes - TAG_BYTES },
   { key: 'pool.minThreads', flag: 'pool-min-threads', kind: 'int', min: 0, max: 64 },
   { key: 'pool.maxThreads', flag: 'pool-max-threads', kind: 'int', min: 1, max: 64 },
@@ -102,6 +108,11 @@ const SETTINGS: Setting[] = [
   { key: 'pool.maxQueue', flag: 'pool-max-queue', kind: 'int', min: 1, max: 100_000 },
   { key: 'pool.concurrentTasksPerWorker', flag: 'pool-concurrent-tasks', kind: 'int', min: 1, max: 64 },
 ];
+
+/** Every setting an actor reads, as flags: what `cairn cluster` passes to each actor it starts, so none is left behind. */
+export function actorFlags(c: Config): string[] {
+  return SETTINGS.filter((s) => !s.clusterOnly).flatMap((s) => [`--${s.flag}`, String(getPath(c as unknown as Record<string, unknown>, s.key))]);
+}
 
 export const CONFIG_FLAGS: ReadonlySet<string> = new Set(SETTINGS.map((s) => s.flag).concat('config'));
 
