@@ -340,6 +340,16 @@ describe('web security', () => {
     assert.equal((await new Api(cluster.clients[0]!).signIn(alice, PASSWORD)).status, 200);
   });
 
+  it('checks no more guesses sent all at once than the free failures', async () => {
+    const dave = `dave${Date.now() % 100_000}`;
+    assert.equal((await new Api(cluster.clients[0]!).register(dave, PASSWORD)).status, 201);
+    const statuses = await Promise.all(Array.from({ length: 12 }, (_, i) => new Api(cluster.clients[0]!).signIn(dave, `wrong guess ${i}`).then((r) => r.status)));
+    const checked = statuses.filter((st) => st === 401).length;
+    assert.ok(checked >= 1 && checked <= 3, `at most the 3 free guesses were checked: ${statuses.join(',')}`);
+    assert.equal(checked + statuses.filter((st) => st === 429).length, 12, statuses.join(','));
+    assert.equal((await new Api(cluster.clients[0]!).signIn(dave, PASSWORD)).status, 200, 'three failures do not lock the account yet');
+  });
+
   it('answers a too-large upload with 413 and stores nothing', async () => {
     const api = aliceApi();
     const before = {

@@ -59,17 +59,18 @@ export async function sendDownload(ctx: Context, service: ClientService, session
 /** Shared by the API and the pages: sign in and remember the session in a cookie. */
 export async function signInAndStart(deps: ApiDeps, ctx: Context, username: unknown, password: unknown) {
   const creds = checkCredentials(username, password);
-  const limitKey = `${creds.username}@${ctx.ip}`;
-  deps.limiter.check(limitKey);
+  const attempt = deps.limiter.begin(`${creds.username}@${ctx.ip}`);
   try {
     const keys = await signIn(deps.service.link, creds.username, creds.password);
-    deps.limiter.succeed(limitKey);
+    attempt.succeeded();
     const session = deps.sessions.create(creds.username, keys);
     setSessionCookie(ctx, session.token);
     return session;
   } catch (err) {
-    if (err instanceof CairnError && err.code === 'UNAUTHENTICATED') deps.limiter.fail(limitKey);
+    if (err instanceof CairnError && err.code === 'UNAUTHENTICATED') attempt.failed();
     throw err;
+  } finally {
+    attempt.abandoned(); // a no-op once the attempt ended above
   }
 }
 

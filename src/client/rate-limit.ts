@@ -1,13 +1,23 @@
 /**
  * Slows down password guessing: after a few failures for a key (username and address), each
- * further attempt must wait twice as long as the last, up to a cap. Bounded memory: the oldest
- * keys are forgotten first.
+ * further attempt must wait twice as long as the last, up to a cap. Attempts still being checked
+ * count against the free failures, so guesses sent all at once are not all checked before the
+ * first failure is counted. Bounded memory: the oldest keys are forgotten first.
  */
 import { CairnError } from '../errors.js';
 
 interface Entry {
   failures: number;
   lockedUntil: number;
+  checking: number; // attempts begun and not yet ended
+}
+
+/** One sign-in attempt: end it once, with its outcome. */
+export interface Attempt {
+  succeeded(): void;
+  failed(now?: number): void;
+  /** Neither: the check itself could not be made (the chain unreachable …). */
+  abandoned(): void;
 }
 
 export class FailureLimiter {
@@ -20,26 +30,37 @@ export class FailureLimiter {
     private readonly maxKeys = 50_000,
   ) {}
 
-  check(key: string, now = Date.now()): void {
-    const e = this.#entries.get(key);
-    if (e && e.lockedUntil > now) {
-      const seconds = Math.ceil((e.lockedUntil - now) / 1000);
-      throw new CairnError('RATE_LIMITED', `too many failed sign-ins; try again in ${seconds} s`);
+  /** Starts an attempt, or refuses it with RATE_LIMITED while the key is locked or has as many in check as it may still fail. */
+  begin(key: string, now = Date.now()): Attempt {
+    const e = this.#entries.get(key) ?? { failures: 0, lockedUntil: 0, checking: 0 };
+    if (e.lockedUntil > now) {
+      throw new CairnError('RATE_LIMITED', `too many failed sign-ins; try again in ${Math.ceil((e.lockedUntil - now) / 1000)} s`);
     }
+    if (e.checking >= Math.max(1, this.freeFailures - e.failures)) {
+      throw new CairnError('RATE_LIMITED', 'sign-ins for this account are being checked already; try again in a moment');
+    }
+    e.checking += 1;
+    this.#touch(key, e);
+    let ended = false;
+    const end = (outcome: 'ok' | 'failed' | 'abandoned', at = Date.now()) => {
+      if (ended) return;
+      ended = true;
+      const current = this.#entries.get(key);
+      if (current !== e) return; // forgotten meanwhile (bounded memory)
+      e.checking -= 1;
+      if (outcome === 'ok') this.#entries.delete(key);
+      if (outcome !== 'failed') return;
+      e.failures += 1;
+      if (e.failures > this.freeFailures) {
+        e.lockedUntil = at + Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (e.failures - this.freeFailures - 1));
+      }
+    };
+    return { succeeded: () => end('ok'), failed: (at?: number) => end('failed', at), abandoned: () => end('abandoned') };
   }
 
-  fail(key: string, now = Date.now()): void {
-    const e = this.#entries.get(key) ?? { failures: 0, lockedUntil: 0 };
-    e.failures += 1;
-    if (e.failures > this.freeFailures) {
-      e.lockedUntil = now + Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (e.failures - this.freeFailures - 1));
-    }
+  #touch(key: string, e: Entry): void {
     this.#entries.delete(key);
     this.#entries.set(key, e);
     while (this.#entries.size > this.maxKeys) this.#entries.delete(this.#entries.keys().next().value!);
-  }
-
-  succeed(key: string): void {
-    this.#entries.delete(key);
   }
 }
