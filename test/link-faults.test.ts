@@ -9,6 +9,7 @@
  *   full or failing disk answers with an error of its own): the segment goes on without it.
  * - SPs the client wrongly believes down (their status answers lost): shards still go to them.
  * - A damaged data shard while the other is slow to come: the download uses every intact shard.
+ * - One file of a request that cannot be stored: none of the request's files is recorded.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -139,5 +140,22 @@ describe('faults on the links between a web client and its SPs', () => {
     everyLink(() => 'pass');
     assert.equal(down.status, 200);
     assert.ok(down.bytes.equals(bytes));
+  });
+
+  it('a request one of whose files cannot be stored records none of them, though the other was stored in full', async () => {
+    const filesBefore = (await api.call('GET', '/api/v1/files')).body.length;
+    const shardsBefore = await shardsStored();
+    // Two of three SPs refuse the big file's shards (over 100 KiB each): its segments cannot be
+    // stored; the small file's are, and it waits for its sibling before it is recorded.
+    for (const id of ['sp2', 'sp3']) proxies.get(id)!.rule = (direction, h, payload) => (direction === 'request' && h.t === 'shard.put' && payload > 100 * KiB ? 'damage' : 'pass');
+    const up = await api.upload([
+      { name: 'small-sibling.bin', bytes: randomBytes(100 * KiB) },
+      { name: 'big-sibling.bin', bytes: randomBytes(600 * KiB) },
+    ]);
+    everyLink(() => 'pass');
+    assert.equal(up.status, 503, JSON.stringify(up.body));
+    assert.match(up.body.error.message, /only 1 of 3 shards could be stored/);
+    assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'neither file is recorded');
+    assert.equal(await shardsStored(), shardsBefore, "the small file's stored shards are deleted");
   });
 });

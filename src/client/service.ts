@@ -75,8 +75,8 @@ export class ClientService {
     };
   }
 
-  startUpload(session: Session, name: string, type: string, requestReceived?: Promise<void>): FileUpload {
-    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings, slots: this.#uploadSlots }, session, name, type, requestReceived);
+  startUpload(session: Session, name: string, type: string, mayRecord?: Promise<void>): FileUpload {
+    return new FileUpload({ link: this.link, pool: this.pool, settings: this.settings, slots: this.#uploadSlots }, session, name, type, mayRecord);
   }
 
   async openDownload(session: Session, id: string) {

@@ -5,7 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
-import { CairnError } from '../errors.js';
+import { CairnError, isCairnError } from '../errors.js';
 import { wellFormed } from './format.js';
 import { MultipartParser, boundaryOf } from './multipart.js';
 import { RequestChunks } from './request-chunks.js';
@@ -60,10 +60,11 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     maxHeaderBytes: MAX_PART_HEADER_BYTES,
   });
   const uploads: FileUpload[] = [];
-  // Every file's record waits for the whole request: one that fails stores none of its files.
-  let received!: { resolve: () => void; reject: (err: Error) => void };
-  const requestReceived = new Promise<void>((resolve, reject) => (received = { resolve, reject }));
-  requestReceived.catch(() => undefined); // each upload reads the outcome
+  // Every file's record waits for the whole request to be received and stored: one file that
+  // fails before stores none of the request's files.
+  let recording!: { resolve: () => void; reject: (err: Error) => void };
+  const mayRecord = new Promise<void>((resolve, reject) => (recording = { resolve, reject }));
+  mayRecord.catch(() => undefined); // each upload reads the outcome
   const body = new RequestChunks(ctx.req);
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let fileBytes = 0;
@@ -79,7 +80,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
           if (uploads.length === MAX_FILES_PER_REQUEST) {
             throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
           }
-          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), requestReceived);
+          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), mayRecord);
           file.on('error', (err: Error) => body.interrupt(err)); // answer now, even if its sender stalls
           uploads.push(file);
         } else if (event.kind === 'data') {
@@ -98,20 +99,33 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     }
     parser.end();
   } catch (err) {
-    const failure = err instanceof Error ? err : new Error(String(err));
-    received.reject(failure);
-    for (const u of uploads) u.destroy(failure);
-    // The error says nothing was stored: answer once that is true.
-    await Promise.all(uploads.map((u) => u.discarded));
+    await failAll(err);
     throw err;
   }
-  received.resolve();
   if (uploads.length === 0) throw new CairnError('BAD_REQUEST', 'the form holds no file; send one or more in a field named "file"');
+  try {
+    await Promise.all(uploads.map((u) => u.stored));
+  } catch (err) {
+    await failAll(err);
+    throw err;
+  }
+  recording.resolve();
   const settled = await Promise.allSettled(uploads.map((u) => u.done));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
     await Promise.all(uploads.map((u) => u.discarded));
-    throw failed.reason;
+    // Past the barrier only a record can fail: others of the request may be final by now.
+    const recorded = settled.flatMap((s) => (s.status === 'fulfilled' ? [`${s.value.name} (${s.value.id})`] : []));
+    if (recorded.length === 0 || !isCairnError(failed.reason)) throw failed.reason;
+    throw new CairnError(failed.reason.code, `${failed.reason.message}; stored all the same: ${recorded.join(', ')}`);
   }
   return settled.map((s) => (s as PromiseFulfilledResult<UploadResult>).value);
+
+  /** Fails every file of the request and answers once what they stored is deleted (the error says nothing was stored). */
+  async function failAll(err: unknown): Promise<void> {
+    const failure = err instanceof Error ? err : new Error(String(err));
+    recording.reject(failure);
+    for (const u of uploads) u.destroy(failure);
+    await Promise.all(uploads.map((u) => u.discarded));
+  }
 }

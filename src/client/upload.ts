@@ -98,22 +98,28 @@ export class FileUpload extends Writable {
   /** The file.put once sent: whether the chain took it decides if the shards may be deleted. */
   #submitted: Promise<{ ok: boolean }> | null = null;
   #settle!: { resolve: (r: UploadResult) => void; reject: (e: Error) => void };
+  #storedSettle!: { resolve: () => void; reject: (e: Error) => void };
+  /** Resolves once every byte of the file is stored and only its record is left to make; rejects if it fails first. */
+  readonly stored: Promise<void>;
 
   /**
-   * @param requestReceived  settles once the whole request that carries this file is in (rejects
-   *   if it fails): the record is submitted only then, so a request that fails later (a file after
-   *   this one over the limit, a sender gone) stores none of its files.
+   * @param mayRecord  settles once every file of the request that carries this one is received
+   *   and stored, up to its record (rejects if any fails first): records are submitted only then,
+   *   so a request whose file fails before that (one over the limit, a sender gone, too few SPs
+   *   for a segment) stores none of its files. See `stored`.
    */
   constructor(
     deps: UploadDeps,
     private readonly session: Session,
     private readonly name: string,
     private readonly type: string,
-    private readonly requestReceived: Promise<void> = Promise.resolve(),
+    private readonly mayRecord: Promise<void> = Promise.resolve(),
   ) {
     super({ highWaterMark: 1024 * 1024 });
     this.#deps = deps;
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
+    this.stored = new Promise((resolve, reject) => (this.#storedSettle = { resolve, reject }));
+    this.stored.catch(() => undefined); // read by whoever holds mayRecord, if anyone
     // Fails a slow upload while it is still receiving, not only when it comes to be recorded.
     const expiry = setTimeout(() => {
       if (!this.#submitted) this.destroy(this.#tooSlow());
@@ -288,7 +294,8 @@ export class FileUpload extends Writable {
 
   /** Records the file: its stored segments, or (inline) its one sealed segment itself. */
   async #commit(inline?: Buffer): Promise<UploadResult> {
-    await this.requestReceived;
+    this.#storedSettle.resolve();
+    await this.mayRecord;
     if (this.#failure) throw this.#failure;
     const { k, m, segmentSize } = this.#deps.settings;
     invariant(this.#segments.length === this.#index, 'every segment was stored');
@@ -326,6 +333,7 @@ export class FileUpload extends Writable {
   #fail(err: Error): void {
     this.#failure ??= err;
     this.#settle.reject(this.#failure);
+    this.#storedSettle.reject(this.#failure);
     // Segments not yet sent will not be: their buffers go back for reuse.
     for (const segment of [this.#held, this.#current]) if (segment) this.#deps.pool.recycle(segment);
     this.#held = this.#current = null;

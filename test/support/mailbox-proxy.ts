@@ -12,8 +12,8 @@ import type { EnvelopeHeader } from '../../src/mailbox/envelope.js';
 import type { Listener, Transport } from '../../src/mailbox/transport.js';
 
 export type ProxyAction = 'pass' | 'drop' | 'cut' | 'damage' | 'late';
-/** `request`: caller to SP; `answer`: SP to caller. */
-export type ProxyRule = (direction: 'request' | 'answer', header: EnvelopeHeader) => ProxyAction;
+/** `request`: caller to SP; `answer`: SP to caller. `payloadBytes`: the raw bytes after the header (a shard's). */
+export type ProxyRule = (direction: 'request' | 'answer', header: EnvelopeHeader, payloadBytes: number) => ProxyAction;
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const MAX_CONNECTIONS = 64;
@@ -74,8 +74,9 @@ export class MailboxProxy {
         if (pending.length < end) break;
         const frame = pending.subarray(0, end);
         pending = pending.subarray(end);
-        const header = unpack(frame.subarray(8, 8 + frame.readUInt32BE(4))) as EnvelopeHeader;
-        const action = this.rule(direction, header);
+        const headerBytes = frame.readUInt32BE(4);
+        const header = unpack(frame.subarray(8, 8 + headerBytes)) as EnvelopeHeader;
+        const action = this.rule(direction, header, end - 8 - headerBytes);
         if (action === 'cut') return cut();
         if (action === 'damage') frame.writeUInt8(frame.readUInt8(end - 1) ^ 0xff, end - 1);
         if (action === 'late') setTimeout(() => to.writable && to.write(frame), this.lateMs).unref();
