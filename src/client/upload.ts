@@ -248,9 +248,12 @@ export class FileUpload extends Writable {
     const quorumReached = new Promise<void>((resolve) => (quorum = resolve));
     const refusals: string[] = []; // why SPs did not store a shard, for the error if too few did
     const triesPerShard = 1 + spares.length;
+    // With fewer SPs up than a segment needs stored, that many shards start on SPs thought down
+    // (a missed probe is not an outage); beyond that, a shard with no SP up is left for repair
+    // rather than wait, segment after segment, on an SP that is likely down.
+    let borrow = Math.max(0, success - order.length);
     const puts = encoded.shards.map(async (bytes, shard) => {
-      // With fewer SPs up than shards, a shard starts on a spare (an SP thought down) rather than nowhere.
-      let sp: string | undefined = order[shard] ?? spares.shift();
+      let sp: string | undefined = order[shard] ?? (borrow-- > 0 ? spares.shift() : undefined);
       for (let tries = 0; sp !== undefined && tries < triesPerShard; tries++) {
         const key = shardKey(this.id, index, shard);
         try {
