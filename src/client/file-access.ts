@@ -4,7 +4,7 @@
  */
 import { CairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
-import { openSealed, openSmall } from '../crypto/keys.js';
+import { openSealed, openSmall, type SealedBox } from '../crypto/keys.js';
 import { MAX_FILE_KEYS_PER_SESSION, type Session } from './sessions.js';
 
 export type Health = 'ok' | 'degraded' | 'lost';
@@ -12,9 +12,14 @@ export type Health = 'ok' | 'degraded' | 'lost';
 export const keyContext = (fileId: string) => `cairn-file-key:${fileId}`;
 export const metaContext = (fileId: string) => `cairn-file-meta:${fileId}`;
 
+/** The file key sealed to `username`, if the file is shared with them: an own entry only (a user named "constructor" is not Object's). */
+function shareOf(file: StoredFile, username: string): SealedBox | undefined {
+  return Object.hasOwn(file.shares, username) ? file.shares[username] : undefined;
+}
+
 /** 404 for files the user may not see: whether a file id exists is not revealed to strangers. */
 export function authorize(file: StoredFile | null, session: Session, id: string): StoredFile {
-  if (!file || (file.record.owner !== session.username && !file.shares[session.username])) {
+  if (!file || (file.record.owner !== session.username && !shareOf(file, session.username))) {
     throw new CairnError('NOT_FOUND', `no file ${id} that you can access`);
   }
   return file;
@@ -25,7 +30,7 @@ export function requireOwner(file: StoredFile, session: Session): void {
 }
 
 export function fileKey(file: StoredFile, session: Session): Buffer {
-  const sealed = file.record.owner === session.username ? file.record.ownerKey : file.shares[session.username];
+  const sealed = file.record.owner === session.username ? file.record.ownerKey : shareOf(file, session.username);
   if (!sealed) throw new CairnError('NOT_FOUND', `no file ${file.record.id} that you can access`);
   const id = `${file.record.id}/${sealed.epk}`;
   const known = session.fileKeys.get(id);
@@ -42,8 +47,14 @@ export interface FileMeta {
 }
 
 export function fileMeta(file: StoredFile, key: Uint8Array): FileMeta {
-  const meta = JSON.parse(openSmall(key, file.record.meta, metaContext(file.record.id)).toString('utf8')) as FileMeta;
-  return { name: String(meta.name), type: String(meta.type) };
+  const text = openSmall(key, file.record.meta, metaContext(file.record.id)).toString('utf8');
+  let meta: Partial<FileMeta> | null;
+  try {
+    meta = JSON.parse(text) as Partial<FileMeta> | null;
+  } catch (err) {
+    throw new CairnError('INTEGRITY', `the name and type of file ${file.record.id} are not readable`, { cause: err });
+  }
+  return { name: String(meta?.name), type: String(meta?.type) };
 }
 
 /** Health as placements and SP liveness say: a shard on a down SP counts as missing. */

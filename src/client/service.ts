@@ -2,7 +2,7 @@
  * What a web client can do, independent of HTTP: the JSON API and the HTML pages both call
  * these, so forms and scripts share one set of rules.
  */
-import { CairnError } from '../errors.js';
+import { CairnError, isCairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { sealTo } from '../crypto/keys.js';
@@ -44,7 +44,17 @@ export class ClientService {
 
   async listFiles(session: Session): Promise<FileSummary[]> {
     const { files } = await this.link.chain('state.files', { username: session.username, minHeight: 0 });
-    return files.map((f) => summarize(f, session, this.isUp)).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+    // A record this account cannot open (a share sealed wrongly, which only a hand-made
+    // transaction can do) is left out of the list rather than allowed to break it.
+    const readable = files.flatMap((f) => {
+      try {
+        return [summarize(f, session, this.isUp)];
+      } catch (err) {
+        if (isCairnError(err, 'INTEGRITY')) return [];
+        throw err;
+      }
+    });
+    return readable.sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
   }
 
   async fileDetails(session: Session, id: string) {
