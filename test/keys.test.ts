@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { crypto_sign_verify_detached } from 'sodium-native';
 import { boxKeyFromSeed, openSealed, sealTo, sealToSelf, signingKeyFromSeed, verifySignature, type SealedBox } from '../src/crypto/keys.js';
+import { deriveAccountKeys, newKdfParams } from '../src/crypto/password.js';
 import { randomBytesPooled } from '../src/crypto/random.js';
+import { kdfP } from '../src/chain/tx.js';
 import { isCairnError } from '../src/errors.js';
 
 const alice = boxKeyFromSeed(randomBytes(32));
@@ -118,4 +120,18 @@ test('keys: pooled random bytes are fresh every time, across refills, and handed
   assert.equal(randomBytesPooled(0).length, 0);
   assert.equal(randomBytesPooled(4096).length, 4096, 'large requests go straight to node:crypto');
   assert.throws(() => randomBytesPooled(-1), /byte count/);
+});
+
+test('password keys: only scrypt settings within the limits are used, whoever stored them; the chain refuses others', async () => {
+  const salt = '00'.repeat(16);
+  const keys = await deriveAccountKeys('a password', { alg: 'scrypt', N: 1 << 14, r: 8, p: 1, salt });
+  assert.equal((await deriveAccountKeys('a password', { alg: 'scrypt', N: 1 << 14, r: 8, p: 1, salt })).signing.publicKey, keys.signing.publicKey);
+  // Each would cost a sign-in seconds to hours and up to gigabytes: refused before any work.
+  for (const bad of [{ N: 1 << 20, r: 8, p: 1 }, { N: 1 << 15, r: 32, p: 1 }, { N: 1 << 15, r: 8, p: 16384 }, { N: 3 << 14, r: 8, p: 1 }, { N: 1 << 10, r: 8, p: 1 }]) {
+    const started = Date.now();
+    await assert.rejects(deriveAccountKeys('a password', { alg: 'scrypt', ...bad, salt }), (err: unknown) => isCairnError(err, 'INTEGRITY'), JSON.stringify(bad));
+    assert.ok(Date.now() - started < 50, 'refused without deriving');
+    assert.throws(() => kdfP({ alg: 'scrypt', ...bad, salt }), (err: unknown) => isCairnError(err, 'BAD_MESSAGE'), `the chain refuses ${JSON.stringify(bad)}`);
+  }
+  assert.deepEqual(kdfP(newKdfParams()).r, 8, 'what a client registers, the chain takes');
 });

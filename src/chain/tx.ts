@@ -5,6 +5,7 @@
 import { TAG_BYTES } from '../codec/segment-seal.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
+import { KDF_LIMITS, KDF_N_CHOICES } from '../crypto/password.js';
 import { randomBytesPooled } from '../crypto/random.js';
 import { invariant } from '../errors.js';
 import * as v from '../validate.js';
@@ -40,11 +41,12 @@ const inlineP: v.Parser<Uint8Array | string> = (value, path = '') => (typeof val
 
 export const sealedBoxP = v.object({ epk: v.hex32, nonce: v.str({ min: 24, max: 24, pattern: /^[0-9a-f]{24}$/ }), ct: hexP(256) });
 
+/** Exactly what any client accepts at sign-in (KDF_LIMITS), so no account can make one costly. */
 export const kdfP = v.object({
   alg: v.literal('scrypt'),
-  N: v.int({ min: 1 << 14, max: 1 << 20 }),
-  r: v.int({ min: 1, max: 32 }),
-  p: v.int({ min: 1, max: 16 }),
+  N: v.literal(...KDF_N_CHOICES),
+  r: v.int({ min: KDF_LIMITS.r, max: KDF_LIMITS.r }),
+  p: v.int({ min: 1, max: KDF_LIMITS.maxP }),
   salt: v.str({ min: 32, max: 64, pattern: /^[0-9a-f]+$/ }),
 });
 
