@@ -29,7 +29,7 @@ export async function verifyCommand(flags: Map<string, string>): Promise<number>
       }
       const dbs = openProviderDbs(dir);
       try {
-        reports.push(verifyReplica(p.id, new ChainStore(dbs, cluster.genesis)));
+        reports.push(await verifyReplica(p.id, new ChainStore(dbs, cluster.genesis)));
       } catch (err) {
         reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: (err as Error).message }] });
       } finally {

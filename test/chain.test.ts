@@ -421,7 +421,7 @@ describe('verifying a stored replica', () => {
       const blocks = chainOf([[alice.register], [signTx({ type: 'file.put', file: record(alice, 'e'.repeat(32)) }, 'alice', alice.signing)], []]);
       store.persist({ term: 1, votedFor: 'sp1', commit: 3 }, undefined, blocks.map(entryOf));
       for (const b of blocks) store.applyFinal(b);
-      const clean = verifyReplica('sp1', store);
+      const clean = await verifyReplica('sp1', store);
       assert.equal(clean.ok, true, JSON.stringify(clean.problems));
       assert.equal(clean.height, 3);
 
@@ -429,7 +429,7 @@ describe('verifying a stored replica', () => {
       const tampered = structuredClone(blocks[1]!);
       tampered.txs[0]!.time += 1;
       dbs.blocks.putSync(2, tampered);
-      const bad = verifyReplica('sp1', store);
+      const bad = await verifyReplica('sp1', store);
       assert.equal(bad.ok, false);
       assert.ok(bad.problems.some((p) => p.height === 2), JSON.stringify(bad.problems));
       assert.ok(bad.problems.every((p) => p.height >= 2));

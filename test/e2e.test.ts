@@ -238,11 +238,13 @@ describe('cairn end to end', () => {
     });
     assert.ok(chain.height >= 2);
     assert.ok(chain.leader);
+    // A verification walks every SP's whole chain: it is for signed-in users only.
+    assert.equal((await api.call('GET', '/api/v1/chain/verify')).status, 401);
+    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
     const verify = await api.call('GET', '/api/v1/chain/verify');
     assert.equal(verify.status, 200);
     assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
     // Compared at the height the leader had applied, right after a write (no wait for followers).
-    assert.equal((await api.signIn(alice.username, alice.password)).status, 200);
     const write = await api.upload([{ name: 'verify-now.txt', bytes: Buffer.from('now') }]);
     assert.equal(write.status, 201);
     const now = await api.call('GET', '/api/v1/chain/verify');

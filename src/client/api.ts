@@ -139,6 +139,7 @@ export function apiRouter(deps: ApiDeps): Router {
   });
 
   r.get('/chain/verify', async (ctx) => {
+    requireSession(ctx); // it costs every SP a walk of its whole chain: not for anyone who asks
     ctx.body = await service.verify();
   });
 

@@ -3,6 +3,7 @@
  * these, so forms and scripts share one set of rules.
  */
 import { CairnError, isCairnError } from '../errors.js';
+import { SharedRun } from '../shared-run.js';
 import type { StoredFile } from '../chain/state.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { sealTo } from '../crypto/keys.js';
@@ -16,6 +17,8 @@ import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summari
 import { SegmentSlots } from './segment-slots.js';
 import type { Session } from './sessions.js';
 import { FileUpload, type UploadSettings } from './upload.js';
+
+type ChainVerdict = { ok: boolean; replicas: (VerifyReport | { provider: string; ok: false; height: null; problems: { height: null; problem: string }[] })[] };
 
 export class ClientService {
   /**
@@ -151,8 +154,15 @@ export class ClientService {
   /**
    * Every replica verified on its own, and all holding the same block at the height the leader had
    * applied when we asked (waited for up to 2 s): one a block or two behind is catching up, not broken.
+   * A run walks each whole chain, so callers while one runs share it.
    */
-  async verify(): Promise<{ ok: boolean; replicas: (VerifyReport | { provider: string; ok: false; height: null; problems: { height: null; problem: string }[] })[] }> {
+  verify(): Promise<ChainVerdict> {
+    return this.#verify.get();
+  }
+
+  readonly #verify = new SharedRun(() => this.#verifyNow());
+
+  async #verifyNow(): Promise<ChainVerdict> {
     const atHeight = await this.link.headHeight().catch(() => 0);
     const replicas = await Promise.all(
       this.link.providers.map(async (p) => {

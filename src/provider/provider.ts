@@ -15,6 +15,7 @@ import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
 import { tlsPskTransport } from '../mailbox/transport.js';
+import { SharedRun } from '../shared-run.js';
 import * as v from '../validate.js';
 import type { RunningRole } from '../supervisor/actor.js';
 import { Repairer, type ShardAccess } from './repairer.js';
@@ -159,10 +160,12 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     for (let h = b.from; h <= last; h++) blocks.push(chainStore.blockOnDisk(h)!);
     return { body: { blocks } };
   });
+  // A walk of the whole chain (in slices, between consensus work): one at a time, shared by whoever asks meanwhile.
+  const verification = new SharedRun(() => verifyReplica(opts.id, chainStore));
   on('chain.verify', async (b) => {
     // Replicas are compared at one height: a follower a block behind the leader is not a fault.
     if (b.atHeight !== undefined) await node.waitApplied(b.atHeight).catch(() => undefined);
-    const report = verifyReplica(opts.id, chainStore);
+    const report = await verification.get();
     const at = b.atHeight !== undefined && chainStore.applied() >= b.atHeight ? chainStore.block(b.atHeight) : undefined;
     return { body: at ? { ...report, at: { height: b.atHeight!, hash: at.hash } } : report };
   });
