@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCairnError } from '../src/errors.js';
-import { FailureLimiter } from '../src/client/rate-limit.js';
+import { FailureLimiter, SignInLimiter } from '../src/client/rate-limit.js';
 
 const limited = (err: unknown) => isCairnError(err, 'RATE_LIMITED');
 
@@ -38,4 +38,21 @@ test('attempts being checked count against the free failures; each ends once', (
   assert.throws(() => l.begin('k', now), limited);
   b.succeeded();
   assert.equal([l.begin('k', now), l.begin('k', now), l.begin('k', now)].length, 3, 'a success forgets the failures');
+});
+
+test('guesses spread over many account names from one address soon wait too; a success elsewhere does not clear them', () => {
+  const l = new SignInLimiter(new FailureLimiter(3), new FailureLimiter(5));
+  const now = 10_000;
+  for (let i = 0; i < 5; i++) l.begin(`made-up-${i}`, '10.0.0.9', now).failed(now); // the address's free ones
+  l.begin('mine', '10.0.0.9', now).succeeded(); // the attacker's own account: clears nothing
+  l.begin('made-up-5', '10.0.0.9', now).failed(now); // the 6th locks the address for 1 s
+  assert.throws(() => l.begin('made-up-6', '10.0.0.9', now + 500), limited, 'the address waits, whatever the name');
+  assert.doesNotThrow(() => l.begin('made-up-7', '10.0.0.10', now + 500).abandoned(), 'another address is its own');
+});
+
+test('failures long past are forgotten', () => {
+  const l = new FailureLimiter(3, 1_000, 8_000, 50_000, 60_000);
+  for (let i = 0; i < 4; i++) l.begin('k', 0).failed(0); // locked for 1 s
+  l.begin('k', 61_000).failed(61_000); // a minute later: counted from zero again, so no lock
+  assert.doesNotThrow(() => l.begin('k', 61_001).abandoned());
 });

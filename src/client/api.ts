@@ -6,7 +6,7 @@ import { CairnError } from '../errors.js';
 import * as v from '../validate.js';
 import { checkCredentials, register, signIn } from './accounts.js';
 import { requireSession, setSessionCookie, type SessionState } from './http-session.js';
-import type { FailureLimiter } from './rate-limit.js';
+import type { SignInLimiter } from './rate-limit.js';
 import type { ClientService } from './service.js';
 import type { Session, Sessions } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
@@ -16,7 +16,7 @@ import { blockJson, wellFormed } from './format.js';
 export interface ApiDeps {
   service: ClientService;
   sessions: Sessions;
-  limiter: FailureLimiter;
+  limiter: SignInLimiter;
   maxUploadBytes: number;
 }
 
@@ -59,7 +59,7 @@ export async function sendDownload(ctx: Context, service: ClientService, session
 /** Shared by the API and the pages: sign in and remember the session in a cookie. */
 export async function signInAndStart(deps: ApiDeps, ctx: Context, username: unknown, password: unknown) {
   const creds = checkCredentials(username, password);
-  const attempt = deps.limiter.begin(`${creds.username}@${ctx.ip}`);
+  const attempt = deps.limiter.begin(creds.username, ctx.ip);
   try {
     const keys = await signIn(deps.service.link, creds.username, creds.password);
     attempt.succeeded();

@@ -8,7 +8,7 @@ import type { RunningRole } from '../supervisor/actor.js';
 import { createApp } from './app.js';
 import { ClusterLink } from './cluster-link.js';
 import { CodecPool } from './codec-pool.js';
-import { FailureLimiter } from './rate-limit.js';
+import { SignInLimiter } from './rate-limit.js';
 import { ClientService } from './service.js';
 import { Sessions } from './sessions.js';
 
@@ -35,7 +35,7 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
     inlineMax: opts.config.inlineMaxBytes,
     maxDurationMs: opts.config.maxUploadMs,
   });
-  const app = createApp({ service, sessions: new Sessions(), limiter: new FailureLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
+  const app = createApp({ service, sessions: new Sessions(), limiter: new SignInLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
   const server = createServer(app.callback());
   server.requestTimeout = 0; // large uploads take as long as they take, as long as bytes keep moving:
   server.timeout = opts.config.httpIdleMs; // a connection idle this long is closed (node's default is never)

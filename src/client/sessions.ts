@@ -1,6 +1,7 @@
 /**
  * Signed-in sessions: the keys derived from a password live here, in this client's memory only,
- * for the session's life. Bounded in count and time; the oldest is dropped past the limit.
+ * for the session's life. Bounded in count (per user, and in all) and time; the oldest is dropped
+ * past a limit.
  */
 import { randomBytes } from 'node:crypto';
 import type { AccountKeys } from '../crypto/password.js';
@@ -23,14 +24,19 @@ export const MAX_FILE_KEYS_PER_SESSION = 64;
 
 export class Sessions {
   readonly #byToken = new Map<string, Session>();
+  /** Each user's tokens, oldest first: one account signing in over and over displaces only its own sessions. */
+  readonly #byUser = new Map<string, string[]>();
 
   constructor(
     private readonly ttlMs = 12 * 60 * 60 * 1000,
     private readonly max = 10_000,
+    private readonly maxPerUser = 16,
   ) {}
 
   create(username: string, keys: AccountKeys): Session {
-    while (this.#byToken.size >= this.max) this.#byToken.delete(this.#byToken.keys().next().value!);
+    for (let own = this.#byUser.get(username); own && own.length >= this.maxPerUser; own = this.#byUser.get(username)) this.delete(own[0]!);
+    // Sessions are made in time order with one lifetime: the oldest is also the first to expire.
+    while (this.#byToken.size >= this.max) this.delete(this.#byToken.keys().next().value!);
     const session: Session = {
       token: randomBytes(32).toString('base64url'),
       username,
@@ -40,6 +46,7 @@ export class Sessions {
       fileKeys: new Map(),
     };
     this.#byToken.set(session.token, session);
+    this.#byUser.set(username, [...(this.#byUser.get(username) ?? []), session.token]);
     return session;
   }
 
@@ -48,13 +55,18 @@ export class Sessions {
     const s = this.#byToken.get(token);
     if (!s) return undefined;
     if (s.expiresAt < Date.now()) {
-      this.#byToken.delete(token);
+      this.delete(token);
       return undefined;
     }
     return s;
   }
 
   delete(token: string): void {
+    const s = this.#byToken.get(token);
+    if (!s) return;
     this.#byToken.delete(token);
+    const rest = this.#byUser.get(s.username)!.filter((t) => t !== token);
+    if (rest.length > 0) this.#byUser.set(s.username, rest);
+    else this.#byUser.delete(s.username);
   }
 }
