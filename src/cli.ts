@@ -9,7 +9,7 @@ import { CairnError } from './errors.js';
 import { actorFlags, loadConfig, parseArgs } from './config/config.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
-import { READY_PREFIX, type ActorSpec } from './supervisor/actor.js';
+import { READY_PREFIX, type ActorReady, type ActorSpec } from './supervisor/actor.js';
 import { ProcessHost } from './supervisor/process-host.js';
 import { ThreadHost } from './supervisor/thread-host.js';
 import { DEFAULT_SUPERVISION, Supervisor } from './supervisor/supervisor.js';
@@ -80,8 +80,18 @@ async function cluster(flags: Map<string, string>): Promise<void> {
     ...DEFAULT_SUPERVISION,
     log: (line) => console.error(`cairn: ${line}`),
   });
-  onSignals(() => supervisor.stop());
-  const ready = await supervisor.start(specs);
+  let stopping: Promise<void> | null = null;
+  const stop = () => (stopping ??= supervisor.stop());
+  onSignals(stop);
+  let ready: ActorReady[];
+  try {
+    ready = await supervisor.start(specs);
+  } catch (err) {
+    // An actor that cannot start (a port taken …), or a signal during start-up: the others are
+    // stopped before this process exits, never left running on their own.
+    await stop();
+    throw err;
+  }
   const clients = ready.filter((r) => r.role === 'client').map((r) => r.url);
   const providers = ready.filter((r) => r.role === 'provider').map((r) => r.url);
   if (clients[0]) await chainReady(clients[0]);
@@ -111,8 +121,10 @@ async function init(flags: Map<string, string>): Promise<void> {
   const providers = flags.get('providers');
   const out = flags.get('out');
   if (!providers || !out) throw new CairnError('BAD_CONFIG', 'cairn init needs --providers host:port,… and --out FILE');
-  const config = loadConfig(new Map([...flags].filter(([k]) => ['k', 'm', 'segment-size'].includes(k))));
-  const file = initCluster({ out, keyDir: dirname(out), addresses: providers.split(','), k: config.k, m: config.m, segmentSize: config.segmentSize });
+  const addresses = providers.split(',');
+  // Checked against the SPs named here (k + m must not exceed them), not the default count.
+  const config = loadConfig(new Map([...[...flags].filter(([k]) => ['k', 'm', 'segment-size'].includes(k)), ['providers', String(addresses.length)]]));
+  const file = initCluster({ out, keyDir: dirname(out), addresses, k: config.k, m: config.m, segmentSize: config.segmentSize });
   console.log(`cairn: wrote ${out} (chain ${file.genesis.chainId}, ${file.providers.length} providers); node keys under ${join(dirname(out), '<sp-id>')}`);
 }
 

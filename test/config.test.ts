@@ -1,11 +1,16 @@
 /** Configuration layering and validation, and the supervisor's crash-loop limit on real processes. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { actorFlags, DEFAULTS, loadConfig, parseArgs } from '../src/config/config.js';
 import { CairnError } from '../src/errors.js';
+import { readClusterFile } from '../src/config/cluster-file.js';
+import { freePorts } from '../src/config/free-ports.js';
+import { actorPids, CLI } from './support/cluster.js';
 import { ProcessHost } from '../src/supervisor/process-host.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
 
@@ -81,5 +86,47 @@ describe('supervisor', () => {
     assert.ok(lines.some((l) => /restarting in \d+ ms/.test(l)));
     assert.ok(lines.some((l) => /crash loop/.test(l)));
     await supervisor.stop();
+  });
+
+  it('stops every actor it started when one cannot start, leaving none running on its own', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cairn-failed-start-'));
+    const [base] = await freePorts(1, '127.0.0.1');
+    // sp2's port is taken: sp2 cannot start; sp1, sp3 and the client start in processes of their own.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(base! + 1, '127.0.0.1', resolve));
+    try {
+      const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dataDir, '--isolation', 'process', '--provider-base-port', String(base), '--client-base-port', '0', '--clients', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`cairn cluster did not give up within 60 s:\n${err}`)), 60_000);
+        child.once('exit', (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      assert.notEqual(code, 0, err);
+      assert.deepEqual(actorPids(dataDir), [], `no actor of that cluster is left running:\n${err}`);
+    } finally {
+      taken.close();
+      for (const pid of actorPids(dataDir)) process.kill(pid, 'SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('cairn init', () => {
+  it('writes a cluster of as many SPs as it is given, k + m checked against them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-init-'));
+    try {
+      const addresses = ['127.0.0.1:7101', '127.0.0.1:7102', '127.0.0.1:7103', '127.0.0.1:7104', '127.0.0.1:7105'];
+      const out = join(dir, 'cluster.json');
+      execFileSync(process.execPath, [CLI, 'init', '--providers', addresses.join(','), '--out', out, '--k', '3', '--m', '2'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } });
+      const file = readClusterFile(out);
+      assert.deepEqual([file.providers.length, file.k, file.m], [5, 3, 2]);
+      assert.throws(() => execFileSync(process.execPath, [CLI, 'init', '--providers', addresses.slice(0, 4).join(','), '--out', join(dir, 'four.json'), '--k', '3', '--m', '2'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /k \+ m \(3\+2\) needs at least that many providers; providers is 4/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
