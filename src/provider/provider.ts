@@ -121,7 +121,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   };
   const repairer = new Repairer({ id: opts.id, signer, chain: chainStore, submit: (tx) => node.submit(tx), leaderRead: () => node.leaderRead(), shards: shardAccess, log });
   const repairTimer = setInterval(() => {
-    if (node.status().role === 'leader') void repairer.run();
+    if (node.status().role === 'leader') void repairer.run({ scrub: false }); // the background scrubber keeps shards checked
   }, REPAIR_INTERVAL_MS);
   repairTimer.unref();
 
@@ -148,7 +148,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   on('scrub.run', async () => ({ body: await scrubber.runPass() }));
   on('repair.start', async (b) => {
     if (node.status().role !== 'leader') throw new CairnError('NOT_LEADER', 'repair runs on the chain leader; ask another provider');
-    const run = repairer.run();
+    const run = repairer.run({ scrub: true });
     return { body: b.wait ? { started: true as const, run: await run } : { started: true as const } };
   });
   on('repair.status', async () => ({ body: repairer.status() }));

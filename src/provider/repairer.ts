@@ -17,6 +17,7 @@ import { MAX_SWEEP_KEYS } from '../mailbox/messages.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { rendezvousOrder } from '../chain/placement.js';
 import { shardKey } from './shard-store.js';
+import { isCairnError } from '../errors.js';
 
 /** How the repairer reaches shards on any SP, itself included. */
 export interface ShardAccess {
@@ -57,13 +58,17 @@ const LIST_PAGE = 5_000;
 const REACH_ATTEMPTS = 4;
 const REACH_RETRY_MS = 500;
 
-/** An SP that just restarted may refuse a moment (connection backoff): try a few times before calling it down. */
+/**
+ * An SP that just restarted may refuse a moment (connection backoff): try a few times before
+ * calling it down. One that let a request time out is stalled: asking again would only hold the
+ * pass for another timeout.
+ */
 async function reach<T>(fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
-      if (attempt >= REACH_ATTEMPTS) throw err;
+      if (attempt >= REACH_ATTEMPTS || isCairnError(err, 'TIMEOUT')) throw err;
       await new Promise((r) => setTimeout(r, REACH_RETRY_MS * attempt));
     }
   }
@@ -93,12 +98,20 @@ export class Repairer {
     return { running: this.#running !== null, backlog: this.#backlog, lastRun: this.#last };
   }
 
-  /** Starts a pass unless one is running; resolves with that pass's outcome. */
-  run(): Promise<RepairRun> {
-    this.#running ??= this.#pass()
+  /**
+   * Starts a pass unless one is running; resolves with that pass's outcome. `scrub`: have every SP
+   * re-hash all its shards first, at full speed (an operator's pass); the periodic pass relies on
+   * the SPs' background scrubbing instead, which is throttled.
+   */
+  run(options: { scrub: boolean }): Promise<RepairRun> {
+    this.#running ??= this.#pass(options.scrub)
       .catch((err: Error) => {
         this.opts.log(`repair pass failed: ${err.message}`);
-        return { ...this.#last!, finishedAt: Date.now(), failures: (this.#last?.failures ?? 0) + 1 };
+        // The pass's own record says it ended, and how: status readers see it, not a pass "running" for ever.
+        const run = this.#last!;
+        run.finishedAt = Date.now();
+        run.failures += 1;
+        return run;
       })
       .finally(() => {
         this.#running = null;
@@ -123,7 +136,7 @@ export class Repairer {
     }
   }
 
-  async #pass(): Promise<RepairRun> {
+  async #pass(scrub: boolean): Promise<RepairRun> {
     const run: RepairRun = {
       startedAt: Date.now(),
       finishedAt: null,
@@ -138,11 +151,16 @@ export class Repairer {
     };
     this.#last = run;
     const sps = this.opts.shards.providers;
-    const scrubs = await Promise.allSettled(sps.map((sp) => reach(() => this.opts.shards.scrub(sp))));
-    for (const s of scrubs) if (s.status === 'fulfilled') run.scrubbedBad += s.value.bad;
+    if (scrub) {
+      const scrubs = await Promise.allSettled(sps.map((sp) => reach(() => this.opts.shards.scrub(sp))));
+      for (const s of scrubs) if (s.status === 'fulfilled') run.scrubbedBad += s.value.bad;
+    }
     const inventory = new Map<string, Set<string> | null>();
     for (const sp of sps) inventory.set(sp, await this.#inventory(sp));
 
+    // Segments left short of k+m this pass: their stray copies are kept from the sweep, as one may
+    // be what rebuilds them when another SP comes back.
+    const short = new Set<string>();
     for (const [, value] of this.opts.chain.range('f/')) {
       const file = value as StoredFile;
       const placements: { segment: number; shard: number; sp: string }[] = [];
@@ -158,9 +176,13 @@ export class Repairer {
           const moved = await this.#repairSegment(file, index, present, inventory);
           run.shardsRebuilt += moved.rebuilt;
           placements.push(...moved.placements);
-          if (moved.rebuilt < missing.length) run.stillDegraded += 1;
+          if (moved.rebuilt < missing.length) {
+            run.stillDegraded += 1;
+            short.add(`${file.record.id}/${index}`);
+          }
         } catch (err) {
           run.failures += 1;
+          short.add(`${file.record.id}/${index}`);
           this.opts.log(`repair of ${file.record.id} segment ${index} failed: ${(err as Error).message}`);
         }
         this.#backlog -= missing.length;
@@ -168,7 +190,8 @@ export class Repairer {
       for (let i = 0; i < placements.length; i += MAX_PLACEMENTS_PER_TX) {
         const batch = placements.slice(i, i + MAX_PLACEMENTS_PER_TX);
         const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer);
-        const result = await this.opts.submit(tx);
+        // One file's placement not final in time (a leader change) is that file's failure, not the pass's.
+        const result = await this.opts.submit(tx).catch((err: Error) => ({ ok: false, error: err.message }));
         if (result.ok) run.placementsRecorded += batch.length;
         else {
           run.failures += 1;
@@ -176,7 +199,7 @@ export class Repairer {
         }
       }
     }
-    await this.#sweep(inventory, run);
+    await this.#sweep(inventory, short, run);
     run.finishedAt = Date.now();
     this.opts.log(`repair pass: ${describeRun(run)}`);
     return run;
@@ -189,7 +212,7 @@ export class Repairer {
    * than its grace, which exceeds the time an upload may take to be recorded, so a shard whose
    * record is still coming stays. Each batch is judged against the state just before it is sent.
    */
-  async #sweep(inventory: Map<string, Set<string> | null>, run: RepairRun): Promise<void> {
+  async #sweep(inventory: Map<string, Set<string> | null>, short: ReadonlySet<string>, run: RepairRun): Promise<void> {
     try {
       await this.opts.leaderRead();
     } catch (err) {
@@ -205,6 +228,7 @@ export class Repairer {
           const [id, segment, shard] = key.split('/') as [string, string, string];
           if (file?.record.id !== id) file = this.opts.chain.get(stateKeys.file(id)) as StoredFile | undefined;
           if (file?.record.segments[Number(segment)]?.shards[Number(shard)]?.sp === sp) continue;
+          if (short.has(`${id}/${segment}`)) continue;
           batch.push(key);
           if (batch.length === MAX_SWEEP_KEYS) {
             run.orphansDeleted += await reach(() => this.opts.shards.sweep(sp, batch));
@@ -227,41 +251,58 @@ export class Repairer {
   ): Promise<{ rebuilt: number; placements: { segment: number; shard: number; sp: string }[] }> {
     const { k, m, id } = file.record;
     const seg = file.record.segments[index]!;
+    const wanted = present.flatMap((ok, i) => (ok ? [] : [i]));
+    // Where each missing shard goes, decided before any byte is read: back on its own SP if that
+    // is up and holds no other shard of the segment, else on a spare that holds none; first the
+    // shards that can go home, so a spare never takes the SP another shard belongs on.
+    const holding = new Set(seg.shards.filter((sh, i) => present[i] && sh.sp !== null).map((sh) => sh.sp!));
+    const targets = new Map<number, string>();
+    for (const i of wanted) {
+      const home = seg.shards[i]!.sp;
+      if (home !== null && inventory.get(home) && !holding.has(home)) {
+        targets.set(i, home);
+        holding.add(home);
+      }
+    }
+    const up = [...inventory.entries()].filter(([, inv]) => inv !== null).map(([sp]) => sp);
+    const spares = rendezvousOrder(`${id}/${index}`, up).filter((sp) => !holding.has(sp));
+    for (const i of wanted) if (!targets.has(i) && spares.length > 0) targets.set(i, spares.shift()!);
+    if (targets.size === 0) return { rebuilt: 0, placements: [] }; // no SP can take any: reading would be for nothing
+
     const size = shardSize(seg.sealedLength, k);
     const shards: (Uint8Array | null)[] = new Array<Uint8Array | null>(k + m).fill(null);
     let good = 0;
     for (let i = 0; i < k + m && good < k; i++) {
-      if (!present[i]) continue;
-      try {
-        const bytes = await this.opts.shards.get(seg.shards[i]!.sp!, shardKey(id, index, i));
-        if (bytes.length === size && sha256Hex(bytes) === seg.shards[i]!.hash) {
-          shards[i] = bytes;
-          good += 1;
+      // Its recorded place first, then a stray copy elsewhere (a stale one left by a re-placement
+      // is as good: the hash on the chain decides).
+      const key = shardKey(id, index, i);
+      const recorded = present[i] ? [seg.shards[i]!.sp!] : [];
+      const strays = [...inventory.entries()].filter(([sp, inv]) => sp !== seg.shards[i]!.sp && inv?.has(key)).map(([sp]) => sp);
+      for (const sp of [...recorded, ...strays]) {
+        try {
+          const bytes = await this.opts.shards.get(sp, key);
+          if (bytes.length === size && sha256Hex(bytes) === seg.shards[i]!.hash) {
+            shards[i] = bytes;
+            good += 1;
+            break;
+          }
+        } catch {
+          /* another copy or shard will do */
         }
-      } catch {
-        /* another shard will do */
       }
     }
     if (good < k) throw new Error(`only ${good} of ${k} shards needed could be read`);
-    const wanted = present.flatMap((ok, i) => (ok ? [] : [i]));
     new ReedSolomon(k, m).reconstruct(shards, size, true);
 
-    const holding = new Set(seg.shards.filter((sh, i) => present[i] && sh.sp !== null).map((sh) => sh.sp!));
-    const up = [...inventory.entries()].filter(([, inv]) => inv !== null).map(([sp]) => sp);
-    const spare = rendezvousOrder(`${id}/${index}`, up);
     let rebuilt = 0;
     const placements: { segment: number; shard: number; sp: string }[] = [];
-    for (const i of wanted) {
+    for (const [i, target] of targets) {
       const bytes = shards[i]!;
       const hash = seg.shards[i]!.hash;
       if (sha256Hex(bytes) !== hash) throw new Error(`rebuilt shard ${i} does not match its recorded hash`);
-      const current = seg.shards[i]!.sp;
-      const target = current !== null && inventory.get(current) !== null && !holding.has(current) ? current : spare.find((sp) => !holding.has(sp));
-      if (target === undefined) continue; // no SP can take it without doubling up: stays degraded
-      holding.add(target);
       await this.opts.shards.put(target, shardKey(id, index, i), hash, bytes);
       rebuilt += 1;
-      if (target !== current) placements.push({ segment: index, shard: i, sp: target });
+      if (target !== seg.shards[i]!.sp) placements.push({ segment: index, shard: i, sp: target });
     }
     return { rebuilt, placements };
   }
