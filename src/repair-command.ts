@@ -11,11 +11,13 @@ import { tlsPskTransport } from './mailbox/transport.js';
 import { Progress } from './progress.js';
 import { describeRun } from './provider/repairer.js';
 
+const REPAIR_WAIT_MS = 60 * 60_000;
+
 export async function repairCommand(flags: Map<string, string>): Promise<number> {
   const clusterPath = flags.get('cluster') ?? join(flags.get('data-dir') ?? './data', 'cluster.json');
   const cluster = readClusterFile(clusterPath);
   const transport = tlsPskTransport(readClusterKey(clusterPath));
-  const clients = cluster.providers.map((p) => new MailboxClient({ id: 'repair', address: p.address, transport, requestTimeoutMs: 3_600_000 }));
+  const clients = cluster.providers.map((p) => new MailboxClient({ id: 'repair', address: p.address, transport, requestTimeoutMs: REPAIR_WAIT_MS }));
   try {
     for (const client of clients) {
       let run;
@@ -40,6 +42,8 @@ export async function repairCommand(flags: Map<string, string>): Promise<number>
         }
         progress.done();
       } catch (err) {
+        // A pass longer than the wait is still under way there: not a reason to ask another SP.
+        if (isCairnError(err, 'TIMEOUT')) throw new CairnError('TIMEOUT', `the repair pass on ${cluster.providers[clients.indexOf(client)]!.id} is still running after ${REPAIR_WAIT_MS / 60_000} min; follow it on a web client's /cluster page`);
         if (isCairnError(err) && err.retryable) continue; // not the leader, or down: ask the next SP
         throw err;
       }
