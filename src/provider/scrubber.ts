@@ -20,6 +20,9 @@ const RECENT_BAD = 32;
 export class Scrubber {
   readonly #stats: ScrubStats = { running: false, passes: 0, scanned: 0, bad: 0, lastPassAt: null, recentBad: [] };
   #current: Promise<{ scanned: number; bad: number }> | null = null;
+  /** Whether the running pass holds its rate; an on-demand caller lifts it (and wakes the pass). */
+  #throttled = false;
+  #wake: (() => void) | null = null;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -46,15 +49,26 @@ export class Scrubber {
     return { ...this.#stats, recentBad: [...this.#stats.recentBad] };
   }
 
-  /** Runs a pass (or joins the one running) and resolves with what it found. */
+  /**
+   * Runs a pass (or joins the one running) and resolves with what it found. An unthrottled caller
+   * joining a throttled pass lifts its throttle: it asked for the answer now.
+   */
   runPass(throttled = false): Promise<{ scanned: number; bad: number }> {
-    this.#current ??= this.#pass(throttled).finally(() => {
+    if (this.#current) {
+      if (!throttled) {
+        this.#throttled = false;
+        this.#wake?.();
+      }
+      return this.#current;
+    }
+    this.#throttled = throttled;
+    this.#current = this.#pass().finally(() => {
       this.#current = null;
     });
     return this.#current;
   }
 
-  async #pass(throttled: boolean): Promise<{ scanned: number; bad: number }> {
+  async #pass(): Promise<{ scanned: number; bad: number }> {
     this.#stats.running = true;
     let scanned = 0;
     let bad = 0;
@@ -77,11 +91,20 @@ export class Scrubber {
           }
         }
         after = keys.at(-1);
-        if (throttled) {
+        if (this.#throttled) {
           // Hold the rate to bytesPerSecond so scrub never starves reads and writes.
           const due = started + (bytes / this.opts.bytesPerSecond) * 1000;
           const wait = due - Date.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 60_000)));
+          if (wait > 0) {
+            await new Promise<void>((r) => {
+              const timer = setTimeout(r, Math.min(wait, 60_000));
+              this.#wake = () => {
+                clearTimeout(timer);
+                r();
+              };
+            });
+            this.#wake = null;
+          }
         } else {
           await new Promise((r) => setImmediate(r));
         }

@@ -1,0 +1,35 @@
+/** The background scrubber on a real ShardStore (LMDB in a temp dir). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Scrubber } from '../src/provider/scrubber.js';
+import { ShardStore } from '../src/provider/shard-store.js';
+import { openProviderDbs } from '../src/provider/store.js';
+
+test('an on-demand pass joining a throttled one lifts its throttle, and both learn the same outcome', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-scrub-'));
+  const dbs = openProviderDbs(dir);
+  try {
+    const store = new ShardStore(dbs);
+    const bytes = randomBytes(64 * 1024);
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    for (let i = 0; i < 300; i++) await store.put(`${'cd'.repeat(16)}/${i}/0`, bytes, hash);
+    // ~19 MiB at 1 MiB/s: the throttled pass alone would take ~19 s.
+    const scrubber = new Scrubber(store, { bytesPerSecond: 1024 * 1024, intervalMs: 3_600_000, log: () => undefined });
+    const background = scrubber.runPass(true);
+    await new Promise((r) => setImmediate(r));
+    const started = Date.now();
+    const now = await scrubber.runPass(false);
+    const took = Date.now() - started;
+    assert.deepEqual(now, { scanned: 300, bad: 0 });
+    assert.deepEqual(await background, now, 'one pass, one outcome');
+    assert.ok(took < 8_000, `done in ${took} ms, not at the throttled rate`);
+    scrubber.stop();
+  } finally {
+    await dbs.root.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
