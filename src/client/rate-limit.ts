@@ -41,7 +41,7 @@ export class FailureLimiter {
       throw new CairnError('RATE_LIMITED', `too many failed sign-ins; try again in ${Math.ceil((e.lockedUntil - now) / 1000)} s`);
     }
     if (e.checking >= Math.max(1, this.freeFailures - e.failures)) {
-      throw new CairnError('RATE_LIMITED', 'sign-ins for this account are being checked already; try again in a moment');
+      throw new CairnError('RATE_LIMITED', 'sign-ins from here for this account are being checked already; try again in a moment');
     }
     e.checking += 1;
     this.#touch(key, e);

@@ -32,17 +32,17 @@ export interface AccountKeys {
  * refuses others at sign-in (a reply it cannot otherwise check), so no account can make a sign-in
  * cost more than 2^17 × 8 × 128 B = 128 MiB and a few hundred ms, whatever its password.
  */
-export const KDF_LIMITS = { maxN: 1 << 17, r: 8, maxP: 2 } as const;
-/** N is a power of two (scrypt's own rule) within the limits. */
+export const KDF_LIMITS = { r: 8, maxP: 2 } as const;
+/** N is a power of two (scrypt's own rule), 2^14 to 2^17. */
 export const KDF_N_CHOICES = [1 << 14, 1 << 15, 1 << 16, 1 << 17] as const;
-const MAX_MEMORY = 128 * KDF_LIMITS.maxN * KDF_LIMITS.r + 1024 * 1024;
+const MAX_MEMORY = 128 * Math.max(...KDF_N_CHOICES) * KDF_LIMITS.r + 1024 * 1024;
 
 /** 2^15 × 8 × 128 B = 32 MiB and ~100 ms here: OWASP's scrypt floor, cheap enough for a sign-in. */
 export function newKdfParams(): KdfParams {
   return { alg: 'scrypt', N: 1 << 15, r: KDF_LIMITS.r, p: 1, salt: randomBytes(16).toString('hex') };
 }
 
-export function kdfWithinLimits(p: Pick<KdfParams, 'N' | 'r' | 'p'>): boolean {
+function kdfWithinLimits(p: Pick<KdfParams, 'N' | 'r' | 'p'>): boolean {
   return (KDF_N_CHOICES as readonly number[]).includes(p.N) && p.r === KDF_LIMITS.r && Number.isSafeInteger(p.p) && p.p >= 1 && p.p <= KDF_LIMITS.maxP;
 }
 
