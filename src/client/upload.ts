@@ -257,7 +257,7 @@ export class FileUpload extends Writable {
       for (let tries = 0; sp !== undefined && tries < triesPerShard; tries++) {
         const key = shardKey(this.id, index, shard);
         try {
-          await link.to(sp, 'shard.put', { key, hash: hashes[shard]! }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
+          await link.to(sp, 'shard.put', { key, hash: hashes[shard]!, recordWithinMs: this.#deps.settings.maxDurationMs }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
           this.#stored.push({ sp, key });
           if (this.#sealed.has(index)) return; // the segment was recorded without it: an orphan, for repair's sweep
           placed[shard] = sp;
@@ -266,8 +266,9 @@ export class FileUpload extends Writable {
         } catch (err) {
           // Any refusal by one SP (down, its disk full or failing) is that SP's: the shard tries
           // another, and the quorum below decides whether the segment is written. Only our own
-          // bugs (not a CairnError) end the upload here.
-          if (!isCairnError(err)) throw err;
+          // bugs (not a CairnError) and a cluster configured to lose shards (BAD_CONFIG: the SP
+          // would sweep them before this upload may record them) end the upload here.
+          if (!isCairnError(err) || err.code === 'BAD_CONFIG') throw err;
           refusals.push(`${sp}: ${err.code}`);
           sp = spares.shift(); // another SP not yet used for this segment
         }

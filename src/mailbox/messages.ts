@@ -16,7 +16,12 @@ export const MAX_SWEEP_KEYS = 1_000;
 const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
 
 export const bodies = {
-  'shard.put': v.object({ key: shardKeyP, hash: v.hex32 }),
+  /**
+   * `recordWithinMs`: how long the sender may take to record the shard (a web client's
+   * max-upload-ms). An SP whose orphan grace is not longer refuses it rather than take a shard it
+   * could sweep before its record is final: SPs and clients on different hosts have their own settings.
+   */
+  'shard.put': v.object({ key: shardKeyP, hash: v.hex32, recordWithinMs: v.optional(v.int({ min: 1, max: Number.MAX_SAFE_INTEGER })) }),
   'shard.get': v.object({ key: shardKeyP }),
   'shard.check': v.object({ key: shardKeyP }),
   'shard.delete': v.object({ key: shardKeyP }),

@@ -133,6 +133,12 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
 
   on('shard.put', async (b, ctx) => {
     if (!ctx.payload) throw new CairnError('BAD_MESSAGE', 'shard.put carries the shard bytes as its payload');
+    if (b.recordWithinMs !== undefined && b.recordWithinMs >= opts.orphanGraceMs) {
+      throw new CairnError(
+        'BAD_CONFIG',
+        `${opts.id} deletes shards no record names after ${opts.orphanGraceMs} ms (orphan-grace-ms), but the sender may take ${b.recordWithinMs} ms to record one (max-upload-ms): set orphan-grace-ms on the SPs above every web client's max-upload-ms`,
+      );
+    }
     await shards.put(b.key, ctx.payload, b.hash);
     return { body: { stored: true } };
   });

@@ -33,8 +33,11 @@ export class ManualCluster {
   /**
    * @param opts.via  where web clients reach each SP instead of its own address (a test's proxy):
    *   the clients then read a copy of the cluster file with those addresses; SPs still reach each other directly.
+   * @param opts.args  for `cairn init`; `providerArgs` and `clientArgs` for each actor of that role (settings of its own host).
    */
-  static async create(opts: { providers?: number; clients?: number; args?: string[]; via?: (id: string, address: string, clusterFile: string) => Promise<string> } = {}): Promise<ManualCluster> {
+  static async create(
+    opts: { providers?: number; clients?: number; args?: string[]; providerArgs?: string[]; clientArgs?: string[]; via?: (id: string, address: string, clusterFile: string) => Promise<string> } = {},
+  ): Promise<ManualCluster> {
     const c = new ManualCluster(mkdtempSync(join(tmpdir(), 'cairn-manual-')));
     const n = opts.providers ?? 3;
     const clientCount = opts.clients ?? 1;
@@ -44,13 +47,13 @@ export class ManualCluster {
     execFileSync(process.execPath, [CLI, 'init', '--providers', ports.map((p) => `127.0.0.1:${p}`).join(','), '--out', c.clusterFile, ...(opts.args ?? [])], { stdio: 'pipe' });
     ports.forEach((port, i) => {
       const id = `sp${i + 1}`;
-      c.providers.set(id, { address: `127.0.0.1:${port}`, proc: null, argv: ['provider', '--id', id, '--port', String(port), '--data-dir', c.dataDir, '--cluster', c.clusterFile] });
+      c.providers.set(id, { address: `127.0.0.1:${port}`, proc: null, argv: ['provider', '--id', id, '--port', String(port), '--data-dir', c.dataDir, '--cluster', c.clusterFile, ...(opts.providerArgs ?? [])] });
     });
     await Promise.all([...c.providers.keys()].map((id) => c.startProvider(id)));
     const clientsCluster = opts.via ? await c.#clusterFileVia(opts.via) : c.clusterFile;
     for (let i = 0; i < clientCount; i++) {
       const port = clientPorts[i]!;
-      c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', clientsCluster, '--data-dir', c.dataDir] });
+      c.clients.push({ url: `http://127.0.0.1:${port}`, proc: null, argv: ['client', '--id', `client${i + 1}`, '--port', String(port), '--cluster', clientsCluster, '--data-dir', c.dataDir, ...(opts.clientArgs ?? [])] });
       await c.#start(c.clients[i]!, `client${i + 1}`);
     }
     // Usable means the chain has a leader: wait for it, as `cairn cluster` does before its ready line.

@@ -1,0 +1,57 @@
+/**
+ * Settings each host keeps for itself, checked where they meet. A web client may take
+ * max-upload-ms to record a file's shards; an SP sweeps shards no record names after its
+ * orphan-grace-ms. On one host the config check keeps the grace longer; across hosts (real
+ * processes with settings of their own here) an SP refuses shards it could sweep too early, and
+ * the upload stops with the operator's fix in the log rather than store them.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Api } from './support/http.js';
+import { ManualCluster } from './support/manual-cluster.js';
+
+const KiB = 1024;
+const password = 'host settings password';
+
+describe('settings of separate hosts', () => {
+  let cluster: ManualCluster;
+  let api: Api;
+
+  before(async () => {
+    cluster = await ManualCluster.create({
+      providerArgs: ['--max-upload-ms', '20000', '--orphan-grace-ms', '30000'],
+      clientArgs: ['--max-upload-ms', '40000'],
+    });
+    api = new Api(cluster.clients[0]!.url);
+    assert.equal((await api.register('hosts', password)).status, 201);
+    assert.equal((await api.signIn('hosts', password)).status, 200);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('an SP whose orphan grace is shorter than a client upload limit refuses its shards, and the upload stores no file', async () => {
+    const shardsBefore = (await api.call('GET', '/api/v1/cluster')).body.providers.map((p: { shards: number }) => p.shards);
+    const up = await api.upload([{ name: 'too-long.bin', bytes: randomBytes(300 * KiB) }]);
+    assert.equal(up.status, 500, JSON.stringify(up.body));
+    assert.equal(up.body.error.code, 'INTERNAL');
+    assert.ok(
+      cluster.output.some((line) => line.startsWith('[client1]') && /orphan-grace-ms/.test(line) && /30000 ms/.test(line) && /40000 ms/.test(line)),
+      `the client logs the SP's reason:\n${cluster.output.slice(-20).join('\n')}`,
+    );
+    assert.deepEqual((await api.call('GET', '/api/v1/files')).body, []);
+    const shardsAfter = (await api.call('GET', '/api/v1/cluster')).body.providers.map((p: { shards: number }) => p.shards);
+    assert.deepEqual(shardsAfter, shardsBefore, 'no SP stored a shard');
+  });
+
+  it('a file small enough to sit in its record (no shards) is stored as usual', async () => {
+    const bytes = randomBytes(2 * KiB);
+    const up = await api.upload([{ name: 'inline.bin', bytes }]);
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    const down = await api.download(up.body[0].id);
+    assert.equal(down.status, 200);
+    assert.ok(down.bytes.equals(bytes));
+  });
+});
