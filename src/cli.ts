@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CairnError } from './errors.js';
-import { actorFlags, loadConfig, parseArgs } from './config/config.js';
+import { actorFlags, loadConfig, loadConfigWithSources, parseArgs } from './config/config.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
 import { READY_PREFIX, type ActorReady, type ActorSpec } from './supervisor/actor.js';
@@ -53,7 +53,7 @@ function onSignals(stop: () => Promise<void>): void {
 }
 
 async function cluster(flags: Map<string, string>): Promise<void> {
-  const config = loadConfig(flags);
+  const { config, sources } = loadConfigWithSources(flags);
   const [providerPorts, clientPorts] = (await ports(
     config.host,
     { base: config.providerBasePort, count: config.providers },
@@ -66,6 +66,12 @@ async function cluster(flags: Map<string, string>): Promise<void> {
     const file = readClusterFile(config.cluster);
     if (file.providers.length !== config.providers) {
       throw new CairnError('BAD_CONFIG', `${config.cluster} names ${file.providers.length} providers but --providers is ${config.providers}; use another --data-dir for a different cluster`);
+    }
+    for (const key of ['k', 'm', 'segmentSize'] as const) {
+      const from = sources.get(key);
+      if (from !== undefined && config[key] !== file[key]) {
+        throw new CairnError('BAD_CONFIG', `${config.cluster} was created with ${key} ${file[key]}, but ${from} asks for ${config[key]}: a cluster's coding is fixed when it is created; leave the setting out, or use another --data-dir for a new cluster`);
+      }
     }
     // Addresses are not part of the genesis, so they may follow the ports of this start.
     writeClusterFile(config.cluster, { ...file, providers: file.providers.map((p, i) => ({ id: p.id, address: addresses[i]! })) });

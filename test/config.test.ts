@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,26 @@ describe('cairn init', () => {
       const file = readClusterFile(out);
       assert.deepEqual([file.providers.length, file.k, file.m], [5, 3, 2]);
       assert.throws(() => execFileSync(process.execPath, [CLI, 'init', '--providers', addresses.slice(0, 4).join(','), '--out', join(dir, 'four.json'), '--k', '3', '--m', '2'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /k \+ m \(3\+2\) needs at least that many providers; providers is 4/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('cairn cluster on an existing data dir', () => {
+  it("refuses a coding setting that differs from the cluster's, from a flag or the environment, and leaves the cluster file as it was", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-existing-'));
+    try {
+      const out = join(dir, 'cluster.json');
+      const env = { ...process.env, CAIRN_CONFIG: '' };
+      execFileSync(process.execPath, [CLI, 'init', '--providers', '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103', '--out', out], { stdio: 'pipe', env });
+      const before = readFileSync(out, 'utf8');
+      const start = (args: string[], extraEnv: Record<string, string> = {}) =>
+        execFileSync(process.execPath, [CLI, 'cluster', '--data-dir', dir, '--provider-base-port', '0', '--client-base-port', '0', ...args], { stdio: 'pipe', env: { ...env, ...extraEnv }, timeout: 30_000 });
+      assert.throws(() => start(['--k', '1']), /cluster\.json was created with k 2, but --k asks for 1: a cluster's coding is fixed/);
+      assert.throws(() => start(['--m', '2', '--k', '1']), /created with k 2, but --k asks for 1/);
+      assert.throws(() => start([], { CAIRN_SEGMENT_SIZE: String(1024 * 1024) }), /created with segmentSize 4194304, but CAIRN_SEGMENT_SIZE asks for 1048576/);
+      assert.equal(readFileSync(out, 'utf8'), before, 'the cluster file is untouched');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -176,17 +176,27 @@ export function parseArgs(argv: string[]): { positional: string[]; flags: Map<st
   return { positional, flags };
 }
 
-export function loadConfig(
+export function loadConfig(flags: Map<string, string>, env: NodeJS.ProcessEnv = process.env, allowedExtraFlags: ReadonlySet<string> = new Set()): Config {
+  return loadConfigWithSources(flags, env, allowedExtraFlags).config;
+}
+
+/** The config, and where each setting not left at its default came from (`--k`, `CAIRN_K` or a config file's path). */
+export function loadConfigWithSources(
   flags: Map<string, string>,
   env: NodeJS.ProcessEnv = process.env,
   allowedExtraFlags: ReadonlySet<string> = new Set(),
-): Config {
+): { config: Config; sources: Map<string, string> } {
   for (const flag of flags.keys()) {
     if (!CONFIG_FLAGS.has(flag) && !allowedExtraFlags.has(flag)) {
       throw new CairnError('BAD_CONFIG', `unknown option --${flag}`);
     }
   }
   const config = structuredClone(DEFAULTS) as unknown as Record<string, unknown>;
+  const sources = new Map<string, string>();
+  const set = (s: Setting, raw: unknown, source: string) => {
+    setPath(config, s.key, coerce(s, raw, source));
+    sources.set(s.key, source);
+  };
   const file = flags.get('config') ?? env.CAIRN_CONFIG ?? (existsSync('cairn.config.json') ? 'cairn.config.json' : undefined);
   if (file) {
     let parsed: unknown;
@@ -198,16 +208,16 @@ export function loadConfig(
     if (typeof parsed !== 'object' || parsed === null) throw new CairnError('BAD_CONFIG', `config file ${file} must hold a JSON object`);
     for (const s of SETTINGS) {
       const raw = getPath(parsed as Record<string, unknown>, s.key);
-      if (raw !== undefined) setPath(config, s.key, coerce(s, raw, file));
+      if (raw !== undefined) set(s, raw, file);
     }
   }
   for (const s of SETTINGS) {
     const raw = env[envName(s.flag)];
-    if (raw !== undefined && raw !== '') setPath(config, s.key, coerce(s, raw, envName(s.flag)));
+    if (raw !== undefined && raw !== '') set(s, raw, envName(s.flag));
   }
   for (const s of SETTINGS) {
     const raw = flags.get(s.flag);
-    if (raw !== undefined) setPath(config, s.key, coerce(s, raw, `--${s.flag}`));
+    if (raw !== undefined) set(s, raw, `--${s.flag}`);
   }
   const c = config as unknown as Config;
   if (!c.cluster) c.cluster = `${c.dataDir}/cluster.json`;
@@ -226,5 +236,5 @@ export function loadConfig(
   if (c.k + c.m > c.providers) {
     throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);
   }
-  return c;
+  return { config: c, sources };
 }
