@@ -26,7 +26,7 @@ const USAGE = `usage:
   cairn client --port P --cluster FILE
   cairn init --providers host:port,… --out FILE [--k K] [--m M]
   cairn verify [--cluster FILE | --data-dir D]
-  cairn repair [--cluster FILE | --data-dir D]`;
+  cairn repair [--cluster FILE | --data-dir D] [--wait-ms MS]`;
 
 /** Ports for each group: base, base+1, … or, for a base of 0, free ones distinct across all groups. */
 async function ports(host: string, ...groups: { base: number; count: number }[]): Promise<number[][]> {

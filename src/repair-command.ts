@@ -1,6 +1,7 @@
 /**
  * `cairn repair`: runs a full repair pass on the chain leader of a running cluster and waits for
- * it, with progress. Exit 0 when the pass ends without failures.
+ * it, with progress. Exit 0 when the pass ends without failures. The leader is found first with short
+ * questions to every SP at once, so a stalled SP delays the command by seconds, not by the whole wait.
  */
 import { join } from 'node:path';
 import { CairnError, isCairnError } from './errors.js';
@@ -9,45 +10,82 @@ import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
 import { Progress } from './progress.js';
-import { describeRun } from './provider/repairer.js';
+import { describeRun, type RepairRun } from './provider/repairer.js';
 
-const REPAIR_WAIT_MS = 60 * 60_000;
+const DEFAULT_WAIT_MS = 60 * 60_000;
+/** A stalled SP (its process stopped, its host unreachable) costs the search this long, not the whole wait. */
+const STATUS_TIMEOUT_MS = 5_000;
+/** Rounds of asking every SP who leads: an election takes well under a second. */
+const LEADER_ROUNDS = 5;
+const ROUND_PAUSE_MS = 1_000;
+/** Times the pass is asked for again when the leader changed in between. */
+const START_TRIES = 3;
+const FLAGS: ReadonlySet<string> = new Set(['cluster', 'data-dir', 'wait-ms']);
+
+function waitMsOf(flags: Map<string, string>): number {
+  const raw = flags.get('wait-ms');
+  if (raw === undefined) return DEFAULT_WAIT_MS;
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1_000 || n > 24 * 60 * 60_000) throw new CairnError('BAD_CONFIG', `--wait-ms must be a whole number of milliseconds from 1000 to 86400000, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** The index of the SP that leads the chain with a majority, asking every SP at once; null if none does. */
+async function findLeader(clients: MailboxClient[]): Promise<number | null> {
+  for (let round = 0; round < LEADER_ROUNDS; round++) {
+    if (round > 0) await new Promise((r) => setTimeout(r, ROUND_PAUSE_MS));
+    const statuses = await Promise.all(clients.map((c) => call(c, 'chain.status', {}, { timeoutMs: STATUS_TIMEOUT_MS }).then((r) => r.body, () => null)));
+    const leader = statuses.findIndex((s) => s?.role === 'leader' && s.hasQuorum);
+    if (leader >= 0) return leader;
+  }
+  return null;
+}
+
+/** Runs one pass on the leader and waits for it, showing progress; null if that SP no longer leads. */
+async function runOn(client: MailboxClient, id: string, waitMs: number): Promise<RepairRun | null> {
+  const pass = call(client, 'repair.start', { wait: true }, { timeoutMs: waitMs });
+  const progress = new Progress('repair');
+  let total = 0;
+  const timer = setInterval(() => {
+    call(client, 'repair.status', {}, { timeoutMs: 2_000 }).then(
+      ({ body }) => {
+        const r = body.lastRun;
+        total = Math.max(total, body.backlog + (r?.shardsRebuilt ?? 0));
+        progress.update(r?.shardsRebuilt ?? 0, total, `${r?.segmentsChecked ?? 0} segments checked, backlog ${body.backlog}`);
+      },
+      () => undefined,
+    );
+  }, 500);
+  try {
+    const { run } = (await pass).body;
+    if (!run) throw new CairnError('INTERNAL', `${id} did not report the pass`);
+    return run;
+  } catch (err) {
+    if (isCairnError(err, 'NOT_LEADER')) return null;
+    // The pass goes on there; asking another SP would only start a second search.
+    if (isCairnError(err, 'TIMEOUT')) {
+      throw new CairnError('TIMEOUT', `the repair pass on ${id} is still running after ${waitMs / 1000} s, or ${id} stopped answering; follow it on a web client's /cluster page`);
+    }
+    throw err;
+  } finally {
+    clearInterval(timer);
+    progress.done();
+  }
+}
 
 export async function repairCommand(flags: Map<string, string>): Promise<number> {
+  for (const flag of flags.keys()) if (!FLAGS.has(flag)) throw new CairnError('BAD_CONFIG', `unknown option --${flag} (cairn repair takes --cluster, --data-dir and --wait-ms)`);
+  const waitMs = waitMsOf(flags);
   const clusterPath = flags.get('cluster') ?? join(flags.get('data-dir') ?? './data', 'cluster.json');
   const cluster = readClusterFile(clusterPath);
   const transport = tlsPskTransport(readClusterKey(clusterPath));
-  const clients = cluster.providers.map((p) => new MailboxClient({ id: 'repair', address: p.address, transport, requestTimeoutMs: REPAIR_WAIT_MS }));
+  const clients = cluster.providers.map((p) => new MailboxClient({ id: 'repair', address: p.address, transport, requestTimeoutMs: STATUS_TIMEOUT_MS }));
   try {
-    for (const client of clients) {
-      let run;
-      try {
-        const pass = call(client, 'repair.start', { wait: true });
-        const progress = new Progress('repair');
-        let total = 0;
-        const timer = setInterval(() => {
-          call(client, 'repair.status', {}, { timeoutMs: 2_000 }).then(
-            ({ body }) => {
-              const r = body.lastRun;
-              total = Math.max(total, body.backlog + (r?.shardsRebuilt ?? 0));
-              progress.update(r?.shardsRebuilt ?? 0, total, `${r?.segmentsChecked ?? 0} segments checked, backlog ${body.backlog}`);
-            },
-            () => undefined,
-          );
-        }, 500);
-        try {
-          run = (await pass).body.run;
-        } finally {
-          clearInterval(timer);
-        }
-        progress.done();
-      } catch (err) {
-        // A pass longer than the wait is still under way there: not a reason to ask another SP.
-        if (isCairnError(err, 'TIMEOUT')) throw new CairnError('TIMEOUT', `the repair pass on ${cluster.providers[clients.indexOf(client)]!.id} is still running after ${REPAIR_WAIT_MS / 60_000} min; follow it on a web client's /cluster page`);
-        if (isCairnError(err) && err.retryable) continue; // not the leader, or down: ask the next SP
-        throw err;
-      }
-      if (!run) throw new CairnError('INTERNAL', 'the leader did not report the pass');
+    for (let tries = 0; tries < START_TRIES; tries++) {
+      const leader = await findLeader(clients);
+      if (leader === null) break;
+      const run = await runOn(clients[leader]!, cluster.providers[leader]!.id, waitMs);
+      if (!run) continue;
       console.log(JSON.stringify(run));
       console.log(`repair: ${describeRun(run)}`);
       return run.failures === 0 ? 0 : 1;

@@ -182,6 +182,22 @@ describe('one SP down, stalled, wiped or rotten', () => {
     await allHealthy(api);
     await expectAll(api, files);
   });
+
+  it('cairn repair finds the leader past a stalled one, and says so when the pass outlasts --wait-ms', async () => {
+    const stalled = (await api.call('GET', '/api/v1/chain')).body.leader as string;
+    assert.match(stalled, /^sp\d$/);
+    cluster.pauseProvider(stalled); // its socket accepts, its process answers nothing
+    try {
+      // The pass needs every SP's shards, so with one stalled it runs for minutes: longer than 1 s.
+      const { code, out } = await cluster.repair(['--wait-ms', '1000'], 60_000);
+      assert.equal(code, 1, out);
+      const still = /TIMEOUT: the repair pass on (sp\d) is still running after 1 s/.exec(out);
+      assert.ok(still, out);
+      assert.notEqual(still[1], stalled, `the pass ran on the new leader, not on the stalled ${stalled}`);
+    } finally {
+      cluster.resumeProvider(stalled);
+    }
+  });
 });
 
 describe('kill -9 in the middle of LMDB writes', () => {

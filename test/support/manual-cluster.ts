@@ -142,13 +142,16 @@ export class ManualCluster {
     }
   }
 
-  /** `cairn repair --data-dir D`, run as an operator would. */
-  async repair(): Promise<{ code: number; out: string }> {
-    const child = spawn(process.execPath, [CLI, 'repair', '--data-dir', this.dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `cairn repair --data-dir D [args]`, run as an operator would; killed if it has not ended within `deadlineMs`. */
+  async repair(args: string[] = [], deadlineMs = 120_000): Promise<{ code: number; out: string }> {
+    const child = spawn(process.execPath, [CLI, 'repair', '--data-dir', this.dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    clearTimeout(timer);
+    if (code === null) throw new Error(`cairn repair ${args.join(' ')} did not end within ${deadlineMs} ms:\n${out}`);
     return { code, out };
   }
 
