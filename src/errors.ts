@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'INVALID_TX'
   | 'INVALID_BLOCK'
   | 'SHARD_MISSING'
+  | 'STORAGE_FULL'
+  | 'STORAGE_FAILED'
   | 'INTERNAL';
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -38,6 +40,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'OVERLOADED',
   'CONNECTION_CLOSED',
   'RATE_LIMITED',
+  'STORAGE_FULL',
 ]);
 
 export class CairnError extends Error {

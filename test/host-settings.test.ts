@@ -55,3 +55,33 @@ describe('settings of separate hosts', () => {
     assert.ok(down.bytes.equals(bytes));
   });
 });
+
+describe('SPs whose disks are full', () => {
+  let cluster: ManualCluster;
+  let api: Api;
+
+  before(async () => {
+    // A reserve larger than any disk: every SP is "full" for shards, with room kept for its chain.
+    cluster = await ManualCluster.create({ providerArgs: ['--disk-reserve-bytes', String(Number.MAX_SAFE_INTEGER)] });
+    api = new Api(cluster.clients[0]!.url);
+    assert.equal((await api.register('full', password)).status, 201);
+    assert.equal((await api.signIn('full', password)).status, 200);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('refuse shards with STORAGE_FULL and stay up: the upload is a 503 that says so, and files in records still fit', async () => {
+    const up = await api.upload([{ name: 'no-room.bin', bytes: randomBytes(300 * KiB) }]);
+    assert.equal(up.status, 503, JSON.stringify(up.body));
+    assert.match(up.body.error.message, /sp1: STORAGE_FULL/);
+    assert.deepEqual((await api.call('GET', '/api/v1/files')).body, []);
+    const providers = (await api.call('GET', '/api/v1/cluster')).body.providers as { id: string; up: boolean; shards: number }[];
+    assert.deepEqual(providers.map((p) => [p.id, p.up, p.shards]), [['sp1', true, 0], ['sp2', true, 0], ['sp3', true, 0]]);
+    const small = randomBytes(KiB);
+    const inline = await api.upload([{ name: 'fits.bin', bytes: small }]);
+    assert.equal(inline.status, 201, JSON.stringify(inline.body));
+    assert.ok((await api.download(inline.body[0].id)).bytes.equals(small));
+  });
+});

@@ -14,6 +14,7 @@ import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js'
 import { Api } from './support/http.js';
 import { allHealthy, repairAndWait } from './support/repair.js';
 import { readClusterKey } from '../src/config/cluster-file.js';
+import { CairnError } from '../src/errors.js';
 import { MailboxClient } from '../src/mailbox/client.js';
 import { call } from '../src/mailbox/rpc.js';
 import { tlsPskTransport } from '../src/mailbox/transport.js';
@@ -50,8 +51,7 @@ describe('orphaned shards', () => {
     const { body } = await call(sps.get(sp)!, 'shard.list', { after: `${id}/`, limit: 10_000 });
     return body.keys.includes(key);
   };
-  const plant = async (sp: string, key: string) => {
-    const bytes = randomBytes(4 * KiB);
+  const plant = async (sp: string, key: string, bytes: Uint8Array = randomBytes(4 * KiB)) => {
     await call(sps.get(sp)!, 'shard.put', { key, hash: sha(bytes) }, { payload: bytes });
     assert.ok(await holds(sp, key), `${sp} holds ${key}`);
   };
@@ -121,7 +121,8 @@ describe('orphaned shards', () => {
     const other = named.find(([sp, key]) => sp !== holder0 && key.startsWith(`${id}/0/`))![0];
     const stale = `${id}/0/0`;
     await plant('sp1', orphan);
-    await plant(other, stale);
+    const shard0 = (await call(sps.get(holder0!)!, 'shard.get', { key: stale })).payload!;
+    await plant(other, stale, Buffer.from(shard0)); // the same bytes: a shard's bytes never change
 
     const young = await repairAndWait(api);
     assert.equal(young.orphansDeleted, 0, 'nothing younger than the grace is deleted');
@@ -147,5 +148,18 @@ describe('orphaned shards', () => {
     await plant('sp2', fresh);
     assert.equal((await repairAndWait(api)).orphansDeleted, 0);
     assert.ok(await holds('sp2', fresh));
+
+    // A shard a final record places on an SP (older than the grace by now) cannot be swapped for
+    // other bytes, deleted or swept by any peer.
+    const conflict = (err: unknown) => err instanceof CairnError && err.code === 'CONFLICT';
+    for (const [sp, key] of named.slice(0, 3)) {
+      const other = randomBytes(4 * KiB);
+      await assert.rejects(call(sps.get(sp)!, 'shard.put', { key, hash: sha(other) }, { payload: other }), conflict, `${sp} refuses other bytes for ${key}`);
+      await assert.rejects(call(sps.get(sp)!, 'shard.delete', { key }), conflict, `${sp} refuses to delete ${key}`);
+      assert.equal((await call(sps.get(sp)!, 'shard.sweep', { keys: [key] })).body.deleted, 0, `${sp} does not sweep ${key}`);
+      assert.ok(await holds(sp, key));
+    }
+    const again = await api.download(id);
+    assert.ok(again.bytes.equals(bytes), 'the file still reads back whole');
   });
 });

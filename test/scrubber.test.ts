@@ -13,7 +13,7 @@ test('an on-demand pass joining a throttled one lifts its throttle, and both lea
   const dir = mkdtempSync(join(tmpdir(), 'cairn-scrub-'));
   const dbs = openProviderDbs(dir);
   try {
-    const store = new ShardStore(dbs);
+    const store = new ShardStore(dbs, { dir, reserveBytes: 0, recordedHash: () => undefined });
     const bytes = randomBytes(64 * 1024);
     const hash = createHash('sha256').update(bytes).digest('hex');
     for (let i = 0; i < 300; i++) await store.put(`${'cd'.repeat(16)}/${i}/0`, bytes, hash);

@@ -23,6 +23,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   OVERLOADED: 503,
   CONNECTION_CLOSED: 503,
   INTEGRITY: 502,
+  STORAGE_FULL: 507,
 };
 
 export interface HttpError {

@@ -34,6 +34,8 @@ export interface Config {
   maxUploadMs: number;
   /** Shards no final record names are deleted by repair once older than this (> maxUploadMs). */
   orphanGraceMs: number;
+  /** An SP refuses new shards that would leave less free space than this on its disk: the chain keeps room to write. */
+  diskReserveBytes: number;
   pipelineDepth: number;
   /** A web client closes a connection on which no byte moved this long (a stalled sender or reader). */
   httpIdleMs: number;
@@ -72,6 +74,7 @@ export const DEFAULTS: Config = {
   maxUploadBytes: 16 * 1024 * MiB,
   maxUploadMs: 12 * HOUR_MS,
   orphanGraceMs: 24 * HOUR_MS,
+  diskReserveBytes: 1024 * MiB,
   pipelineDepth: 4,
   httpIdleMs: 5 * 60_000,
   inlineMaxBytes: 8 * 1024,
@@ -99,6 +102,7 @@ const SETTINGS: Setting[] = [
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', kind: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
   { key: 'maxUploadMs', flag: 'max-upload-ms', kind: 'int', min: 1_000, max: 7 * 24 * HOUR_MS },
   { key: 'orphanGraceMs', flag: 'orphan-grace-ms', kind: 'int', min: 1_000, max: 365 * 24 * HOUR_MS },
+  { key: 'diskReserveBytes', flag: 'disk-reserve-bytes', kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
   { key: 'pipelineDepth', flag: 'pipeline-depth', kind: 'int', min: 1, max: 32 },
   { key: 'httpIdleMs', flag: 'http-idle-ms', kind: 'int', min: 1_000, max: 24 * HOUR_MS },
   { key: 'inlineMaxBytes', flag: 'inline-max-bytes', kind: 'int', min: 0, max: LIMITS.maxInlineBytes - TAG_BYTES },

@@ -97,6 +97,8 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   INVALID_TX: true,
   INVALID_BLOCK: true,
   SHARD_MISSING: true,
+  STORAGE_FULL: true,
+  STORAGE_FAILED: true,
   INTERNAL: true,
 };
 

@@ -31,6 +31,8 @@ export interface ProviderOptions {
   clusterFile: string;
   /** Shards no final record names are deleted by repair once older than this. */
   orphanGraceMs: number;
+  /** Free disk space new shards must leave (the chain's room to write). */
+  diskReserveBytes: number;
   log?: (line: string) => void;
 }
 
@@ -52,8 +54,13 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   const signer = readNodeKey(opts.dataDir, opts.id);
   const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
   const dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
-  const shards = new ShardStore(dbs);
   const chainStore = new ChainStore(dbs, cluster.genesis);
+  /** The shard a final record names at `key` (`<file id>/<segment>/<shard>`), if any. */
+  const recordedShard = (key: string): { hash: string; sp: string | null } | undefined => {
+    const [fileId, segment, shard] = key.split('/');
+    return (chainStore.get(keys.file(fileId!)) as StoredFile | undefined)?.record.segments[Number(segment)]?.shards[Number(shard)];
+  };
+  const shards = new ShardStore(dbs, { dir: lmdbDir(opts.dataDir, opts.id), reserveBytes: opts.diskReserveBytes, recordedHash: (key) => recordedShard(key)?.hash });
 
   const peers = new Map<string, MailboxClient>();
   const peer = (sp: string): MailboxClient => {
@@ -100,7 +107,8 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     }
   });
 
-  const sweep = (keys: string[]) => shards.deleteStoredBy(keys, Date.now() - opts.orphanGraceMs);
+  // Repair judged these unrecorded; a record this SP has applied since keeps its shard.
+  const sweep = (list: string[]) => shards.deleteStoredBy(list.filter((key) => recordedShard(key)?.sp !== opts.id), Date.now() - opts.orphanGraceMs);
   const scrubber = new Scrubber(shards, { bytesPerSecond: SCRUB_BYTES_PER_SECOND, intervalMs: SCRUB_INTERVAL_MS, log });
   const shardAccess: ShardAccess = {
     providers: cluster.providers.map((p) => p.id),
@@ -147,7 +155,11 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     return { body: { hash }, payload: bytes };
   });
   on('shard.check', async (b) => ({ body: { state: await shards.check(b.key) } }));
-  on('shard.delete', async (b) => ({ body: { deleted: await shards.delete(b.key) } }));
+  on('shard.delete', async (b) => {
+    // A failed upload deletes what it stored; a recorded shard goes only with its file (file.delete).
+    if (recordedShard(b.key)?.sp === opts.id) throw new CairnError('CONFLICT', `shard ${b.key} is recorded on ${opts.id}; delete its file instead`);
+    return { body: { deleted: await shards.delete(b.key) } };
+  });
   on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
   on('shard.sweep', async (b) => ({ body: { deleted: await sweep(b.keys) } }));
   on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));

@@ -19,7 +19,7 @@ export async function startRole(argv: string[]): Promise<{ ready: ActorReady; ro
   if (role === 'provider') {
     const id = flags.get('id');
     if (!id) throw new CairnError('BAD_CONFIG', 'cairn provider needs --id (e.g. --id sp1)');
-    const running = await startProvider({ id, port, host: config.host, dataDir: config.dataDir, clusterFile: config.cluster, orphanGraceMs: config.orphanGraceMs });
+    const running = await startProvider({ id, port, host: config.host, dataDir: config.dataDir, clusterFile: config.cluster, orphanGraceMs: config.orphanGraceMs, diskReserveBytes: config.diskReserveBytes });
     return { ready: { id, role: 'provider', url: running.url }, role: running };
   }
   if (role === 'client') {
