@@ -33,3 +33,34 @@ test('an on-demand pass joining a throttled one lifts its throttle, and both lea
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a pass lets other work in after every shard, so a leader keeps its heartbeats', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-scrub-'));
+  const dbs = openProviderDbs(dir);
+  try {
+    const store = new ShardStore(dbs, { dir, reserveBytes: 0, recordedHash: () => undefined });
+    const bytes = randomBytes(64 * 1024);
+    const hash = createHash('sha256').update(bytes).digest('hex');
+    for (let i = 0; i < 300; i++) await store.put(`${'ce'.repeat(16)}/${i}/0`, bytes, hash);
+    const scrubber = new Scrubber(store, { bytesPerSecond: 1024 ** 3, intervalMs: 3_600_000, log: () => undefined });
+    // Another task that needs the event loop once per turn (as the Raft tick does): it gets a
+    // turn between shards, not only between pages of 256.
+    let turns = 0;
+    let done = false;
+    const other = (async () => {
+      for (let i = 0; !done && i < 1_000_000; i++) {
+        turns += 1;
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const pass = await scrubber.runPass(false);
+    done = true;
+    await other;
+    assert.deepEqual(pass, { scanned: 300, bad: 0 });
+    assert.ok(turns >= 299, `other work ran ${turns} times during a pass over 300 shards`);
+    scrubber.stop();
+  } finally {
+    await dbs.root.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

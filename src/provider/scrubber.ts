@@ -68,6 +68,23 @@ export class Scrubber {
     return this.#current;
   }
 
+  /** Holds a throttled pass to bytesPerSecond (scrub never starves reads and writes); otherwise just lets other work in. */
+  async #pace(started: number, bytes: number): Promise<void> {
+    const wait = this.#throttled ? started + (bytes / this.opts.bytesPerSecond) * 1000 - Date.now() : 0;
+    if (wait <= 0) {
+      await new Promise((r) => setImmediate(r));
+      return;
+    }
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, Math.min(wait, 60_000));
+      this.#wake = () => {
+        clearTimeout(timer);
+        r();
+      };
+    });
+    this.#wake = null;
+  }
+
   async #pass(): Promise<{ scanned: number; bad: number }> {
     this.#stats.running = true;
     let scanned = 0;
@@ -89,25 +106,11 @@ export class Scrubber {
             this.#stats.recentBad = [...this.#stats.recentBad, key].slice(-RECENT_BAD);
             this.opts.log(`scrub: shard ${key} failed its hash; removed for repair`);
           }
+          // After every shard, not every page: a page of shards hashed in one turn held the
+          // event loop for ~0.4-0.8 s, long enough for a leader to miss its heartbeats.
+          await this.#pace(started, bytes);
         }
         after = keys.at(-1);
-        if (this.#throttled) {
-          // Hold the rate to bytesPerSecond so scrub never starves reads and writes.
-          const due = started + (bytes / this.opts.bytesPerSecond) * 1000;
-          const wait = due - Date.now();
-          if (wait > 0) {
-            await new Promise<void>((r) => {
-              const timer = setTimeout(r, Math.min(wait, 60_000));
-              this.#wake = () => {
-                clearTimeout(timer);
-                r();
-              };
-            });
-            this.#wake = null;
-          }
-        } else {
-          await new Promise((r) => setImmediate(r));
-        }
       }
     } finally {
       this.#stats.running = false;
