@@ -9,8 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { actorPids, startCluster, type ClusterHandle } from './support/cluster.js';
+import { get, request, type ClientRequest } from 'node:http';
+import { actorPids, startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
 
 const MiB = 1024 * 1024;
@@ -79,5 +79,41 @@ describe('memory of a web client', () => {
     peak = Math.max(peak, rssMiB(pid));
     console.log(`# client RSS ${base.toFixed(1)} MiB after warm-up, peak ${peak.toFixed(1)} MiB during 256 MiB`);
     assert.ok(peak - base < 128, `the client grew by ${(peak - base).toFixed(1)} MiB during a 256 MiB upload`);
+  });
+
+  it('holds about one segment per download whose reader stopped reading, not its whole read-ahead', async () => {
+    const list = (await api.call('GET', '/api/v1/files')).body as { id: string; name: string }[];
+    const big = list.find((f) => f.name === 'big.bin');
+    assert.ok(big, 'the 256 MiB file of the test before');
+    const pool = async () => (await api.call('GET', '/api/v1/cluster')).body.pool as { downloadSlots: { inUse: number }; readAheadSlots: { limit: number; inUse: number } };
+    await waitFor('the client to be idle', async () => (await pool()).downloadSlots.inUse === 0);
+    const base = rssMiB(pid);
+    const readers = 24;
+    const requests: ClientRequest[] = [];
+    try {
+      // Readers that take the headers and then read nothing more.
+      await Promise.all(
+        Array.from({ length: readers }, () => new Promise<void>((resolve, reject) => {
+          const req = get(`${cluster.clients[0]!}/api/v1/files/${big.id}/content`, { agent: false, headers: { authorization: `Bearer ${api.token}` } }, (res) => {
+            assert.equal(res.statusCode, 200);
+            res.pause();
+            resolve();
+          });
+          req.on('error', reject);
+          requests.push(req);
+        })),
+      );
+      // Nothing more is fetched once every stopped reader holds what it will hold.
+      await waitFor('the downloads to stop fetching', async () => (await pool()).downloadSlots.inUse === 0, 60_000, 200);
+      const held = rssMiB(pid) - base;
+      const { readAheadSlots } = await pool();
+      console.log(`# ${readers} stopped readers of a 256 MiB file: client RSS +${held.toFixed(1)} MiB; read-ahead budget ${readAheadSlots.inUse}/${readAheadSlots.limit}`);
+      // About one 4 MiB segment each plus the shared read-ahead budget (~130 MiB); each reading
+      // ahead its whole window of five held ~480 MiB.
+      assert.ok(held < 256, `the client grew by ${held.toFixed(1)} MiB for ${readers} stopped readers`);
+    } finally {
+      for (const req of requests) req.destroy();
+    }
+    await waitFor('the read-ahead budget to be given back', async () => (await pool()).readAheadSlots.inUse === 0);
   });
 });

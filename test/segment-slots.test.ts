@@ -25,3 +25,15 @@ test('segment slots: never more in use than the budget, handed out first come fi
   assert.throws(() => e(), /released once/);
   assert.throws(() => new SegmentSlots(0), /positive integer/);
 });
+
+test('tryAcquire takes a free slot or nothing, and never waits', async () => {
+  const slots = new SegmentSlots(1);
+  const a = slots.tryAcquire();
+  assert.ok(a);
+  assert.equal(slots.tryAcquire(), null, 'none free: nothing taken, no waiter queued');
+  assert.deepEqual(slots.stats(), { limit: 1, inUse: 1, waiting: 0 });
+  const waiter = slots.acquire();
+  a();
+  (await waiter)();
+  assert.deepEqual(slots.stats(), { limit: 1, inUse: 0, waiting: 0 });
+});

@@ -25,6 +25,12 @@ export interface DownloadDeps {
    * mid-stream) and holding shards of every read-ahead segment at once.
    */
   slots: SegmentSlots;
+  /**
+   * Also shared: segments read ahead of what readers have asked for, decoded and waiting. Without
+   * it each download held `window` decoded segments until its reader took them, so readers that
+   * stopped reading pinned ~5 segments each (40 paused downloads: +895 MiB).
+   */
+  readAhead: SegmentSlots;
 }
 
 const SHARD_TIMEOUT_MS = 5_000;
@@ -170,25 +176,41 @@ export async function downloadBody(deps: DownloadDeps, file: StoredFile, key: Bu
   const total = file.record.segments.length;
   const ahead: Promise<DecodedSegment>[] = [];
   let started = 0;
-  const fill = (limit: number) => {
-    while (ahead.length < limit && started < total) {
-      const p = readSegment(deps, file, key, started++);
-      p.catch(() => undefined); // observed when its turn comes
-      ahead.push(p);
+  const start = (releaseAhead: (() => void) | null) => {
+    const p = readSegment(deps, file, key, started++).then(
+      (s) => (releaseAhead ? { plaintext: s.plaintext, release: () => (s.release(), releaseAhead()) } : s),
+      (err: unknown) => {
+        releaseAhead?.();
+        throw err;
+      },
+    );
+    p.catch(() => undefined); // observed when its turn comes
+    ahead.push(p);
+  };
+  /** The segment the reader asks for now, if none is on its way: outside any budget, so no download starves. */
+  const next = () => {
+    if (ahead.length === 0 && started < total) start(null);
+  };
+  /** Segments beyond it, up to the window, while the client-wide read-ahead budget lasts. */
+  const readAhead = () => {
+    while (ahead.length < deps.window && started < total) {
+      const release = deps.readAhead.tryAcquire();
+      if (!release) return;
+      start(release);
     }
   };
   // The first segment alone first: it decides the time to first byte, so it gets the SPs, the
   // workers and the event loop to itself; read-ahead starts once it is on its way to the reader.
-  fill(1);
+  next();
   const first = await ahead[0]!;
   if (total === 1) return Buffer.from(first.plaintext.buffer, first.plaintext.byteOffset, first.plaintext.byteLength);
   async function* segments(): SegmentStream {
     try {
       for (let i = 0; i < total; i++) {
+        next(); // asked for only once the reader took the last one: a stopped reader holds one segment
         const segment = await ahead.shift()!;
-        if (i > 0) fill(deps.window);
+        readAhead();
         yield segment;
-        if (i === 0) fill(deps.window);
       }
     } finally {
       // Stopped early (the reader left, or a segment failed): segments read ahead are not sent.

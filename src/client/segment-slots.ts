@@ -19,6 +19,10 @@ export class SegmentSlots {
   async acquire(): Promise<() => void> {
     if (this.#free > 0) this.#free -= 1;
     else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return this.#releaser();
+  }
+
+  #releaser(): () => void {
     let released = false;
     return () => {
       invariant(!released, 'a segment slot is released once');
@@ -28,6 +32,13 @@ export class SegmentSlots {
       else this.#free += 1;
       invariant(this.#free <= this.limit, 'no more slots free than the budget');
     };
+  }
+
+  /** A slot's release function if one is free now; null (nothing taken) if not. */
+  tryAcquire(): (() => void) | null {
+    if (this.#free === 0) return null;
+    this.#free -= 1;
+    return this.#releaser();
   }
 
   stats(): { limit: number; inUse: number; waiting: number } {

@@ -27,6 +27,7 @@ export class ClientService {
    */
   readonly #uploadSlots: SegmentSlots;
   readonly #downloadSlots: SegmentSlots;
+  readonly #readAhead: SegmentSlots;
 
   constructor(
     readonly link: ClusterLink,
@@ -35,6 +36,7 @@ export class ClientService {
   ) {
     this.#uploadSlots = new SegmentSlots(2 * settings.window);
     this.#downloadSlots = new SegmentSlots(2 * settings.window);
+    this.#readAhead = new SegmentSlots(2 * settings.window);
   }
 
   readonly isUp = (sp: string): boolean => this.link.get(sp).up;
@@ -96,7 +98,7 @@ export class ClientService {
     const file = await this.#file(session, id);
     const key = fileKey(file, session);
     const meta = fileMeta(file, key);
-    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window, slots: this.#downloadSlots }, file, key) };
+    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window, slots: this.#downloadSlots, readAhead: this.#readAhead }, file, key) };
   }
 
   async deleteFile(session: Session, id: string): Promise<void> {
@@ -199,7 +201,7 @@ export class ClientService {
         quarantined: r.quarantined,
         scrub: r.scrub,
       })),
-      pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats(), downloadSlots: this.#downloadSlots.stats() },
+      pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats(), downloadSlots: this.#downloadSlots.stats(), readAheadSlots: this.#readAhead.stats() },
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },
     };
   }
