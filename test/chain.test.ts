@@ -397,6 +397,11 @@ describe('the chain store: group commits', () => {
       assert.equal(dbs.state.get(keys.file(b)), undefined, 'not committed yet within the same turn');
       assert.equal((store.get(keys.file(b)) as { record: FileRecord } | undefined)?.record.id, b);
       assert.deepEqual([...store.range('o/alice/')].map(([k]) => k), [keys.owned('alice', a), keys.owned('alice', b)]);
+      // Paged: one key on disk, the next still on its way there, then none.
+      assert.deepEqual(store.keysAfter('f/', undefined, 1), [keys.file(a)]);
+      assert.deepEqual(store.keysAfter('f/', keys.file(a), 1), [keys.file(b)]);
+      assert.deepEqual(store.keysAfter('f/', keys.file(b), 10), []);
+      assert.deepEqual(store.keysAfter('f/', undefined, 10), [keys.file(a), keys.file(b)]);
       await store.settled();
       // Block 3 removes a file that is on disk: gone from reads and listings at once.
       step(2);

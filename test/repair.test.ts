@@ -12,6 +12,7 @@ import { Api } from './support/http.js';
 import { ManualCluster } from './support/manual-cluster.js';
 import { repairAndWait } from './support/repair.js';
 import { readClusterKey } from '../src/config/cluster-file.js';
+import { lmdbDir, openProviderDbs } from '../src/provider/store.js';
 import { MailboxClient } from '../src/mailbox/client.js';
 import { call } from '../src/mailbox/rpc.js';
 import { tlsPskTransport } from '../src/mailbox/transport.js';
@@ -49,7 +50,13 @@ describe('repair placement', () => {
     const sp2 = new MailboxClient({ id: 'test', address: cluster.providers.get('sp2')!.address, transport, requestTimeoutMs: 10_000 });
     try {
       const key = `${file.id}/0/${file.onSp2}`;
-      assert.equal((await call(sp2, 'shard.delete', { key })).body.deleted, true);
+      // Lost from sp2's disk (no peer may delete a recorded shard): removed with sp2 stopped.
+      await cluster.stopProvider('sp2');
+      const dbs = openProviderDbs(lmdbDir(cluster.dataDir, 'sp2'));
+      assert.equal(await dbs.shards.remove(key), true);
+      assert.equal(await dbs.shardMeta.remove(key), true);
+      await dbs.root.close();
+      await cluster.startProvider('sp2');
       await cluster.stopProvider('sp3');
       const run = await repairAndWait(api, 120_000);
       assert.equal(run.failures, 0, JSON.stringify(run));

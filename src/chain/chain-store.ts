@@ -277,9 +277,9 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
    * Keys under `prefix` in key order, with what batches on their way to disk changed. State keys
    * are ASCII (user names, hex ids), where JavaScript's string order is LMDB's byte order.
    */
-  *range(prefix: string): Iterable<[string, StateValue]> {
+  *range(prefix: string, after?: string): Iterable<[string, StateValue]> {
     const pending = [...this.#overlay.state]
-      .filter((p): p is [string, { value: unknown; seq: number }] => (p[0] as string).startsWith(prefix))
+      .filter((p): p is [string, { value: unknown; seq: number }] => (p[0] as string).startsWith(prefix) && (after === undefined || (p[0] as string) > after))
       .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
     const shadowed = new Set(pending.map(([k]) => k));
     let i = 0;
@@ -290,11 +290,25 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
         if (o.value !== undefined) yield [k, o.value as StateValue];
       }
     };
-    for (const { key, value } of this.dbs.state.getRange({ start: prefix, end: `${prefix}\uffff` })) {
+    for (const { key, value } of this.dbs.state.getRange({ start: after === undefined ? prefix : `${after}\u0000`, end: `${prefix}\uffff` })) {
       yield* pendingUpTo(key);
       if (!shadowed.has(key)) yield [key, value as StateValue];
     }
     yield* pendingUpTo(null);
+  }
+
+  /**
+   * Up to `limit` keys under `prefix` after `after`, read at once. A caller that awaits between
+   * entries must page with this rather than hold range()'s iterator: that holds an LMDB read
+   * snapshot, and no page freed while it is open can be reused, so the file only grows.
+   */
+  keysAfter(prefix: string, after: string | undefined, limit: number): string[] {
+    const keys: string[] = [];
+    for (const [key] of this.range(prefix, after)) {
+      keys.push(key);
+      if (keys.length >= limit) break;
+    }
+    return keys;
   }
 
   /** Applies a final block's effects and advances the applied height in one transaction. */

@@ -75,6 +75,8 @@ async function reach<T>(fn: () => Promise<T>): Promise<T> {
 }
 const MAX_INVENTORY = 5_000_000;
 const MAX_PLACEMENTS_PER_TX = 1024;
+/** File records read at once by a pass (one read snapshot, closed before any of them is worked on). */
+const FILE_PAGE = 256;
 
 export class Repairer {
   #running: Promise<RepairRun> | null = null;
@@ -161,41 +163,46 @@ export class Repairer {
     // Segments left short of k+m this pass: their stray copies are kept from the sweep, as one may
     // be what rebuilds them when another SP comes back.
     const short = new Set<string>();
-    for (const [, value] of this.opts.chain.range('f/')) {
-      const file = value as StoredFile;
-      const placements: { segment: number; shard: number; sp: string }[] = [];
-      for (const [index, seg] of file.record.segments.entries()) {
-        run.segmentsChecked += 1;
-        const key = (i: number) => shardKey(file.record.id, index, i);
-        const present = seg.shards.map((sh, i) => sh.sp !== null && inventory.get(sh.sp)?.has(key(i)) === true);
-        const missing = present.flatMap((ok, i) => (ok ? [] : [i]));
-        if (missing.length === 0) continue;
-        run.shardsMissing += missing.length;
-        this.#backlog += missing.length;
-        try {
-          const moved = await this.#repairSegment(file, index, present, inventory);
-          run.shardsRebuilt += moved.rebuilt;
-          placements.push(...moved.placements);
-          if (moved.rebuilt < missing.length) {
-            run.stillDegraded += 1;
+    // File by file in pages of keys, each record read when its turn comes: a file deleted meanwhile
+    // is passed over, and no read snapshot stays open across the pass's network waits.
+    for (let page = this.opts.chain.keysAfter('f/', undefined, FILE_PAGE); page.length > 0; page = this.opts.chain.keysAfter('f/', page.at(-1), FILE_PAGE)) {
+      for (const fileKey of page) {
+        const file = this.opts.chain.get(fileKey) as StoredFile | undefined;
+        if (file === undefined) continue;
+        const placements: { segment: number; shard: number; sp: string }[] = [];
+        for (const [index, seg] of file.record.segments.entries()) {
+          run.segmentsChecked += 1;
+          const key = (i: number) => shardKey(file.record.id, index, i);
+          const present = seg.shards.map((sh, i) => sh.sp !== null && inventory.get(sh.sp)?.has(key(i)) === true);
+          const missing = present.flatMap((ok, i) => (ok ? [] : [i]));
+          if (missing.length === 0) continue;
+          run.shardsMissing += missing.length;
+          this.#backlog += missing.length;
+          try {
+            const moved = await this.#repairSegment(file, index, present, inventory);
+            run.shardsRebuilt += moved.rebuilt;
+            placements.push(...moved.placements);
+            if (moved.rebuilt < missing.length) {
+              run.stillDegraded += 1;
+              short.add(`${file.record.id}/${index}`);
+            }
+          } catch (err) {
+            run.failures += 1;
             short.add(`${file.record.id}/${index}`);
+            this.opts.log(`repair of ${file.record.id} segment ${index} failed: ${(err as Error).message}`);
           }
-        } catch (err) {
-          run.failures += 1;
-          short.add(`${file.record.id}/${index}`);
-          this.opts.log(`repair of ${file.record.id} segment ${index} failed: ${(err as Error).message}`);
+          this.#backlog -= missing.length;
         }
-        this.#backlog -= missing.length;
-      }
-      for (let i = 0; i < placements.length; i += MAX_PLACEMENTS_PER_TX) {
-        const batch = placements.slice(i, i + MAX_PLACEMENTS_PER_TX);
-        const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer);
-        // One file's placement not final in time (a leader change) is that file's failure, not the pass's.
-        const result = await this.opts.submit(tx).catch((err: Error) => ({ ok: false, error: err.message }));
-        if (result.ok) run.placementsRecorded += batch.length;
-        else {
-          run.failures += 1;
-          this.opts.log(`placement of ${file.record.id} refused: ${result.error}`);
+        for (let i = 0; i < placements.length; i += MAX_PLACEMENTS_PER_TX) {
+          const batch = placements.slice(i, i + MAX_PLACEMENTS_PER_TX);
+          const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer);
+          // One file's placement not final in time (a leader change) is that file's failure, not the pass's.
+          const result = await this.opts.submit(tx).catch((err: Error) => ({ ok: false, error: err.message }));
+          if (result.ok) run.placementsRecorded += batch.length;
+          else {
+            run.failures += 1;
+            this.opts.log(`placement of ${file.record.id} refused: ${result.error}`);
+          }
         }
       }
     }
