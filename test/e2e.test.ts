@@ -302,6 +302,8 @@ describe('cairn end to end', () => {
       ['multipart/form-data; boundary=x', part, /cut off/],
       ['multipart/form-data; boundary=x', '--x\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--x--\r\n', /Content-Disposition/],
       ['multipart/form-data; boundary=x', '--x--\r\n', /no file/],
+      // What a form's file input sends with no file chosen: an empty part named "".
+      ['multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="file"; filename=""\r\nContent-Type: application/octet-stream\r\n\r\n\r\n--x--\r\n', /no file/],
     ] as const) {
       const r = await fetch(`${cluster.clients[0]}/api/v1/files`, {
         method: 'POST',
@@ -314,6 +316,10 @@ describe('cairn end to end', () => {
       assert.match(reply.error.message, problem);
     }
     assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from a malformed upload');
+    // A body that does not inflate is the sender's error, not ours.
+    const deflated = await fetch(`${cluster.clients[0]}/api/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'not gzip' });
+    assert.equal(deflated.status, 400);
+    assert.match(((await deflated.json()) as { error: { message: string } }).error.message, /could not be decompressed/);
 
     // Garbage at an SP's mailbox port: the connection is refused or closed, the SP stays up.
     const [host, port] = cluster.providers[0]!.split(':');

@@ -299,17 +299,30 @@ describe('garbage at an SP port, with and without the cluster key', () => {
     assert.equal((await spShards(api, 'sp1')).shards, shardsBefore, 'nothing stored from unauthenticated peers');
 
     // With the key: the same garbage inside an authenticated connection.
-    let connections = 0;
     for (let c = 0; c < 30; c++) {
       const socket = await tlsPskTransport(clusterKey).connect(host!, port, 3_000);
-      connections += 1;
       const closed = closedWithin(socket, `authenticated connection ${c}`);
       socket.resume();
       for (const f of frames.slice(c * 50, c * 50 + 50)) for (const p of f) socket.write(p);
       socket.end();
       await closed;
     }
-    assert.equal(connections, 30);
+    // Each hostile message alone on a connection that stays usable (above, most connections
+    // close at the first broken frame, before a well-formed one behind it is read): each refused
+    // with its own code, nothing stored.
+    const member = new MailboxClient({ id: 'x', address: cluster.providers.get('sp1')!.address, transport: tlsPskTransport(clusterKey), requestTimeoutMs: 10_000 });
+    try {
+      const code = (want: string) => (err: unknown) => (err as { code?: string }).code === want;
+      const bytes = randomBytes(1000);
+      const key = `${'a'.repeat(32)}/0/0`;
+      await assert.rejects(member.request('shard.put', { key, hash: sha(bytes) }, bytes.subarray(1)), code('HASH_MISMATCH'));
+      await assert.rejects(member.request('shard.put', { key: '../../etc', hash: 5 }, bytes), code('BAD_MESSAGE'));
+      await assert.rejects(member.request('no.such.message', null), code('UNKNOWN_MESSAGE'));
+      const listed = (await member.request('shard.list', { after: 'a'.repeat(31), limit: 10 })).body as { keys: string[] };
+      assert.equal(listed.keys.includes(key), false, 'nothing stored under the key of the wrong-hash put');
+    } finally {
+      await member.close();
+    }
     assert.equal(cluster.pid('sp1'), pid, 'the SP process is the same one: it never died');
     assert.equal((await spShards(api, 'sp1')).shards, shardsBefore, 'no shard with a wrong hash or bad key was stored');
     const again = await api.upload([{ name: 'after.bin', bytes: randomBytes(50_000) }]);

@@ -18,6 +18,10 @@ test('a long name is cut at 255 UTF-16 units, never inside a character', () => {
   }
   assert.equal(cleanName(' \u0000\u001f '), 'unnamed');
   assert.equal(cleanName('naïve résumé 📄.pdf'), 'naïve résumé 📄.pdf');
+  // Bidirectional overrides (a name that reads "invoiceexe.jpg") and C1 controls go.
+  assert.equal(cleanName('invoice\u202Egpj.exe'), 'invoicegpj.exe');
+  assert.equal(cleanName('a\u0085b\u2066c\u200Fd.txt'), 'abcd.txt');
+  assert.equal(cleanName('עברית.txt'), 'עברית.txt', 'right-to-left letters stay');
 });
 
 test('Content-Disposition encodes any stored name, a broken one included', () => {

@@ -16,6 +16,12 @@ test('errors map to a status, a stable code and whether the rest of the body is 
   });
   assert.equal(httpError(Object.assign(new Error('bad'), { status: 422 })).code, 'BAD_REQUEST');
 
+  // The sender's doing: a body that does not inflate, a request cut off. Not logged as ours.
+  assert.deepEqual(httpError(Object.assign(new Error('incorrect header check'), { code: 'Z_DATA_ERROR' })), {
+    status: 400, code: 'BAD_REQUEST', message: 'the request body could not be decompressed: incorrect header check', internal: false, drain: false,
+  });
+  assert.equal(httpError(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })).internal, false);
+
   // Anything else is internal: logged, and the user sees no internals.
   for (const err of [new Error('secret path /var/x'), new CairnError('BAD_CONFIG', 'broken'), 'a string', Object.assign(new Error('x'), { status: 502 })]) {
     const e = httpError(err);

@@ -113,6 +113,11 @@ test('multipart: names keep their characters; the HTML form escapes for ", CR an
   assert.equal(parse(boundary, body, [])[0]!.headers.filename, name);
   const unquoted = form(boundary, [{ head: 'Content-Disposition: form-data; name=file; filename=plain.txt', bytes: Buffer.from('x') }]);
   assert.deepEqual(parse(boundary, unquoted, [])[0]!.headers, { field: 'file', filename: 'plain.txt', contentType: null });
+  // Only an RFC 8187 name, as some clients send: used; a plain filename wins when both are there.
+  const extended = form(boundary, [{ head: "Content-Disposition: form-data; name=file; filename*=UTF-8''%F0%9F%98%80%20r%C3%A9sum%C3%A9.txt", bytes: Buffer.from('x') }]);
+  assert.equal(parse(boundary, extended, [])[0]!.headers.filename, '😀 résumé.txt');
+  const both = form(boundary, [{ head: "Content-Disposition: form-data; name=file; filename=\"a.txt\"; filename*=UTF-8''b.txt", bytes: Buffer.from('x') }]);
+  assert.equal(parse(boundary, both, [])[0]!.headers.filename, 'a.txt');
 });
 
 test('multipart: the boundary is read from the Content-Type, quoted or not, and checked', () => {

@@ -51,6 +51,15 @@ export function httpError(err: unknown): HttpError {
       ? INTERNAL
       : { status, code: err.code, message: err.message, internal: false, drain: !NO_DRAIN.has(err.code) };
   }
+  // The sender's doing, not ours: a body that does not inflate (Content-Encoding) or a request cut
+  // off mid-body. Not logged as failures of ours.
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return { status: 400, code: 'BAD_REQUEST', message: `the request body could not be decompressed: ${(err as Error).message}`, internal: false, drain: false };
+  }
+  if (code === 'ECONNRESET' && (err as Error).message === 'aborted') {
+    return { status: 400, code: 'BAD_REQUEST', message: 'the request was cut off before its end', internal: false, drain: false };
+  }
   // Koa, koa-body and formidable throw errors that carry an HTTP status.
   const status = (err as { status?: unknown; httpCode?: unknown }).httpCode ?? (err as { status?: unknown }).status;
   if (typeof status === 'number' && status >= 400 && status < 500) {

@@ -178,8 +178,20 @@ function parseHeaders(section: string): PartHeaders {
   const params = dispositionParams(disposition);
   const field = params.get('name');
   if (field === undefined) throw bad('a part has no field name');
-  const filename = params.get('filename');
-  return { field, filename: filename === undefined ? null : unescapeName(filename), contentType };
+  const plain = params.get('filename');
+  const filename = plain === undefined ? extendedValue(params.get('filename*')) : unescapeName(plain);
+  return { field, filename: filename ?? null, contentType };
+}
+
+/** An RFC 8187 `filename*` (UTF-8''percent-encoded), sent alone by some clients; undefined if absent or not UTF-8. */
+function extendedValue(value: string | undefined): string | undefined {
+  const m = value === undefined ? null : /^utf-8'[^']*'(.*)$/i.exec(value);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return undefined;
+  }
 }
 
 function dispositionParams(value: string): Map<string, string> {

@@ -4,6 +4,7 @@
  * past a limit.
  */
 import { randomBytes } from 'node:crypto';
+import { invariant } from '../errors.js';
 import type { AccountKeys } from '../crypto/password.js';
 
 export interface Session {
@@ -34,7 +35,10 @@ export class Sessions {
   ) {}
 
   create(username: string, keys: AccountKeys): Session {
-    for (let own = this.#byUser.get(username); own && own.length >= this.maxPerUser; own = this.#byUser.get(username)) this.delete(own[0]!);
+    for (let own = this.#byUser.get(username); own && own.length >= this.maxPerUser; own = this.#byUser.get(username)) {
+      this.delete(own[0]!);
+      invariant((this.#byUser.get(username)?.length ?? 0) < own.length, "a user's session list shrinks with each delete");
+    }
     // Sessions are made in time order with one lifetime: the oldest is also the first to expire.
     while (this.#byToken.size >= this.max) this.delete(this.#byToken.keys().next().value!);
     const session: Session = {

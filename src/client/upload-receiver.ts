@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import type { Context } from 'koa';
 import { CairnError, isCairnError } from '../errors.js';
 import { wellFormed } from './format.js';
-import { MultipartParser, boundaryOf } from './multipart.js';
+import { MultipartParser, boundaryOf, type PartHeaders } from './multipart.js';
 import { RequestChunks } from './request-chunks.js';
 import type { ClientService } from './service.js';
 import type { Session } from './sessions.js';
@@ -19,12 +19,18 @@ const MAX_FIELD_BYTES = 64 * 1024; // all non-file fields together; they are rea
 const MAX_PART_HEADER_BYTES = 16 * 1024;
 
 /**
+ * Control characters (C0, DEL, C1) and bidirectional formatting marks: the latter make a name
+ * read otherwise than it is ("invoice\u202Egpj.exe" shows as "invoiceexe.jpg" in a listing).
+ */
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
  * File names are never trusted, but kept as the user gave them (escaped wherever shown, encoded
- * in Content-Disposition): only control characters go, and the length is bounded.
+ * in Content-Disposition): only invisible characters go, and the length is bounded.
  */
 export function cleanName(raw: string | null | undefined): string {
   // Cut at 255 UTF-16 units, but never inside a character (half a surrogate pair is not text).
-  const clean = (raw ?? '').replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255).replace(/[\uD800-\uDBFF]$/, '');
+  const clean = (raw ?? '').replace(INVISIBLE, '').trim().slice(0, 255).replace(/[\uD800-\uDBFF]$/, '');
   return wellFormed(clean) || 'unnamed';
 }
 
@@ -67,6 +73,14 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   mayRecord.catch(() => undefined); // each upload reads the outcome
   const body = new RequestChunks(ctx.req);
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
+  let unnamed: PartHeaders | null = null; // a part with an empty file name, until its first byte
+  const begin = (headers: PartHeaders): FileUpload => {
+    if (uploads.length === MAX_FILES_PER_REQUEST) throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
+    const upload = service.startUpload(session, cleanName(headers.filename), cleanType(headers.contentType), mayRecord);
+    upload.on('error', (err: Error) => body.interrupt(err)); // answer now, even if its sender stalls
+    uploads.push(upload);
+    return upload;
+  };
   let fileBytes = 0;
   let fieldBytes = 0;
   try {
@@ -77,13 +91,14 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
           if (event.headers.filename === null) continue;
-          if (uploads.length === MAX_FILES_PER_REQUEST) {
-            throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
-          }
-          file = service.startUpload(session, cleanName(event.headers.filename), cleanType(event.headers.contentType), mayRecord);
-          file.on('error', (err: Error) => body.interrupt(err)); // answer now, even if its sender stalls
-          uploads.push(file);
+          // A form's file input with no file chosen sends an empty part named "": a file only if bytes follow.
+          if (event.headers.filename === '') unnamed = event.headers;
+          else file = begin(event.headers);
         } else if (event.kind === 'data') {
+          if (unnamed && event.bytes.length > 0) {
+            file = begin(unnamed);
+            unnamed = null;
+          }
           if (file) {
             fileBytes += event.bytes.length;
             if (fileBytes > maxBytes) throw tooLarge();
@@ -94,6 +109,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
         } else {
           file?.end();
           file = null;
+          unnamed = null;
         }
       }
     }
