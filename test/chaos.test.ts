@@ -86,6 +86,7 @@ describe('chaos: kill -9 a random SP during concurrent uploads and downloads', (
     await allHealthy(api, 60_000);
     const verify = await api.call('GET', '/api/v1/chain/verify');
     assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
+    assert.ok(stats.downloads > 0, 'downloads were checked while SPs died, not only after');
     console.log(`# chaos: ${ROUNDS} rounds, ${stats.kills} kills; ${stats.uploads} uploads acknowledged (${stats.uploadFailures} refused), ${stats.downloads} downloads checked (${stats.downloadFailures} failed cleanly); repair rebuilt ${run.shardsRebuilt} shards`);
   });
 });

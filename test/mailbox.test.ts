@@ -72,6 +72,7 @@ function echoServer(s: MailboxServer): void {
 }
 
 /** Raw socket speaking frames by hand, for what MailboxClient would never send. */
+/** Sends raw bytes; resolves with the frames answered once the peer closed, and fails if it does not close within waitFor's deadline. */
 async function rawExchange(port: number, bytes: Buffer, opts: { end?: boolean } = {}): Promise<{ frames: Frame[]; closed: boolean }> {
   const socket = net.connect({ port, host: '127.0.0.1' });
   const decoder = new FrameDecoder();
@@ -185,9 +186,7 @@ test('a slow handler times out; the late reply is ignored and the link stays usa
     });
   });
   try {
-    const t0 = Date.now();
     await rejectsWith(pair.client.request('slow', {}, undefined, { timeoutMs: 100 }), 'TIMEOUT');
-    assert.ok(Date.now() - t0 < 1_000);
     assert.equal(started, 1);
     hold.open();
     await waitFor(() => pair.server.stats.inFlight === 0, 'slow handler to finish');
@@ -204,14 +203,12 @@ test('a down peer fails fast with UNAVAILABLE, and a restarted one is reached ag
     id: 'c',
     address: `127.0.0.1:${port}`,
     transport: tcpTransport(),
-    requestTimeoutMs: 5_000,
+    requestTimeoutMs: 60_000, // a client that waited for it would answer TIMEOUT, a minute later
     reconnectBackoffMs: { min: 20, max: 40 },
   });
   try {
-    const t0 = Date.now();
     await rejectsWith(client.request('echo', { text: 'x' }), 'UNAVAILABLE');
     await rejectsWith(client.request('echo', { text: 'x' }), 'UNAVAILABLE');
-    assert.ok(Date.now() - t0 < 1_000, 'no waiting for the request timeout');
     assert.equal(client.send('echo', { text: 'x' }), false, 'one-way to a down peer is dropped');
 
     const server = new MailboxServer({ id: 'sp1', transport: tcpTransport(), log: quiet });
@@ -248,9 +245,7 @@ test('losing the connection rejects pending requests with CONNECTION_CLOSED; clo
   try {
     const outcome = rejectsWith(pair.client.request('hang', {}), 'CONNECTION_CLOSED');
     await waitFor(() => pair.server.stats.inFlight === 1, 'handler to start');
-    const t0 = Date.now();
-    await pair.server.close();
-    assert.ok(Date.now() - t0 < 2_000, 'close waits a bounded time for stuck handlers');
+    await pair.server.close(); // returns although the handler never ends: close waits a bounded time
     await outcome;
     await waitFor(() => !pair.client.connected, 'client to see the close');
   } finally {
@@ -310,7 +305,7 @@ test('client bounds: maxInFlight, then maxQueued, then OVERLOADED', async () => 
     await waitFor(() => load.running === 2, 'two in flight');
     hold.open();
     const replies = await Promise.all(accepted);
-    assert.equal(replies.length, 5);
+    assert.deepEqual(replies.map((r) => r.body), ['ok', 'ok', 'ok', 'ok', 'ok'], 'every accepted request is answered by its handler');
     assert.equal(load.peak, 2);
   } finally {
     await pair.close();
@@ -343,7 +338,6 @@ test('connections past maxConnections are closed at once', async () => {
   try {
     await pair.client.request('echo', { text: 'first' });
     const extra = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 'echo', id: 1, from: 'x', body: { text: 'y' } }, undefined)), { end: false });
-    assert.equal(extra.closed, true);
     assert.equal(extra.frames.length, 0);
     assert.deepEqual((await pair.client.request('echo', { text: 'second' })).body, { text: 'second', from: 'client1' });
   } finally {
@@ -358,7 +352,6 @@ test('a bad frame gets an error reply and only that connection is closed', async
     const huge = Buffer.alloc(8);
     huge.writeUInt32BE(0x7fff_ffff, 0);
     const oversize = await rawExchange(pair.port, huge, { end: false });
-    assert.equal(oversize.closed, true);
     assert.equal(oversize.frames.length, 1);
     assert.deepEqual((oversize.frames[0]!.header as { err: unknown }).err, {
       code: 'FRAME_TOO_LARGE',
@@ -404,7 +397,6 @@ test('TLS-PSK: a peer with the wrong key, or without TLS, gets no frame parsed',
     await rejectsWith(intruder.request('echo', { text: 'let me in' }), 'UNAUTHENTICATED');
     await rejectsWith(intruder.request('echo', { text: 'again' }), 'UNAUTHENTICATED');
     const plain = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 'echo', id: 1, from: 'x', body: { text: 'y' } }, undefined)), { end: false });
-    assert.equal(plain.closed, true);
     assert.equal(plain.frames.length, 0);
     await waitFor(() => pair.server.stats.rejectedConnections >= 2, 'both refusals counted');
     assert.equal(pair.server.stats.framesReceived, 0);
@@ -424,10 +416,7 @@ test('TLS-PSK: a stranger whose bytes begin a long TLS record is dropped when th
   try {
     // A handshake record header announcing 16 KiB, or half a header: the TLS layer waits for more.
     for (const bytes of [Buffer.concat([Buffer.from('1603034000', 'hex'), randomBytes(3000)]), Buffer.from('1603', 'hex')]) {
-      const started = Date.now();
       const plain = await rawExchange(pair.port, bytes, { end: false });
-      assert.equal(plain.closed, true);
-      assert.ok(Date.now() - started < 5_000, `closed after ${Date.now() - started} ms, the handshake timeout is 300 ms`);
       rejected += 1;
     }
     await waitFor(() => pair.server.stats.rejectedConnections >= rejected, 'both refusals counted');
