@@ -7,6 +7,8 @@ import type { ShardStore } from './shard-store.js';
 
 export interface ScrubStats {
   running: boolean;
+  /** The running pass holds its rate (a background pass no one waits for). */
+  throttled: boolean;
   passes: number;
   scanned: number; // shards checked in all passes
   bad: number; // rotten shards found in all passes
@@ -18,7 +20,7 @@ const PAGE = 256;
 const RECENT_BAD = 32;
 
 export class Scrubber {
-  readonly #stats: ScrubStats = { running: false, passes: 0, scanned: 0, bad: 0, lastPassAt: null, recentBad: [] };
+  readonly #stats: ScrubStats = { running: false, throttled: false, passes: 0, scanned: 0, bad: 0, lastPassAt: null, recentBad: [] };
   #current: Promise<{ scanned: number; bad: number }> | null = null;
   /** Whether the running pass holds its rate; an on-demand caller lifts it (and wakes the pass). */
   #throttled = false;
@@ -46,7 +48,7 @@ export class Scrubber {
   }
 
   stats(): ScrubStats {
-    return { ...this.#stats, recentBad: [...this.#stats.recentBad] };
+    return { ...this.#stats, throttled: this.#stats.running && this.#throttled, recentBad: [...this.#stats.recentBad] };
   }
 
   /**
