@@ -101,21 +101,42 @@ describe('one SP down, stalled, wiped or rotten', () => {
 
   it('does not wait on a stalled SP: hedged reads, degraded writes', async () => {
     await waitFor('sp3 to be back in the chain', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
+    // A file with a data shard (k = 2: shards 0 and 1, the ones a reader asks for) on sp1.
+    const onSp1 = async (id: string) => ((await api.call('GET', `/api/v1/files/${id}`)).body.segments as { shards: { sp: string | null }[] }[]).some((seg) => seg.shards.slice(0, 2).some((sh) => sh.sp === 'sp1'));
+    let healthyId = [...files.keys()][0]!;
+    for (let i = 0; i < 10 && !(await onSp1(healthyId)); i++) healthyId = await upload(`reads-sp1-${i}.bin`, randomBytes(1024 * 1024));
+    assert.ok(await onSp1(healthyId), 'a file reads a data shard from sp1');
+    const hedges = async () => {
+      const h = (await api.call('GET', '/api/v1/cluster')).body.hedges as { shardReads: number; chainReads: number };
+      return h.shardReads + h.chainReads;
+    };
+    const hedgesBefore = await hedges();
     cluster.pauseProvider('sp1');
     try {
-      const started = Date.now();
+      // At once, before the client has a reason to think sp1 down: what it asks of sp1 (the file's
+      // record, a data shard) stalls, and a hedge asks another SP, or for the parity shard, instead
+      // of waiting out the timeout.
+      const healthy = await api.download(healthyId);
+      assert.equal(healthy.status, 200);
+      assert.ok(healthy.bytes.equals(files.get(healthyId)!));
+      assert.ok((await hedges()) > hedgesBefore, 'the read was hedged past the stalled SP');
+      console.log(`# with sp1 stalled: hedged ${JSON.stringify((await api.call('GET', '/api/v1/cluster')).body.hedges)}`);
+
       // The degraded file has shards on sp1 and sp2 only: with sp1 stalled it cannot be read
       // now, and says so clearly instead of breaking off or returning wrong bytes.
       const unreadable = await api.download(degradedId);
       assert.equal(unreadable.status, 503);
       assert.match(unreadable.bytes.toString(), /shards needed could be fetched/);
       await expectAll(api, new Map([...files].filter(([id]) => id !== degradedId)));
-      const readMs = Date.now() - started;
-      const id = await upload('while-stalled.bin', randomBytes(300_000));
-      assert.ok(id);
-      const list = await api.call('GET', '/api/v1/files');
-      assert.equal(list.status, 200);
-      console.log(`# with sp1 stalled: read ${files.size} files in ${readMs} ms`);
+
+      // A write goes on without the stalled SP: recorded degraded, and read back whole.
+      const bytes = randomBytes(300_000);
+      const id = await upload('while-stalled.bin', bytes);
+      const details = (await api.call('GET', `/api/v1/files/${id}`)).body;
+      assert.equal(details.health, 'degraded');
+      for (const seg of details.segments) assert.ok(seg.shards.every((s: { sp: string | null }) => s.sp !== 'sp1'), 'no shard recorded on the stalled SP');
+      assert.ok((await api.download(id)).bytes.equals(bytes));
+      assert.equal((await api.call('GET', '/api/v1/files')).status, 200);
     } catch (err) {
       console.log(cluster.output.slice(-40).join('\n'));
       throw err;

@@ -27,6 +27,8 @@ const PROBE_EVERY_MS = 1_000;
 /** Per attempt: a read from a stalled SP must not hold a page for long; a write waits for finality. */
 const ATTEMPT_TIMEOUT_MS: Partial<Record<MessageType, number>> = { 'chain.submit': 10_000, 'chain.verify': 60_000, 'repair.start': 10_000 };
 const READ_TIMEOUT_MS = 3_000;
+/** A chain read not answered this soon is also asked of the next SP (as shard reads are hedged). */
+const READ_HEDGE_MS = 400;
 const RECYCLED_FRAME_BYTES = 16 * 1024 * 1024;
 
 export class ClusterLink {
@@ -34,6 +36,8 @@ export class ClusterLink {
   #preferred = 0; // index of the SP that answered chain requests last
   /** Highest height this client has seen final: reads wait for it, so each client reads its own writes. */
   knownHeight = 0;
+  /** Chain reads also asked of another SP because the first was slow: for GET /api/v1/cluster. */
+  readHedges = 0;
 
   #prober: NodeJS.Timeout;
   /** Shards arriving from SPs are assembled here; download gives each back once decoded. */
@@ -114,18 +118,21 @@ export class ClusterLink {
     const leaderIndex = this.providers.findIndex((p) => p.id === this.#leader && p.up);
     if (type === 'chain.submit' && leaderIndex >= 0) this.#preferred = leaderIndex;
     for (let attempt = 0; attempt < CHAIN_RETRIES; attempt++) {
+      const order: number[] = [];
       for (let i = 0; i < this.providers.length; i++) {
         const index = (this.#preferred + i) % this.providers.length;
-        const p = this.providers[index]!;
-        if (!p.up && attempt === 0 && i < this.providers.length - 1) continue; // try live SPs first
-        try {
-          const reply = await this.to(p.id, type, body, { timeoutMs });
-          this.#preferred = index;
-          return reply.body;
-        } catch (err) {
-          lastErr = err;
-          if (!isCairnError(err) || !err.retryable) throw err;
-        }
+        if (!this.providers[index]!.up && attempt === 0 && i < this.providers.length - 1) continue; // try live SPs first
+        order.push(index);
+      }
+      try {
+        // A read is asked of the next SP too when one is slow (stalled, not yet known down); a
+        // write is sent to one SP at a time.
+        const { index, reply } = await this.#firstAnswer(order, type, body, timeoutMs, type === 'chain.submit' ? null : READ_HEDGE_MS);
+        this.#preferred = index;
+        return reply.body;
+      } catch (err) {
+        lastErr = err;
+        if (!isCairnError(err) || !err.retryable) throw err;
       }
       await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt)));
     }
@@ -133,6 +140,40 @@ export class ClusterLink {
       throw new CairnError('NO_MAJORITY', `the chain has no majority of storage providers right now (${lastErr.message})`);
     }
     throw lastErr;
+  }
+
+  /**
+   * Asks the SPs of `order` in turn: the next when one fails retryably, and (hedging) the next
+   * every `hedgeMs` while none has answered. The first answer wins; the others are ignored.
+   */
+  #firstAnswer<T extends MessageType>(order: number[], type: T, body: Body<T>, timeoutMs: number, hedgeMs: number | null): Promise<{ index: number; reply: TypedReply<T> }> {
+    return new Promise((resolve, reject) => {
+      let next = 0;
+      let pending = 0;
+      let done = false;
+      const end = (settle: () => void) => {
+        if (done) return;
+        done = true;
+        clearInterval(hedge);
+        settle();
+      };
+      const launch = (): boolean => {
+        if (done || next >= order.length) return false;
+        const index = order[next++]!;
+        pending += 1;
+        this.to(this.providers[index]!.id, type, body, { timeoutMs }).then(
+          (reply) => end(() => resolve({ index, reply })),
+          (err: unknown) => {
+            pending -= 1;
+            if (!isCairnError(err) || !err.retryable) end(() => reject(err));
+            else if (!launch() && pending === 0) end(() => reject(err));
+          },
+        );
+        return true;
+      };
+      const hedge = hedgeMs === null ? undefined : setInterval(() => launch() && (this.readHedges += 1), hedgeMs);
+      launch();
+    });
   }
 
   /**

@@ -31,6 +31,8 @@ export interface DownloadDeps {
    * stopped reading pinned ~5 segments each (40 paused downloads: +895 MiB).
    */
   readAhead: SegmentSlots;
+  /** What reads ran into, for GET /api/v1/cluster: hedged shard fetches (a shard slower than HEDGE_MS). */
+  counters: { hedges: number };
 }
 
 const SHARD_TIMEOUT_MS = 5_000;
@@ -96,7 +98,8 @@ function gather(
       return true;
     };
     const hedge = setInterval(() => {
-      if (!launch() && active === 0) finish();
+      if (launch()) deps.counters.hedges += 1;
+      else if (active === 0) finish();
     }, HEDGE_MS);
     for (let j = 0; j < need; j++) launch();
     if (active === 0) finish();

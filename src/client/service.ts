@@ -28,6 +28,7 @@ export class ClientService {
   readonly #uploadSlots: SegmentSlots;
   readonly #downloadSlots: SegmentSlots;
   readonly #readAhead: SegmentSlots;
+  readonly #downloadCounters = { hedges: 0 };
 
   constructor(
     readonly link: ClusterLink,
@@ -98,7 +99,7 @@ export class ClientService {
     const file = await this.#file(session, id);
     const key = fileKey(file, session);
     const meta = fileMeta(file, key);
-    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window, slots: this.#downloadSlots, readAhead: this.#readAhead }, file, key) };
+    return { meta, size: file.record.size, body: () => downloadBody({ link: this.link, pool: this.pool, window: this.settings.window, slots: this.#downloadSlots, readAhead: this.#readAhead, counters: this.#downloadCounters }, file, key) };
   }
 
   async deleteFile(session: Session, id: string): Promise<void> {
@@ -203,6 +204,7 @@ export class ClientService {
       })),
       pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats(), downloadSlots: this.#downloadSlots.stats(), readAheadSlots: this.#readAhead.stats() },
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },
+      hedges: { shardReads: this.#downloadCounters.hedges, chainReads: this.link.readHedges },
     };
   }
 
