@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CairnError } from './errors.js';
-import { actorFlags, loadConfig, loadConfigWithSources, parseArgs } from './config/config.js';
+import { actorFlags, loadConfig, loadConfigWithSources, parseArgs, type Config } from './config/config.js';
+import { takeLock } from './dir-lock.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
 import { READY_PREFIX, type ActorReady, type ActorSpec } from './supervisor/actor.js';
@@ -50,16 +51,16 @@ function onSignals(stop: () => Promise<void>): void {
   };
   process.on('SIGINT', () => handler('SIGINT'));
   process.on('SIGTERM', () => handler('SIGTERM'));
+  // An actor in a process of its own has a channel to its supervisor: when the supervisor is
+  // gone (even by kill -9), so is the reason to run, and an orphan would keep its ports and LMDB.
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => handler('supervisor gone'));
+  }
 }
 
-async function cluster(flags: Map<string, string>): Promise<void> {
-  const { config, sources } = loadConfigWithSources(flags);
-  const [providerPorts, clientPorts] = (await ports(
-    config.host,
-    { base: config.providerBasePort, count: config.providers },
-    { base: config.clientBasePort, count: config.clients },
-  )) as [number[], number[]];
-  const addresses = providerPorts.map((p) => `${config.host}:${p}`);
+/** Creates the cluster file, or checks this start's settings against the existing one and updates its addresses. */
+function prepareClusterFile(config: Config, sources: Map<string, string>, addresses: string[]): void {
   if (!existsSync(config.cluster)) {
     initCluster({ out: config.cluster, keyDir: config.dataDir, addresses, k: config.k, m: config.m, segmentSize: config.segmentSize });
   } else {
@@ -76,6 +77,25 @@ async function cluster(flags: Map<string, string>): Promise<void> {
     // Addresses are not part of the genesis, so they may follow the ports of this start.
     writeClusterFile(config.cluster, { ...file, providers: file.providers.map((p, i) => ({ id: p.id, address: addresses[i]! })) });
   }
+}
+
+async function cluster(flags: Map<string, string>): Promise<void> {
+  const { config, sources } = loadConfigWithSources(flags);
+  const [providerPorts, clientPorts] = (await ports(
+    config.host,
+    { base: config.providerBasePort, count: config.providers },
+    { base: config.clientBasePort, count: config.clients },
+  )) as [number[], number[]];
+  const addresses = providerPorts.map((p) => `${config.host}:${p}`);
+  // Before the cluster file is touched: a second `cairn cluster` on this data dir would rewrite
+  // the addresses the running one's actors read when they restart.
+  const unlock = takeLock(join(config.dataDir, 'cluster.lock'), 'cairn cluster');
+  try {
+    prepareClusterFile(config, sources, addresses);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const shared = actorFlags(config);
   const specs: ActorSpec[] = [
     ...providerPorts.map((port, i) => ({ id: `sp${i + 1}`, role: 'provider' as const, argv: ['--id', `sp${i + 1}`, '--port', String(port), ...shared] })),
@@ -87,7 +107,7 @@ async function cluster(flags: Map<string, string>): Promise<void> {
     log: (line) => console.error(`cairn: ${line}`),
   });
   let stopping: Promise<void> | null = null;
-  const stop = () => (stopping ??= supervisor.stop());
+  const stop = () => (stopping ??= supervisor.stop().finally(unlock));
   onSignals(stop);
   let ready: ActorReady[];
   try {

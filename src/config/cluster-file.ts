@@ -39,6 +39,12 @@ function writeAtomic(path: string, data: string | Buffer, mode: number): void {
   renameSync(tmp, path);
 }
 
+/** A key file, never over another: 'wx' fails if the path exists. */
+function writeKey(path: string, hex: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${hex}\n`, { mode: 0o600, flag: 'wx' });
+}
+
 export function readClusterFile(path: string): ClusterFile {
   if (!existsSync(path)) {
     throw new CairnError('BAD_CONFIG', `cluster file ${path} does not exist; create one with \`cairn init\` or start \`cairn cluster\``);
@@ -96,15 +102,21 @@ export function initCluster(opts: {
   if (opts.k + opts.m > opts.addresses.length) {
     throw new CairnError('BAD_CONFIG', `k + m (${opts.k}+${opts.m}) needs at least that many providers; got ${opts.addresses.length}`);
   }
+  // Keys of another cluster, or an SP's data, where this one would write its keys: replacing
+  // them would leave that cluster unable to start, ever (its genesis names the old keys).
+  const taken = [clusterKeyPath(opts.out), ...opts.addresses.flatMap((_, i) => [nodeKeyPath(opts.keyDir, `sp${i + 1}`), join(opts.keyDir, `sp${i + 1}`, 'lmdb')])].find((path) => existsSync(path));
+  if (taken !== undefined) {
+    throw new CairnError('CONFLICT', `${taken} already exists: it belongs to another cluster, which a new one here would make unusable; use an empty directory (or did you mean --cluster with that cluster's file?)`);
+  }
   const providers = opts.addresses.map((address, i) => ({ id: `sp${i + 1}`, address }));
   const validators = providers.map((p) => {
     const seed = newSigningSeed();
-    writeAtomic(nodeKeyPath(opts.keyDir, p.id), `${seed.toString('hex')}\n`, 0o600);
+    writeKey(nodeKeyPath(opts.keyDir, p.id), seed.toString('hex'));
     return { id: p.id, signKey: signingKeyFromSeed(seed).publicKey };
   });
   const genesis: Genesis = { chainId: `cairn-${randomBytes(6).toString('hex')}`, time: Date.now(), validators };
   const file: ClusterFile = { version: 1, genesis, providers, k: opts.k, m: opts.m, segmentSize: opts.segmentSize };
-  writeAtomic(clusterKeyPath(opts.out), `${randomBytes(32).toString('hex')}\n`, 0o600);
+  writeKey(clusterKeyPath(opts.out), randomBytes(32).toString('hex'));
   writeClusterFile(opts.out, file);
   return file;
 }

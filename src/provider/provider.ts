@@ -2,6 +2,7 @@
  * A storage-provider actor: its LMDB (shards, chain, state), its chain node, and a mailbox that
  * serves shards, chain submissions and state queries to web clients and other SPs.
  */
+import { join } from 'node:path';
 import { CairnError } from '../errors.js';
 import type { Block } from '../chain/block.js';
 import { ChainNode } from '../chain/chain-node.js';
@@ -15,6 +16,7 @@ import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
 import { tlsPskTransport } from '../mailbox/transport.js';
+import { takeLock } from '../dir-lock.js';
 import { SharedRun } from '../shared-run.js';
 import * as v from '../validate.js';
 import type { RunningRole } from '../supervisor/actor.js';
@@ -53,7 +55,14 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
   const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
-  const dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
+  const unlock = takeLock(join(opts.dataDir, opts.id, 'provider.lock'), `storage provider ${opts.id}`);
+  let dbs: ReturnType<typeof openProviderDbs>;
+  try {
+    dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const chainStore = new ChainStore(dbs, cluster.genesis);
   /** The shard a final record names at `key` (`<file id>/<segment>/<shard>`), if any. */
   const recordedShard = (key: string): { hash: string; sp: string | null } | undefined => {
@@ -224,6 +233,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       await Promise.all([...peers.values()].map((p) => p.close()));
       await chainStore.settled();
       await dbs.root.close();
+      unlock();
     },
   };
 }

@@ -13,7 +13,8 @@ const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 
 export class ProcessHost implements ActorHost {
   start(spec: ActorSpec): RunningActor {
-    const child = spawn(process.execPath, [...ACTOR_HEAP_FLAGS, CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...ACTOR_HEAP_FLAGS, CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    child.channel?.unref(); // the channel only tells the child when this process is gone
     const exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
     const ready = new Promise<ActorReady>((resolve, reject) => {
       const lines = createInterface({ input: child.stdout! });

@@ -41,7 +41,7 @@ export async function startCluster(opts: { isolation?: 'thread' | 'process'; arg
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
