@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CairnError } from './errors.js';
-import { actorFlags, loadConfig, loadConfigWithSources, parseArgs, type Config } from './config/config.js';
+import { actorFlags, checkFlags, loadConfig, loadConfigWithSources, parseArgs, type Config } from './config/config.js';
 import { takeLock } from './dir-lock.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
@@ -144,6 +144,7 @@ async function role(argv: string[]): Promise<void> {
 }
 
 async function init(flags: Map<string, string>): Promise<void> {
+  checkFlags(flags, ['providers', 'out', 'k', 'm', 'segment-size'], 'cairn init');
   const providers = flags.get('providers');
   const out = flags.get('out');
   if (!providers || !out) throw new CairnError('BAD_CONFIG', 'cairn init needs --providers host:port,… and --out FILE');
@@ -158,7 +159,12 @@ async function main(): Promise<void> {
   applyHeapFlagsToNewIsolates();
   const [command, ...rest] = process.argv.slice(2);
   if (command === 'cluster' || command === 'provider' || command === 'client') manageHeapWhenIdle();
-  const { flags } = parseArgs(rest);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(USAGE);
+    return;
+  }
+  const { positional, flags } = parseArgs(rest);
+  if (positional.length > 0) throw new CairnError('BAD_CONFIG', `unexpected argument ${JSON.stringify(positional[0])}: options are written --name value`);
   switch (command) {
     case 'cluster':
       return cluster(flags);

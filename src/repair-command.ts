@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { CairnError, isCairnError } from './errors.js';
 import { readClusterFile, readClusterKey } from './config/cluster-file.js';
+import { checkFlags } from './config/config.js';
 import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
@@ -20,7 +21,6 @@ const LEADER_ROUNDS = 5;
 const ROUND_PAUSE_MS = 1_000;
 /** Times the pass is asked for again when the leader changed in between. */
 const START_TRIES = 3;
-const FLAGS: ReadonlySet<string> = new Set(['cluster', 'data-dir', 'wait-ms']);
 
 function waitMsOf(flags: Map<string, string>): number {
   const raw = flags.get('wait-ms');
@@ -74,7 +74,7 @@ async function runOn(client: MailboxClient, id: string, waitMs: number): Promise
 }
 
 export async function repairCommand(flags: Map<string, string>): Promise<number> {
-  for (const flag of flags.keys()) if (!FLAGS.has(flag)) throw new CairnError('BAD_CONFIG', `unknown option --${flag} (cairn repair takes --cluster, --data-dir and --wait-ms)`);
+  checkFlags(flags, ['cluster', 'data-dir', 'wait-ms'], 'cairn repair');
   const waitMs = waitMsOf(flags);
   const clusterPath = flags.get('cluster') ?? join(flags.get('data-dir') ?? './data', 'cluster.json');
   const cluster = readClusterFile(clusterPath);

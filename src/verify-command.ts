@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { ChainStore } from './chain/chain-store.js';
 import { verifyReplica, type ReplicaReport } from './chain/verify.js';
 import { readClusterFile, readClusterKey } from './config/cluster-file.js';
+import { checkFlags } from './config/config.js';
 import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
@@ -16,6 +17,7 @@ import { lmdbDir, openProviderDbs } from './provider/store.js';
 type Report = Pick<ReplicaReport, 'provider' | 'ok' | 'height' | 'head' | 'problems'>;
 
 export async function verifyCommand(flags: Map<string, string>): Promise<number> {
+  checkFlags(flags, ['cluster', 'data-dir'], 'cairn verify');
   const dataDir = flags.get('data-dir');
   const clusterPath = flags.get('cluster') ?? (dataDir ? join(dataDir, 'cluster.json') : './data/cluster.json');
   const cluster = readClusterFile(clusterPath);

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { actorFlags, DEFAULTS, loadConfig, parseArgs } from '../src/config/config.js';
+import { actorFlags, DEFAULTS, loadActorConfig, loadConfig, parseArgs } from '../src/config/config.js';
 import { CairnError } from '../src/errors.js';
 import { readClusterFile } from '../src/config/cluster-file.js';
 import { freePorts } from '../src/config/free-ports.js';
@@ -36,7 +36,10 @@ describe('configuration', () => {
     const given = loadConfig(parseArgs(['--http-idle-ms', '7000', '--max-upload-ms', '5000', '--orphan-grace-ms', '9000', '--pool-max-queue', '99', '--pipeline-depth', '3', '--providers', '5', '--k', '3']).flags, {});
     const flags = actorFlags(given);
     assert.ok(!flags.includes('--providers') && !flags.includes('--k') && !flags.includes('--isolation'), flags.join(' '));
-    const actor = loadConfig(parseArgs(flags).flags, {});
+    // Whatever the environment holds (here a shape no 3-SP default fits, and another depth), and
+    // whatever config file lies in the actor's working directory: the flags alone count.
+    const actor = loadActorConfig(parseArgs(flags).flags, { CAIRN_K: '3', CAIRN_M: '2', CAIRN_PIPELINE_DEPTH: '9', CAIRN_CONFIG: '/nonexistent.json' }, new Set());
+    assert.equal(actor.pipelineDepth, 3);
     // An actor started with those flags reads what the supervisor read, but for the cluster's shape.
     const shape = ['providers', 'clients', 'providerBasePort', 'clientBasePort', 'isolation', 'k', 'm', 'segmentSize'] as const;
     const without = (c: typeof given) => Object.fromEntries(Object.entries(c).filter(([k]) => !(shape as readonly string[]).includes(k)));
@@ -45,6 +48,8 @@ describe('configuration', () => {
   });
 
   it('stops with a message that names the bad key', () => {
+    const typo = join(mkdtempSync(join(tmpdir(), 'cairn-config-')), 'typo.json');
+    writeFileSync(typo, JSON.stringify({ pool: { maxThread: 9, maxQueue: 80 }, bogusKey: 1, k: 2 }));
     const bad: [string[], Record<string, string>, RegExp][] = [
       [['--pool-max-threads', 'lots'], {}, /pool\.maxThreads \(from --pool-max-threads\) must be a whole number/],
       [[], { CAIRN_PROVIDERS: '0' }, /providers \(from CAIRN_PROVIDERS\) must be between 1 and 64/],
@@ -57,10 +62,17 @@ describe('configuration', () => {
       [['--pipeline-depth', '17'], {}, /pool.maxQueue \(64\) must be at least 4 × pipelineDepth \(68\)/],
       [[], { CAIRN_POOL_MAX_QUEUE: '15' }, /pool.maxQueue \(15\) must be at least 4 × pipelineDepth \(16\)/],
       [[], { CAIRN_ORPHAN_GRACE_MS: '3600000' }, /orphanGraceMs \(3600000\) must exceed maxUploadMs \(43200000\)/],
+      [[], { CAIRN_CONFIG: typo }, /config file .* has unknown keys: pool\.maxThread, bogusKey/],
     ];
     for (const [argv, env, message] of bad) {
       assert.throws(() => loadConfig(parseArgs(argv).flags, env), (err: unknown) => err instanceof CairnError && err.code === 'BAD_CONFIG' && message.test(err.message));
     }
+    // An option with no value is refused, not taken as "true" (`--data-dir` alone started a cluster in ./true).
+    assert.throws(() => parseArgs(['--data-dir']), /option --data-dir needs a value/);
+    assert.throws(() => parseArgs(['--data-dir', '--k', '2']), /option --data-dir needs a value/);
+    // Commands with options of their own refuse others: `verify --datadir d2` checked ./data and said ok.
+    assert.throws(() => execFileSync(process.execPath, [CLI, 'verify', '--datadir', '/nonexistent'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unknown option --datadir \(cairn verify takes --cluster, --data-dir\)/);
+    assert.throws(() => execFileSync(process.execPath, [CLI, 'cluster', '-providers', '5'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unexpected argument "-providers"/);
   });
 });
 

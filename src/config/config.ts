@@ -115,7 +115,10 @@ const SETTINGS: Setting[] = [
 
 /** Every setting an actor reads, as flags: what `cairn cluster` passes to each actor it starts, so none is left behind. */
 export function actorFlags(c: Config): string[] {
-  return SETTINGS.filter((s) => !s.clusterOnly).flatMap((s) => [`--${s.flag}`, String(getPath(c as unknown as Record<string, unknown>, s.key))]);
+  const settings = SETTINGS.filter((s) => !s.clusterOnly).flatMap((s) => [`--${s.flag}`, String(getPath(c as unknown as Record<string, unknown>, s.key))]);
+  // The supervisor read the environment and config files already; an actor reading them again
+  // could find other ones (a cairn.config.json in its own working directory, CAIRN_* meant for the cluster's shape).
+  return [...settings, '--config-sources', 'flags'];
 }
 
 export const CONFIG_FLAGS: ReadonlySet<string> = new Set(SETTINGS.map((s) => s.flag).concat('config'));
@@ -140,6 +143,16 @@ function coerce(setting: Setting, raw: unknown, source: string): unknown {
   return n;
 }
 
+/** Dotted paths in a config file's object that name no setting (a typo would be ignored silently). */
+function unknownKeys(obj: Record<string, unknown>, prefix: string): string[] {
+  return Object.entries(obj).flatMap(([k, value]) => {
+    const path = `${prefix}${k}`;
+    if (SETTINGS.some((x) => x.key === path)) return [];
+    const isGroup = SETTINGS.some((x) => x.key.startsWith(`${path}.`));
+    return isGroup && typeof value === 'object' && value !== null && !Array.isArray(value) ? unknownKeys(value as Record<string, unknown>, `${path}.`) : [path];
+  });
+}
+
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split('.');
   let node = target;
@@ -156,6 +169,13 @@ function getPath(source: Record<string, unknown>, path: string): unknown {
   return node;
 }
 
+/** Refuses options a command does not take: a typo would otherwise act on defaults (e.g. verify ./data). */
+export function checkFlags(flags: Map<string, string>, allowed: readonly string[], command: string): void {
+  for (const flag of flags.keys()) {
+    if (!allowed.includes(flag)) throw new CairnError('BAD_CONFIG', `unknown option --${flag} (${command} takes ${allowed.map((f) => `--${f}`).join(', ')})`);
+  }
+}
+
 /** Parses `--name value` / `--name=value` flags; positional words are returned apart. */
 export function parseArgs(argv: string[]): { positional: string[]; flags: Map<string, string> } {
   const positional: string[] = [];
@@ -170,11 +190,10 @@ export function parseArgs(argv: string[]): { positional: string[]; flags: Map<st
     if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
     else {
       const next = argv[i + 1];
-      if (next === undefined || next.startsWith('--')) flags.set(arg.slice(2), 'true');
-      else {
-        flags.set(arg.slice(2), next);
-        i++;
-      }
+      // Every option takes a value: `--data-dir` alone must not start a cluster in ./true.
+      if (next === undefined || next.startsWith('--')) throw new CairnError('BAD_CONFIG', `option ${arg} needs a value (${arg} VALUE or ${arg}=VALUE)`);
+      flags.set(arg.slice(2), next);
+      i++;
     }
   }
   return { positional, flags };
@@ -184,11 +203,25 @@ export function loadConfig(flags: Map<string, string>, env: NodeJS.ProcessEnv = 
   return loadConfigWithSources(flags, env, allowedExtraFlags).config;
 }
 
+/**
+ * An actor's config: from its flags alone when `cairn cluster` started it (`--config-sources
+ * flags`), else as any command's. The cluster's shape (k, m, providers) is the cluster file's
+ * business, not an actor's, so it is not checked here.
+ */
+export function loadActorConfig(flags: Map<string, string>, env: NodeJS.ProcessEnv, extraFlags: ReadonlySet<string>): Config {
+  const sources = flags.get('config-sources') ?? 'all';
+  if (sources !== 'all' && sources !== 'flags') throw new CairnError('BAD_CONFIG', `--config-sources must be "all" or "flags", got ${JSON.stringify(sources)}`);
+  const rest = new Map([...flags].filter(([k]) => k !== 'config-sources'));
+  if (sources === 'flags') rest.set('config', ''); // no config file either
+  return loadConfigWithSources(rest, sources === 'flags' ? {} : env, extraFlags, { shape: false }).config;
+}
+
 /** The config, and where each setting not left at its default came from (`--k`, `CAIRN_K` or a config file's path). */
 export function loadConfigWithSources(
   flags: Map<string, string>,
   env: NodeJS.ProcessEnv = process.env,
   allowedExtraFlags: ReadonlySet<string> = new Set(),
+  checks: { shape: boolean } = { shape: true },
 ): { config: Config; sources: Map<string, string> } {
   for (const flag of flags.keys()) {
     if (!CONFIG_FLAGS.has(flag) && !allowedExtraFlags.has(flag)) {
@@ -210,6 +243,8 @@ export function loadConfigWithSources(
       throw new CairnError('BAD_CONFIG', `config file ${file} could not be read as JSON: ${(err as Error).message}`);
     }
     if (typeof parsed !== 'object' || parsed === null) throw new CairnError('BAD_CONFIG', `config file ${file} must hold a JSON object`);
+    const unknown = unknownKeys(parsed as Record<string, unknown>, '');
+    if (unknown.length > 0) throw new CairnError('BAD_CONFIG', `config file ${file} has unknown keys: ${unknown.join(', ')} (known: ${SETTINGS.map((x) => x.key).join(', ')})`);
     for (const s of SETTINGS) {
       const raw = getPath(parsed as Record<string, unknown>, s.key);
       if (raw !== undefined) set(s, raw, file);
@@ -237,7 +272,7 @@ export function loadConfigWithSources(
     // Repair would delete the shards of an upload still allowed to finish.
     throw new CairnError('BAD_CONFIG', `orphanGraceMs (${c.orphanGraceMs}) must exceed maxUploadMs (${c.maxUploadMs}); the defaults leave 12 hours between them`);
   }
-  if (c.k + c.m > c.providers) {
+  if (checks.shape && c.k + c.m > c.providers) {
     throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);
   }
   return { config: c, sources };

@@ -3,17 +3,17 @@
  * process host and `cairn provider|client` typed by an operator.
  */
 import { CairnError } from '../errors.js';
-import { loadConfig, parseArgs } from '../config/config.js';
+import { loadActorConfig, parseArgs } from '../config/config.js';
 import { startProvider } from '../provider/provider.js';
 import { startClient } from '../client/client.js';
 import type { ActorReady, RunningRole } from './actor.js';
 
-const ROLE_FLAGS = new Set(['id', 'port']);
+const ROLE_FLAGS = new Set(['id', 'port', 'config-sources']);
 
 export async function startRole(argv: string[]): Promise<{ ready: ActorReady; role: RunningRole }> {
   const [role, ...rest] = argv;
   const { flags } = parseArgs(rest);
-  const config = loadConfig(flags, process.env, ROLE_FLAGS);
+  const config = loadActorConfig(flags, process.env, ROLE_FLAGS);
   const port = Number(flags.get('port') ?? (role === 'provider' ? config.providerBasePort : config.clientBasePort));
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CairnError('BAD_CONFIG', `--port must be 0..65535, got ${flags.get('port')}`);
   if (role === 'provider') {
