@@ -81,6 +81,8 @@ function prepareClusterFile(config: Config, sources: Map<string, string>, addres
 
 async function cluster(flags: Map<string, string>): Promise<void> {
   const { config, sources } = loadConfigWithSources(flags);
+  // A cluster that exists keeps its number of SPs: restarting one of five needs no --providers 5.
+  if (existsSync(config.cluster) && !sources.has('providers')) config.providers = readClusterFile(config.cluster).providers.length;
   const [providerPorts, clientPorts] = (await ports(
     config.host,
     { base: config.providerBasePort, count: config.providers },

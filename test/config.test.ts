@@ -63,6 +63,8 @@ describe('configuration', () => {
       [[], { CAIRN_POOL_MAX_QUEUE: '15' }, /pool.maxQueue \(15\) must be at least 4 × pipelineDepth \(16\)/],
       [[], { CAIRN_ORPHAN_GRACE_MS: '3600000' }, /orphanGraceMs \(3600000\) must exceed maxUploadMs \(43200000\)/],
       [[], { CAIRN_CONFIG: typo }, /config file .* has unknown keys: pool\.maxThread, bogusKey/],
+      [['--provider-base-port', '65534'], {}, /providerBasePort 65534 leaves no port for 3 actors/],
+      [['--provider-base-port', '17201', '--client-base-port', '17202'], {}, /ports \(17201–17203\) and the web clients' \(17202–17203\) overlap/],
     ];
     for (const [argv, env, message] of bad) {
       assert.throws(() => loadConfig(parseArgs(argv).flags, env), (err: unknown) => err instanceof CairnError && err.code === 'BAD_CONFIG' && message.test(err.message));
@@ -149,7 +151,8 @@ describe('cairn cluster on an existing data dir', () => {
     try {
       const out = join(dir, 'cluster.json');
       const env = { ...process.env, CAIRN_CONFIG: '' };
-      execFileSync(process.execPath, [CLI, 'init', '--providers', '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103', '--out', out], { stdio: 'pipe', env });
+      // Four SPs: a restart without --providers takes the cluster's four (it was refused as not the default three).
+      execFileSync(process.execPath, [CLI, 'init', '--providers', '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104', '--out', out], { stdio: 'pipe', env });
       const before = readFileSync(out, 'utf8');
       const start = (args: string[], extraEnv: Record<string, string> = {}) =>
         execFileSync(process.execPath, [CLI, 'cluster', '--data-dir', dir, '--provider-base-port', '0', '--client-base-port', '0', ...args], { stdio: 'pipe', env: { ...env, ...extraEnv }, timeout: 30_000 });

@@ -11,7 +11,7 @@ import * as v from '../validate.js';
 import { genesisP, type Genesis } from '../chain/genesis.js';
 import { newSigningSeed, signingKeyFromSeed, type SigningKey } from '../crypto/keys.js';
 
-const ADDRESS = /^[^\s:]+:\d{1,5}$/;
+const ADDRESS = /^[^\s:]+:(6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})$/; // host:1..65535
 
 export const clusterFileP = v.object({
   version: v.literal(1),

@@ -143,6 +143,21 @@ function coerce(setting: Setting, raw: unknown, source: string): unknown {
   return n;
 }
 
+/** Each role's ports (base, base+1, …; 0: any free ones) must exist and not overlap the other role's. */
+function checkPortRanges(c: Config): void {
+  const ranges = [
+    { name: 'providerBasePort', base: c.providerBasePort, count: c.providers },
+    { name: 'clientBasePort', base: c.clientBasePort, count: c.clients },
+  ].filter((r) => r.base !== 0 && r.count > 0);
+  for (const r of ranges) {
+    if (r.base + r.count - 1 > 65535) throw new CairnError('BAD_CONFIG', `${r.name} ${r.base} leaves no port for ${r.count} actors (the last would be ${r.base + r.count - 1}; ports end at 65535)`);
+  }
+  const [a, b] = ranges;
+  if (a && b && a.base < b.base + b.count && b.base < a.base + a.count) {
+    throw new CairnError('BAD_CONFIG', `the providers' ports (${a.base}–${a.base + a.count - 1}) and the web clients' (${b.base}–${b.base + b.count - 1}) overlap; move one base port`);
+  }
+}
+
 /** Dotted paths in a config file's object that name no setting (a typo would be ignored silently). */
 function unknownKeys(obj: Record<string, unknown>, prefix: string): string[] {
   return Object.entries(obj).flatMap(([k, value]) => {
@@ -272,6 +287,7 @@ export function loadConfigWithSources(
     // Repair would delete the shards of an upload still allowed to finish.
     throw new CairnError('BAD_CONFIG', `orphanGraceMs (${c.orphanGraceMs}) must exceed maxUploadMs (${c.maxUploadMs}); the defaults leave 12 hours between them`);
   }
+  if (checks.shape) checkPortRanges(c);
   if (checks.shape && c.k + c.m > c.providers) {
     throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);
   }
