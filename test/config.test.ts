@@ -102,31 +102,35 @@ describe('supervisor', () => {
     await supervisor.stop();
   });
 
-  it('stops every actor it started when one cannot start, leaving none running on its own', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'cairn-failed-start-'));
-    const [base] = await freePorts(1, '127.0.0.1');
-    // sp2's port is taken: sp2 cannot start; sp1, sp3 and the client start in processes of their own.
-    const taken = createServer();
-    await new Promise<void>((resolve) => taken.listen(base! + 1, '127.0.0.1', resolve));
-    try {
-      const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dataDir, '--isolation', 'process', '--provider-base-port', String(base), '--client-base-port', '0', '--clients', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
-      let err = '';
-      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      const code = await new Promise<number | null>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`cairn cluster did not give up within 60 s:\n${err}`)), 60_000);
-        child.once('exit', (c) => {
-          clearTimeout(timer);
-          resolve(c);
+  for (const isolation of ['process', 'thread'] as const) {
+    it(`stops every actor it started when one cannot start, leaving none running on its own, and says why without a stack (${isolation} isolation)`, async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'cairn-failed-start-'));
+      const [base] = await freePorts(1, '127.0.0.1');
+      // sp2's port is taken: sp2 cannot start; sp1, sp3 and the client start (in processes of their own, or threads).
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(base! + 1, '127.0.0.1', resolve));
+      try {
+        const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dataDir, '--isolation', isolation, '--provider-base-port', String(base), '--client-base-port', '0', '--clients', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
+        let err = '';
+        child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        const code = await new Promise<number | null>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`cairn cluster did not give up within 60 s:\n${err}`)), 60_000);
+          child.once('exit', (c) => {
+            clearTimeout(timer);
+            resolve(c);
+          });
         });
-      });
-      assert.notEqual(code, 0, err);
-      assert.deepEqual(actorPids(dataDir), [], `no actor of that cluster is left running:\n${err}`);
-    } finally {
-      taken.close();
-      for (const pid of actorPids(dataDir)) process.kill(pid, 'SIGKILL');
-      rmSync(dataDir, { recursive: true, force: true });
-    }
-  });
+        assert.notEqual(code, 0, err);
+        assert.deepEqual(actorPids(dataDir), [], `no actor of that cluster is left running:\n${err}`);
+        assert.match(err, new RegExp(`${base! + 1}`), 'the taken port is named');
+        assert.doesNotMatch(err, /unexpected error|\n\s+at /, `a user's mistake, told without a stack:\n${err}`);
+      } finally {
+        taken.close();
+        for (const pid of actorPids(dataDir)) process.kill(pid, 'SIGKILL');
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 describe('cairn init', () => {

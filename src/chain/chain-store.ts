@@ -11,7 +11,7 @@
  * of an SP's wall time at 64 concurrent small uploads).
  */
 import type { Database, RootDatabase } from 'lmdb';
-import { invariant } from '../errors.js';
+import { CairnError, invariant } from '../errors.js';
 import { writeDurably } from '../lmdb-durable.js';
 import type { Block } from './block.js';
 import { genesisHash, type Genesis } from './genesis.js';
@@ -94,7 +94,8 @@ export class ChainStore implements RaftStorage<Block | null>, StateView {
     this.genesisHash = genesisHash(genesis);
     const stored = dbs.meta.get('chain/genesis') as string | undefined;
     if (stored === undefined) dbs.meta.putSync('chain/genesis', this.genesisHash);
-    else invariant(stored === this.genesisHash, `this SP's data belongs to another cluster (genesis ${stored.slice(0, 12)}…)`);
+    // A configuration mistake (the wrong --cluster or --data-dir), not a bug: said so, and nothing written.
+    else if (stored !== this.genesisHash) throw new CairnError('BAD_CONFIG', `this SP's data belongs to another cluster (genesis ${stored.slice(0, 12)}…, the cluster file's is ${this.genesisHash.slice(0, 12)}…): check --cluster and --data-dir`);
     // An earlier process may have stopped after committing and before its flush: one synchronous
     // commit flushes the whole file, so what is read below is durable (the core counts it so).
     dbs.root.transactionSync(() => void dbs.meta.put(OPENED, Date.now()));

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { CairnError } from '../errors.js';
 import { READY_PREFIX, type ActorHost, type ActorReady, type ActorSpec, type RunningActor } from './actor.js';
 import { ACTOR_HEAP_FLAGS } from './heap-flags.js';
 
@@ -22,7 +23,8 @@ export class ProcessHost implements ActorHost {
         if (line.startsWith(READY_PREFIX)) resolve(JSON.parse(line.slice(READY_PREFIX.length)) as ActorReady);
         else process.stdout.write(`[${spec.id}] ${line}\n`);
       });
-      void exited.then((code) => reject(new Error(`${spec.id} exited with code ${code} before it was ready`)));
+      // The child said why on its stderr (passed through above).
+      void exited.then((code) => reject(new CairnError('UNAVAILABLE', `${spec.id} exited with code ${code} before it was ready (its reason is above)`)));
     });
     ready.catch(() => undefined);
     return {

@@ -1,10 +1,11 @@
 /** Hosts actors on worker threads of this process: light, and one Ctrl-C stops everything. */
 import { Worker } from 'node:worker_threads';
+import { CairnError, type ErrorCode } from '../errors.js';
 import type { ActorHost, ActorReady, ActorSpec, RunningActor } from './actor.js';
 
 const ENTRY = new URL('./actor-thread.js', import.meta.url);
 
-export type ThreadMessage = { event: 'ready'; ready: ActorReady } | { event: 'stopped' };
+export type ThreadMessage = { event: 'ready'; ready: ActorReady } | { event: 'failed'; code: ErrorCode | null; message: string } | { event: 'stopped' };
 
 export class ThreadHost implements ActorHost {
   start(spec: ActorSpec): RunningActor {
@@ -13,6 +14,7 @@ export class ThreadHost implements ActorHost {
     const ready = new Promise<ActorReady>((resolve, reject) => {
       worker.on('message', (m: ThreadMessage) => {
         if (m.event === 'ready') resolve(m.ready);
+        else if (m.event === 'failed') reject(m.code ? new CairnError(m.code, `${spec.id} could not start: ${m.message}`) : new Error(`${spec.id} could not start: ${m.message}`));
       });
       worker.once('error', (err) => reject(err));
       void exited.then((code) => reject(new Error(`${spec.id} exited with code ${code} before it was ready`)));
