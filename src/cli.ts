@@ -188,7 +188,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  const fs = err as { code?: unknown; path?: unknown; syscall?: unknown };
   if (err instanceof CairnError) console.error(`cairn: ${err.code}: ${err.message}`);
+  // A path that is not a folder, not writable, on a read-only disk …: the user's to fix, no stack.
+  else if (typeof fs.code === 'string' && typeof fs.path === 'string' && typeof fs.syscall === 'string') console.error(`cairn: BAD_CONFIG: cannot ${fs.syscall} ${fs.path} (${fs.code}): check --data-dir, --cluster and --out`);
   else console.error(`cairn: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
   process.exit(1);
 });

@@ -75,6 +75,10 @@ describe('configuration', () => {
     // Commands with options of their own refuse others: `verify --datadir d2` checked ./data and said ok.
     assert.throws(() => execFileSync(process.execPath, [CLI, 'verify', '--datadir', '/nonexistent'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unknown option --datadir \(cairn verify takes --cluster, --data-dir\)/);
     assert.throws(() => execFileSync(process.execPath, [CLI, 'cluster', '-providers', '5'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unexpected argument "-providers"/);
+    // A data dir that is a file: said so, without a stack.
+    const aFile = join(mkdtempSync(join(tmpdir(), 'cairn-config-')), 'a-file');
+    writeFileSync(aFile, 'not a folder');
+    assert.throws(() => execFileSync(process.execPath, [CLI, 'cluster', '--data-dir', aFile, '--provider-base-port', '0', '--client-base-port', '0'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), (err: { stderr?: Buffer }) => /BAD_CONFIG: cannot mkdir .*a-file.* \((ENOTDIR|EEXIST)\)/.test(String(err.stderr)) && !/\n\s+at /.test(String(err.stderr)));
   });
 });
 
