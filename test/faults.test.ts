@@ -299,6 +299,9 @@ describe('garbage at an SP port, with and without the cluster key', () => {
         default: { const f = Buffer.concat(valid({ t: 'chain.status', id: i + 1, from: 'x', body: {} }).map((p) => Buffer.from(p))); f[9] = f[9]! ^ 0xff; frames.push([f.subarray(0, f.length - 1)]); } // cut and mutated
       }
     }
+    // Posing as an SP without its node key: the link key does not match, the handshake fails.
+    const poser = tlsPskTransport(clusterKey, { sp: { self: 'sp2', keyWith: () => randomBytes(32) }, to: 'sp1' });
+    await assert.rejects(poser.connect(host!, port, 3_000), (err: unknown) => (err as { code?: string }).code === 'UNAUTHENTICATED', 'an SP id without its node key');
     // Without the key: plain TCP to a TLS-PSK port, and TLS with a wrong key.
     let refused = 0;
     for (let c = 0; c < 30; c++) {
@@ -341,6 +344,15 @@ describe('garbage at an SP port, with and without the cluster key', () => {
       await assert.rejects(member.request('no.such.message', null), code('UNKNOWN_MESSAGE'));
       const listed = (await member.request('shard.list', { after: 'a'.repeat(31), limit: 10 })).body as { keys: string[] };
       assert.equal(listed.keys.includes(key), false, 'nothing stored under the key of the wrong-hash put');
+      // Consensus and the sweep are between SPs: a member holding only the cluster key (every web
+      // client does) can neither vote, append, endorse nor sweep, whatever id it states.
+      for (const [type, body] of [
+        ['raft', { msg: { type: 'preVote', term: 99, lastHeight: 0, lastTerm: 0 } }],
+        ['chain.endorse', { endorsements: [] }],
+        ['shard.sweep', { keys: [key] }],
+      ] as const) {
+        await assert.rejects(member.request(type, body), code('FORBIDDEN'), type);
+      }
     } finally {
       await member.close();
     }

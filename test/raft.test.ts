@@ -3,6 +3,7 @@ import test from 'node:test';
 import { RaftCore, type HardState, type RaftEntry, type RaftMessage, type RaftOptions, type Ready } from '../src/chain/raft.js';
 import { isCairnError } from '../src/errors.js';
 import { MemStorage, Rng, entryHash, genesisEntry, makeEntry } from './support/raft-sim.js';
+import { MAX_TERM, raftBodyP } from '../src/chain/raft-wire.js';
 
 type Msg = RaftMessage<string>;
 type Entry = RaftEntry<string>;
@@ -586,4 +587,13 @@ test('a follower whose disk was wiped catches up under the same leader', () => {
   c.deliver();
   c.rounds(2);
   assert.equal(c.node('b').core.status().commit, 7, 'and keeps up after');
+});
+
+test('the wire takes no term an election could not follow: one message cannot wedge the chain', () => {
+  // A term adopted from a message is the base of the next election's: at the largest safe
+  // integer, term + 1 passed no parser and every SP stayed a candidate for good.
+  const preVote = (term: number) => raftBodyP({ msg: { type: 'preVote', term, lastHeight: 0, lastTerm: 0 } });
+  assert.equal(preVote(MAX_TERM).msg.term, MAX_TERM);
+  for (const term of [MAX_TERM + 1, Number.MAX_SAFE_INTEGER]) assert.throws(() => preVote(term), (err: unknown) => isCairnError(err, 'BAD_MESSAGE'), String(term));
+  assert.throws(() => raftBodyP({ msg: { type: 'appendResp', term: 1, success: true, matchHeight: 0, hintTerm: Number.MAX_SAFE_INTEGER } }), (err: unknown) => isCairnError(err, 'BAD_MESSAGE'));
 });

@@ -7,8 +7,15 @@ import { blockP, type Block } from './block.js';
 import type { RaftEntry, RaftMessage } from './raft.js';
 
 const n = v.int({ min: 0, max: Number.MAX_SAFE_INTEGER });
+/**
+ * Terms far below the largest safe integer: a term is adopted from any message that carries a
+ * higher one, and an SP's next election asks for one more, which at the largest safe integer no
+ * parser took: every SP stuck as a candidate for good. 2^48 elections never happen.
+ */
+export const MAX_TERM = 2 ** 48;
+const term = v.int({ min: 0, max: MAX_TERM });
 const entryP: v.Parser<RaftEntry<Block | null>> = (value, path) => {
-  const e = v.object({ height: n, term: n, hash: v.hex32, prevHash: v.str({ max: 64 }), data: blockP })(value, path);
+  const e = v.object({ height: n, term, hash: v.hex32, prevHash: v.str({ max: 64 }), data: blockP })(value, path);
   return e as RaftEntry<Block | null>;
 };
 
@@ -21,19 +28,19 @@ export const MAX_ENTRIES_PER_APPEND = 64;
 export const MAX_APPEND_BYTES = 16 * 1024 * 1024;
 
 const messageP = v.oneOf<RaftMessage<Block | null>>('type', {
-  preVote: v.object({ type: v.literal('preVote'), term: n, lastHeight: n, lastTerm: n }),
-  preVoteResp: v.object({ type: v.literal('preVoteResp'), term: n, granted: v.bool }),
-  vote: v.object({ type: v.literal('vote'), term: n, lastHeight: n, lastTerm: n }),
-  voteResp: v.object({ type: v.literal('voteResp'), term: n, granted: v.bool }),
+  preVote: v.object({ type: v.literal('preVote'), term, lastHeight: n, lastTerm: term }),
+  preVoteResp: v.object({ type: v.literal('preVoteResp'), term, granted: v.bool }),
+  vote: v.object({ type: v.literal('vote'), term, lastHeight: n, lastTerm: term }),
+  voteResp: v.object({ type: v.literal('voteResp'), term, granted: v.bool }),
   append: v.object({
     type: v.literal('append'),
-    term: n,
+    term,
     prevHeight: n,
-    prevTerm: n,
+    prevTerm: term,
     entries: v.array(entryP, { max: MAX_ENTRIES_PER_APPEND }),
     commit: n,
   }),
-  appendResp: v.object({ type: v.literal('appendResp'), term: n, success: v.bool, matchHeight: n, hintHeight: v.optional(n), hintTerm: v.optional(n) }),
+  appendResp: v.object({ type: v.literal('appendResp'), term, success: v.bool, matchHeight: n, hintHeight: v.optional(n), hintTerm: v.optional(term) }),
 });
 
 const endorsementP = v.object({

@@ -15,7 +15,14 @@ import {
   createDecipheriv,
   type KeyObject,
 } from 'node:crypto';
-import { crypto_sign_detached, crypto_sign_seed_keypair, crypto_sign_verify_detached } from 'sodium-native';
+import {
+  crypto_scalarmult,
+  crypto_sign_detached,
+  crypto_sign_ed25519_pk_to_curve25519,
+  crypto_sign_ed25519_sk_to_curve25519,
+  crypto_sign_seed_keypair,
+  crypto_sign_verify_detached,
+} from 'sodium-native';
 import { CairnError, invariant } from '../errors.js';
 import { randomBytesPooled } from './random.js';
 
@@ -52,6 +59,12 @@ function rawPublic(key: KeyObject): Buffer {
 export interface SigningKey {
   readonly publicKey: string; // hex
   sign(message: Uint8Array): string; // hex signature
+  /**
+   * The X25519 agreement of this key with another Ed25519 public key (both mapped to their
+   * Montgomery form, as libsodium does for signing keys used to agree): the same bytes on either
+   * side, computable only by the holders of the two secret keys.
+   */
+  agree(peerPublicHex: string): Buffer;
 }
 
 /**
@@ -64,12 +77,27 @@ export function signingKeyFromSeed(seed: Uint8Array): SigningKey {
   const publicKey = Buffer.alloc(32);
   const secretKey = Buffer.alloc(64);
   crypto_sign_seed_keypair(publicKey, secretKey, seed);
+  const curveSecret = Buffer.alloc(32);
+  crypto_sign_ed25519_sk_to_curve25519(curveSecret, secretKey);
   return {
     publicKey: publicKey.toString('hex'),
     sign: (message) => {
       const signature = Buffer.allocUnsafe(64);
       crypto_sign_detached(signature, message, secretKey);
       return signature.toString('hex');
+    },
+    agree: (peerPublicHex) => {
+      const peer = Buffer.from(peerPublicHex, 'hex');
+      if (peer.length !== 32) throw new CairnError('BAD_REQUEST', 'an Ed25519 public key is 32 bytes');
+      const curvePeer = Buffer.alloc(32);
+      const shared = Buffer.alloc(32);
+      try {
+        crypto_sign_ed25519_pk_to_curve25519(curvePeer, peer);
+        crypto_scalarmult(shared, curveSecret, curvePeer); // refuses a small-order point (an all-zero result)
+      } catch {
+        throw new CairnError('BAD_REQUEST', 'that public key admits no key agreement');
+      }
+      return shared;
     },
   };
 }

@@ -6,4 +6,10 @@ declare module 'sodium-native' {
   export function crypto_sign_detached(signature: Uint8Array, message: Uint8Array, secretKey: Uint8Array): void;
   /** True when `signature` is a valid Ed25519 signature of `message` under `publicKey` (32 bytes). */
   export function crypto_sign_verify_detached(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
+  /** Maps an Ed25519 public key (32 bytes) to its X25519 form; throws for a point with none. */
+  export function crypto_sign_ed25519_pk_to_curve25519(curvePublicKey: Uint8Array, edPublicKey: Uint8Array): void;
+  /** Maps an Ed25519 secret key (64 bytes) to its X25519 form (32 bytes). */
+  export function crypto_sign_ed25519_sk_to_curve25519(curveSecretKey: Uint8Array, edSecretKey: Uint8Array): void;
+  /** X25519: writes secretKey·publicKey into `shared` (32 bytes); throws when the result is all zeros. */
+  export function crypto_scalarmult(shared: Uint8Array, secretKey: Uint8Array, publicKey: Uint8Array): void;
 }

@@ -12,14 +12,16 @@ import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type WireError } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
-import { remoteOf, type Listener, type Transport } from './transport.js';
+import { authenticatedSp, remoteOf, type Listener, type Transport } from './transport.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type MailboxLog = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
 
 export interface HandlerContext {
-  /** Sender id as stated in the envelope. */
+  /** The sender: the SP the link authenticated, else the id a member (holding the cluster key) states. */
   from: string;
+  /** Whether `from` is an SP proven by its link key. */
+  sp: boolean;
   /** A view into the received frame, valid until the handler settles (its memory is then reused): copy what must outlive it. */
   payload?: Uint8Array;
   /** host:port of the connection. */
@@ -59,6 +61,8 @@ export interface MailboxServerStats {
 interface Route {
   parse: (body: unknown) => unknown;
   handler: Handler<unknown>;
+  /** Taken from SPs alone (links authenticated as an SP); other members are refused. */
+  spOnly: boolean;
 }
 
 /** What a connection needs from its server; keeps those internals off the public class. */
@@ -126,9 +130,9 @@ export class MailboxServer {
   }
 
   /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
-  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>): this {
+  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean } = {}): this {
     invariant(!this.routes.has(type), `mailbox handler for ${type} registered twice`);
-    this.routes.set(type, { parse, handler: handler as Handler<unknown> });
+    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false });
     return this;
   }
 
@@ -219,8 +223,9 @@ export class MailboxServer {
     try {
       const route = this.routes.get(env.t);
       if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
+      if (route.spOnly && connection.sp === null) throw new CairnError('FORBIDDEN', `${env.t} is taken from storage providers only`);
       const body = route.parse(env.body);
-      const ctx: HandlerContext = { from: env.from, remote: connection.remote };
+      const ctx: HandlerContext = { from: connection.sp ?? env.from, sp: connection.sp !== null, remote: connection.remote };
       if (frame.payload) ctx.payload = frame.payload;
       const result = await route.handler(body, ctx);
       reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
@@ -247,6 +252,8 @@ export class MailboxServer {
 /** One accepted peer: reads frames up to the in-flight limit, pausing the socket at the limit. */
 class Connection {
   readonly remote: string;
+  /** The SP this link authenticated, or null. */
+  readonly sp: string | null;
   private readonly decoder: FrameDecoder;
   private readonly writer: FrameWriter;
   private inFlight = 0;
@@ -259,6 +266,7 @@ class Connection {
     readonly socket: Socket,
   ) {
     this.remote = remoteOf(socket);
+    this.sp = authenticatedSp(socket);
     this.decoder = new FrameDecoder(host.maxFrameBytes, host.buffers);
     this.writer = new FrameWriter(socket);
     socket.on('error', (err) => host.log('debug', 'mailbox socket error', { remote: this.remote, error: err.message }));

@@ -2,6 +2,11 @@
  * How mailbox bytes reach a peer: plain TCP (tests, benchmarks, a trusted host) or TLS 1.3 with a
  * pre-shared key derived from the cluster key. With the PSK, a peer without the key fails the
  * handshake, so none of its bytes ever reach the frame parser.
+ *
+ * Every member holds the cluster key, web clients included; an SP also proves which SP it is. Its
+ * links to other SPs use a key of that pair alone (SpLinks: derived from the X25519 agreement of
+ * the two node keys), and the server learns the SP's id from the handshake (authenticatedSp), so
+ * consensus messages can be taken from SPs only, each under its own name.
  */
 import { hkdfSync } from 'node:crypto';
 import net, { type Socket } from 'node:net';
@@ -55,6 +60,32 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 const KEEPALIVE_MS = 30_000;
 const CLUSTER_KEY_BYTES = 32;
 const PSK_IDENTITY = 'cairn-mailbox-v1';
+const SP_IDENTITY_PREFIX = 'cairn-sp-v1:';
+
+/** An SP's side of its links to other SPs. */
+export interface SpLinks {
+  /** This SP's id. */
+  readonly self: string;
+  /** The key of the link between this SP and SP `id` (both derive the same), or null if `id` is no other SP of the cluster. */
+  keyWith(id: string): Buffer | null;
+}
+
+/**
+ * The key of the link between SPs `a` and `b`: HKDF over their node keys' agreement, salted with
+ * the cluster key (so it is this cluster's) and bound to both names.
+ */
+export function deriveLinkKey(clusterKey: Uint8Array, agreement: Uint8Array, a: string, b: string): Buffer {
+  const [x, y] = a < b ? [a, b] : [b, a];
+  return Buffer.from(hkdfSync('sha256', agreement, clusterKey, `cairn sp link v1\0${x}\0${y}`, 32));
+}
+
+/** Sockets whose peer proved itself an SP, by that SP's id. */
+const spOf = new WeakMap<Socket, string>();
+
+/** The SP a server-side socket's handshake authenticated, or null for a member holding the cluster key alone. */
+export function authenticatedSp(socket: Socket): string | null {
+  return spOf.get(socket) ?? null;
+}
 // TLS 1.3 external PSKs through OpenSSL's legacy callback are bound to SHA-256 suites; the
 // handshake still runs (EC)DHE (psk_dhe_ke), so traffic keys have forward secrecy.
 const TLS13_PSK_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
@@ -187,15 +218,22 @@ function derivePsk(clusterKey: Uint8Array): Buffer {
   return Buffer.from(hkdfSync('sha256', clusterKey, 'cairn', 'cairn mailbox tls-psk v1', 32));
 }
 
+/**
+ * @param options.sp  this SP's links: its server also accepts other SPs by their link keys, and
+ *   with `options.to` its connections reach that SP as this one.
+ */
 export function tlsPskTransport(
   clusterKey: Uint8Array,
-  options: { handshakeTimeoutMs?: number } = {},
+  options: { handshakeTimeoutMs?: number; sp?: SpLinks; to?: string } = {},
 ): Transport {
   if (clusterKey.byteLength !== CLUSTER_KEY_BYTES) {
     throw new CairnError('BAD_CONFIG', `cluster key must be ${CLUSTER_KEY_BYTES} bytes, got ${clusterKey.byteLength}`);
   }
   const psk = derivePsk(clusterKey);
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const linkKey = options.sp && options.to !== undefined ? options.sp.keyWith(options.to) : null;
+  invariant(options.to === undefined || linkKey !== null, `no link key with ${options.to}`);
+  const dialAs = linkKey ? { psk: linkKey, identity: `${SP_IDENTITY_PREFIX}${options.sp!.self}` } : { psk, identity: PSK_IDENTITY };
   const common = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: TLS13_PSK_SUITES } as const;
   return {
     kind: 'tls-psk',
@@ -205,7 +243,14 @@ export function tlsPskTransport(
         allowHalfOpen: true,
         noDelay: true,
         handshakeTimeout: handshakeTimeoutMs,
-        pskCallback: (_socket, identity) => (identity === PSK_IDENTITY ? psk : null),
+        pskCallback: (socket, identity) => {
+          if (identity === PSK_IDENTITY) return psk;
+          if (!options.sp || !identity.startsWith(SP_IDENTITY_PREFIX)) return null;
+          const id = identity.slice(SP_IDENTITY_PREFIX.length);
+          const key = options.sp.keyWith(id);
+          if (key) spOf.set(socket, id); // counts only if the handshake then succeeds with this key
+          return key;
+        },
       });
       server.on('secureConnection', listenOptions.onSocket);
       server.on('tlsClientError', (err, socket) => {
@@ -223,7 +268,7 @@ export function tlsPskTransport(
         host,
         port,
         ...onread(reader),
-        pskCallback: () => ({ psk, identity: PSK_IDENTITY }),
+        pskCallback: () => dialAs,
       });
       return withTimeout(socket, 'secureConnect', timeoutMs, host, port);
     },

@@ -15,7 +15,7 @@ import { MailboxClient } from '../mailbox/client.js';
 import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
-import { tlsPskTransport } from '../mailbox/transport.js';
+import { deriveLinkKey, tlsPskTransport, type SpLinks } from '../mailbox/transport.js';
 import { takeLock } from '../dir-lock.js';
 import { SharedRun } from '../shared-run.js';
 import * as v from '../validate.js';
@@ -46,6 +46,7 @@ const MAX_SHARD_BYTES = 64 * 1024 * 1024;
 /** Frames between SPs, either way: a shard with its header, or a Raft append (MAX_APPEND_BYTES, or one block bigger). */
 const MAX_FRAME_BYTES = MAX_SHARD_BYTES + 64 * 1024;
 const MAX_LISTED_FILES = 10_000;
+const SP_ONLY = { spOnly: true } as const;
 
 export async function startProvider(opts: ProviderOptions): Promise<RunningRole> {
   const log = opts.log ?? ((line: string) => console.error(`[${opts.id}] ${line}`));
@@ -54,7 +55,20 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
-  const transport = tlsPskTransport(readClusterKey(opts.clusterFile));
+  const clusterKey = readClusterKey(opts.clusterFile);
+  const signKeys = new Map(cluster.genesis.validators.map((val) => [val.id, val.signKey]));
+  const linkKeys = new Map<string, Buffer>();
+  const links: SpLinks = {
+    self: opts.id,
+    keyWith: (id) => {
+      const peerKey = id === opts.id ? undefined : signKeys.get(id);
+      if (peerKey === undefined) return null;
+      let key = linkKeys.get(id);
+      if (!key) linkKeys.set(id, (key = deriveLinkKey(clusterKey, signer.agree(peerKey), opts.id, id)));
+      return key;
+    },
+  };
+  const transport = tlsPskTransport(clusterKey, { sp: links });
   const unlock = takeLock(join(opts.dataDir, opts.id, 'provider.lock'), `storage provider ${opts.id}`);
   let dbs: ReturnType<typeof openProviderDbs>;
   try {
@@ -79,7 +93,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   };
   for (const p of cluster.providers) {
     if (p.id === opts.id) continue;
-    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport, requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024, maxFrameBytes: MAX_FRAME_BYTES }));
+    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport: tlsPskTransport(clusterKey, { sp: links, to: p.id }), requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024, maxFrameBytes: MAX_FRAME_BYTES }));
   }
   const node = new ChainNode({
     id: opts.id,
@@ -146,7 +160,8 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   const on = <T extends MessageType>(
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
-  ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>);
+    access: { spOnly?: boolean } = {},
+  ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>, access);
 
   on('shard.put', async (b, ctx) => {
     if (!ctx.payload) throw new CairnError('BAD_MESSAGE', 'shard.put carries the shard bytes as its payload');
@@ -170,7 +185,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     return { body: { deleted: await shards.delete(b.key) } };
   });
   on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
-  on('shard.sweep', async (b) => ({ body: { deleted: await sweep(b.keys) } }));
+  on('shard.sweep', async (b) => ({ body: { deleted: await sweep(b.keys) } }), SP_ONLY);
   on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));
   on('scrub.run', async () => ({ body: await scrubber.runPass() }));
   on('repair.start', async (b) => {
@@ -216,8 +231,10 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     }
     return { body: { files, height: chainStore.applied() } };
   });
-  server.handle('raft', (b) => raftBodyP(b), async (b, ctx) => node.onRaft(ctx.from, b.msg));
-  server.handle('chain.endorse', (b) => endorseBodyP(b), async (b, ctx) => node.onEndorse(ctx.from, b.endorsements));
+  // Consensus is between SPs, each under the name its link key proves: a web client (it holds the
+  // cluster key too) or an SP posing as another could otherwise vote, append or endorse.
+  server.handle('raft', (b) => raftBodyP(b), async (b, ctx) => node.onRaft(ctx.from, b.msg), SP_ONLY);
+  server.handle('chain.endorse', (b) => endorseBodyP(b), async (b, ctx) => node.onEndorse(ctx.from, b.endorsements), SP_ONLY);
 
   const { port } = await server.listen(opts.port, opts.host);
   node.start();
