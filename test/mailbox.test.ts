@@ -435,3 +435,34 @@ test('requests after close() fail with CONNECTION_CLOSED, one-way sends are drop
   await pair.server.close();
   await waitFor(() => pair.server.stats.connections === 0, 'server connections gone');
 });
+
+test('a request given up on mid-frame never sends its payload later: the link is dropped, not put out of step', async () => {
+  // A handler that stalls (a slow disk) while puts queue behind it and time out; their callers
+  // then reuse the payloads' memory (here: moved to another thread, as the codec pool does).
+  const SIZE = 2 * 1024 * 1024;
+  let stall = true;
+  const seen: { i: number; intact: boolean }[] = [];
+  const server = new MailboxServer({ id: 'sp', transport: tcpTransport(), maxInFlightPerConnection: 1, log: quiet });
+  server.handle('put', (b) => b as { i: number }, async (b, ctx) => {
+    seen.push({ i: b.i, intact: ctx.payload?.length === SIZE && ctx.payload.every((x) => x === b.i + 1) });
+    for (let waits = 0; stall && waits < 600; waits++) await new Promise((r) => setTimeout(r, 50));
+    return { body: 'stored' };
+  });
+  server.handle('ping', parseNothing, async () => ({ body: 'pong' }));
+  const { port } = await server.listen(0);
+  const client = new MailboxClient({ id: 'c', address: `127.0.0.1:${port}`, transport: tcpTransport() });
+  try {
+    const payloads = Array.from({ length: 6 }, (_, i) => new Uint8Array(new ArrayBuffer(SIZE)).fill(i + 1));
+    const outcomes = await Promise.all(payloads.map((p, i) => client.request('put', { i }, p, { timeoutMs: 500 }).then(() => 'ok', (e: CairnError) => e.code)));
+    assert.ok(outcomes.every((o) => o === 'TIMEOUT' || o === 'CONNECTION_CLOSED'), outcomes.join(','));
+    for (const p of payloads) structuredClone(p.buffer, { transfer: [p.buffer] });
+    stall = false;
+    // The link works again (a new connection), and every put the server read was whole.
+    for (let j = 0; j < 3; j++) assert.equal((await client.request('ping', {}, undefined, { timeoutMs: 5_000 })).body, 'pong');
+    assert.ok(seen.every((s) => s.intact), JSON.stringify(seen));
+    assert.equal(server.stats.badFrames, 0);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});

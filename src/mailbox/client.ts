@@ -56,6 +56,8 @@ interface Connection {
 interface Call {
   state: 'queued' | 'active' | 'done';
   pieces: Uint8Array[];
+  /** Handed to the socket and not yet taken by it: the socket may still read the payload. */
+  inSocket: boolean;
   id: number;
   conn: Connection | null;
   timer: NodeJS.Timeout | undefined;
@@ -128,7 +130,7 @@ export class MailboxClient {
       return Promise.reject(toCairnError(err));
     }
     return new Promise<MailboxReply>((resolve, reject) => {
-      const call: Call = { state: 'queued', pieces, id, conn: null, timer: undefined, resolve, reject };
+      const call: Call = { state: 'queued', pieces, inSocket: false, id, conn: null, timer: undefined, resolve, reject };
       const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
       call.timer = setTimeout(() => {
         this.finish(call, new CairnError('TIMEOUT', `${type} to ${this.address} got no answer within ${timeoutMs} ms`));
@@ -206,7 +208,11 @@ export class MailboxClient {
       call.conn = conn;
       conn.pending.set(call.id, call);
       // Held in flight until the socket drains: that is the write back-pressure.
-      await conn.writer.write(call.pieces);
+      await conn.writer.write(call.pieces, {
+        wanted: () => call.state === 'active',
+        handed: () => (call.inSocket = true),
+        sent: () => (call.inSocket = false),
+      });
       call.pieces = [];
     } catch (err) {
       this.finish(call, toCairnError(err, 'UNAVAILABLE'));
@@ -224,6 +230,11 @@ export class MailboxClient {
     clearTimeout(call.timer);
     call.conn?.pending.delete(call.id);
     call.pieces = [];
+    // Given up on (a timeout) while the socket still holds part of its frame: the caller may reuse
+    // the payload's memory the moment this settles, and a frame cannot be taken back half sent. The
+    // connection goes, and its queued writes with it, rather than send other bytes, or a header
+    // without its payload (the peer would read the next frames as that payload, for good).
+    if (call.inSocket && outcome instanceof CairnError) call.conn?.socket.destroy(outcome);
     if (outcome instanceof CairnError) call.reject(outcome);
     else call.resolve(outcome);
     if (wasActive) {

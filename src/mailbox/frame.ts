@@ -295,12 +295,19 @@ export class FrameWriter {
     return this.socket.writableNeedDrain;
   }
 
-  /** Resolves when the frame is handed over and the socket is below its mark (or is gone). */
-  async write(pieces: readonly Uint8Array[]): Promise<void> {
+  /**
+   * Resolves when the frame is handed over and the socket is below its mark (or is gone).
+   * `track.wanted` is asked after waiting for the socket: a frame no longer wanted (its request
+   * timed out meanwhile, its payload perhaps reused) is not written. `track.sent` is called once
+   * the socket has taken the last piece: until then the socket may still read the pieces.
+   */
+  async write(pieces: readonly Uint8Array[], track: { wanted?: () => boolean; handed?: () => void; sent?: () => void } = {}): Promise<void> {
     const socket = this.socket;
     // Writers queue on 'drain' in order, so frames keep the order they were written in.
     while (socket.writableNeedDrain && !socket.destroyed) await this.drain();
     if (socket.destroyed || !socket.writable) return;
+    if (track.wanted && !track.wanted()) return;
+    track.handed?.();
     const payload = pieces.length > 1 ? pieces[pieces.length - 1]! : undefined;
     const alone = payload !== undefined && payload.byteLength >= SEPARATE_PAYLOAD_BYTES;
     if (!this.corked) {
@@ -308,11 +315,13 @@ export class FrameWriter {
       socket.cork();
       process.nextTick(() => this.flush());
     }
-    for (const piece of alone ? pieces.slice(0, -1) : pieces) socket.write(piece);
+    const sent = track.sent ? () => track.sent!() : undefined;
+    const last = pieces.length - 1;
+    for (let i = 0; i < (alone ? last : pieces.length); i++) socket.write(pieces[i]!, i === last ? sent : undefined);
     if (alone) {
       // What this turn batched goes first; the payload then is the socket's only queued write.
       this.flush();
-      socket.write(payload);
+      socket.write(payload, sent);
     }
     if (socket.writableNeedDrain) await this.drain();
   }
