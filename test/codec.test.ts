@@ -170,6 +170,20 @@ describe('segment codec', () => {
     }
   });
 
+  it('treats a shard of the wrong length as missing, also the only data shard (k = 1)', () => {
+    for (const [k, m] of [[1, 2], [2, 1], [4, 2]] as const) {
+      const r = ref({ k, m });
+      const plaintext = randomBytes(20_000);
+      const encoded = encodeSegment({ ...r, plaintext });
+      for (let bad = 0; bad < k + m; bad++) {
+        const shards = separated(encoded);
+        shards[bad] = shards[bad]!.subarray(0, shards[bad]!.length - 8); // cut short on disk
+        const decoded = decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: encoded.hashes });
+        assert.deepEqual(decoded, plaintext, `k=${k} m=${m} short shard ${bad}`);
+      }
+    }
+  });
+
   it('opens intact data shards on their GCM tag alone; hashes only pick out a bad shard', () => {
     const r = ref({ k: 2, m: 1 });
     const plaintext = randomBytes(6000);

@@ -149,7 +149,7 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
   }
 
   let data: Uint8Array[];
-  if (dataShards.every(isShard) && (intact.slice(0, k).every(Boolean) || areConsecutive(dataShards))) {
+  if (dataShards.every(isShard) && dataShards.every((s) => s.length === size) && (intact.slice(0, k).every(Boolean) || areConsecutive(dataShards))) {
     data = dataShards;
   } else {
     data = layoutShards(input.sealedLength, k, 0).shards;
