@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CairnError } from '../src/errors.js';
+import { CairnError, isCairnError } from '../src/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,22 @@ describe('chain nodes', () => {
       await until('the follower applied the block', () => followerStore.applied() >= first.height);
       assert.deepEqual(await follower.submit(tx), first);
       assert.equal(leaderStore.lastHeight(), height, 'no block for a transaction that is final already');
+    } finally {
+      await chain.close();
+    }
+  });
+
+  it('refuse a copy of a transaction with a bad signature, so it cannot stand in for the genuine one', async () => {
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      const tx = registration('genuine');
+      const sig = tx.sig;
+      const forged = { ...tx, sig: `${sig.slice(0, -2)}${sig.endsWith('00') ? '01' : '00'}` };
+      const height = chain.stores.get(chain.leader.status().id)!.lastHeight();
+      await assert.rejects(chain.leader.submit(forged), (err: unknown) => isCairnError(err, 'INVALID_TX'));
+      assert.equal(chain.stores.get(chain.leader.status().id)!.lastHeight(), height, 'no block for it');
+      const real = await chain.leader.submit(tx);
+      assert.equal(real.ok, true, real.error);
     } finally {
       await chain.close();
     }

@@ -14,8 +14,8 @@ import type { ChainStore } from './chain-store.js';
 import { majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
 import { MAX_APPEND_BYTES, MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
-import { txOutcome, type BlockEffects, type TxResult } from './state.js';
-import { txId, type Tx } from './tx.js';
+import { signerKey, txOutcome, type BlockEffects, type TxResult } from './state.js';
+import { txId, verifyTx, type Tx } from './tx.js';
 
 /** How a chain node reaches its peers; the provider backs it with mailbox clients. */
 export interface PeerLink {
@@ -191,6 +191,10 @@ export class ChainNode extends EventEmitter {
     const id = txId(tx);
     const done = txOutcome((key) => this.#store.get(key), tx, id);
     if (done) return { ...done, txId: id };
+    // A transaction's id leaves its signature out: a copy with a bad signature, put in a block
+    // first, would be recorded as that id's outcome (rejected), and the genuine one with it.
+    const key = signerKey(tx, (k) => this.#store.get(k), this.#store.genesis);
+    if (key !== undefined && !verifyTx(tx, key)) throw new CairnError('INVALID_TX', `the transaction's signature does not match ${tx.signer}'s key; it was not submitted`);
     const leader = await this.#awaitLeader();
     if (this.#stopped) throw shuttingDown(); // stop() settled every waiter meanwhile
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);

@@ -120,6 +120,16 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
   return { writes, results };
 }
 
+/**
+ * The key a transaction must be signed with, as far as the state tells now: the one it registers,
+ * its SP's, or its user's (undefined for a user not registered yet: the block decides).
+ */
+export function signerKey(tx: Tx, read: (key: string) => StateValue | undefined, genesis: Genesis): string | undefined {
+  if (tx.body.type === 'user.register') return tx.body.signKey;
+  if (tx.body.type === 'file.place') return genesis.validators.find((val) => val.id === tx.signer)?.signKey;
+  return (read(keys.user(tx.signer)) as UserRecord | undefined)?.signKey;
+}
+
 function applyTx(
   tx: Tx,
   read: (key: string) => StateValue | undefined,
