@@ -22,32 +22,61 @@ export async function verifyCommand(flags: Map<string, string>): Promise<number>
   const clusterPath = flags.get('cluster') ?? (dataDir ? join(dataDir, 'cluster.json') : './data/cluster.json');
   const cluster = readClusterFile(clusterPath);
   const reports: Report[] = [];
+  /** Each replica's block hash at one height all of them hold: replicas that each verify alone may still differ. */
+  const at = new Map<string, string>();
+  let common = 0;
   if (dataDir) {
-    for (const p of cluster.providers) {
-      const dir = lmdbDir(dataDir, p.id);
-      if (!existsSync(join(dir, 'data.mdb'))) {
-        reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: `no LMDB files in ${dir}` }] });
-        continue;
+    const open: { id: string; dbs: ReturnType<typeof openProviderDbs>; store: ChainStore }[] = [];
+    try {
+      for (const p of cluster.providers) {
+        const dir = lmdbDir(dataDir, p.id);
+        if (!existsSync(join(dir, 'data.mdb'))) {
+          reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: `no LMDB files in ${dir}` }] });
+          continue;
+        }
+        const dbs = openProviderDbs(dir);
+        try {
+          const store = new ChainStore(dbs, cluster.genesis);
+          open.push({ id: p.id, dbs, store });
+          reports.push(await verifyReplica(p.id, store));
+        } catch (err) {
+          reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: (err as Error).message }] });
+        }
       }
-      const dbs = openProviderDbs(dir);
-      try {
-        reports.push(await verifyReplica(p.id, new ChainStore(dbs, cluster.genesis)));
-      } catch (err) {
-        reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: (err as Error).message }] });
-      } finally {
-        await dbs.root.close();
+      common = Math.min(...reports.filter((r) => r.ok).map((r) => r.height));
+      for (const o of open) {
+        const hash = Number.isFinite(common) && common > 0 ? o.store.block(common)?.hash : undefined;
+        if (hash) at.set(o.id, hash);
       }
+    } finally {
+      for (const o of open) await o.dbs.root.close();
     }
   } else {
     const transport = tlsPskTransport(readClusterKey(clusterPath));
-    for (const p of cluster.providers) {
-      const client = new MailboxClient({ id: 'verify', address: p.address, transport, requestTimeoutMs: 120_000 });
-      try {
-        reports.push((await call(client, 'chain.verify', {})).body);
-      } catch (err) {
-        reports.push({ provider: p.id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: `unreachable: ${(err as Error).message}` }] });
-      } finally {
-        await client.close();
+    const clients = cluster.providers.map((p) => ({ id: p.id, client: new MailboxClient({ id: 'verify', address: p.address, transport, requestTimeoutMs: 120_000 }) }));
+    try {
+      // Compared at the height every replica answering has applied (a follower a block behind is no fault).
+      const applied = await Promise.all(clients.map(({ client }) => call(client, 'chain.status', {}, { timeoutMs: 5_000 }).then((r) => r.body.applied, () => null)));
+      common = Math.min(...applied.filter((h): h is number => h !== null));
+      for (const { id, client } of clients) {
+        try {
+          const report = (await call(client, 'chain.verify', Number.isFinite(common) && common > 0 ? { atHeight: common } : {})).body;
+          reports.push(report);
+          if (report.at) at.set(id, report.at.hash);
+        } catch (err) {
+          reports.push({ provider: id, ok: false, height: 0, head: '', problems: [{ height: 0, problem: `unreachable: ${(err as Error).message}` }] });
+        }
+      }
+    } finally {
+      await Promise.all(clients.map(({ client }) => client.close()));
+    }
+  }
+  const differ = new Set(at.values()).size > 1;
+  if (differ) {
+    for (const r of reports) {
+      if (at.has(r.provider)) {
+        r.ok = false;
+        r.problems.push({ height: common, problem: `replicas differ at height ${common}: ${[...at].map(([id, hash]) => `${id} ${hash.slice(0, 12)}`).join(', ')}` });
       }
     }
   }

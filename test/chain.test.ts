@@ -14,7 +14,10 @@ import { applyBlock, expectedSegments, fileRoot, keys, stateDigest, type StateVa
 import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, txWireBytes, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
 import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
-import { openProviderDbs } from '../src/provider/store.js';
+import { lmdbDir, openProviderDbs } from '../src/provider/store.js';
+import { writeClusterFile } from '../src/config/cluster-file.js';
+import { execFileSync } from 'node:child_process';
+import { CLI } from './support/cluster.js';
 
 const sps = ['sp1', 'sp2', 'sp3'].map((id) => ({ id, key: signingKeyFromSeed(newSigningSeed()) }));
 const genesis: Genesis = { chainId: 'test', time: 1, validators: sps.map((s) => ({ id: s.id, signKey: s.key.publicKey })) };
@@ -439,6 +442,38 @@ describe('verifying a stored replica', () => {
       assert.ok(bad.problems.some((p) => p.height === 2), JSON.stringify(bad.problems));
       assert.ok(bad.problems.every((p) => p.height >= 2));
     });
+  });
+});
+
+describe('cairn verify across replicas', () => {
+  it('fails replicas that each verify alone but hold other blocks at a height they all have', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-verify-'));
+    try {
+      writeClusterFile(join(dir, 'cluster.json'), { version: 1, genesis, providers: sps.map((sp, i) => ({ id: sp.id, address: `127.0.0.1:${7101 + i}` })), k: 2, m: 1, segmentSize: 4 * 1024 * 1024 });
+      const alice = user('alice');
+      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
+      const histories = { sp1: chainOf([[alice.register], [put('a'.repeat(32))]]), sp2: chainOf([[alice.register], [put('b'.repeat(32))]]) };
+      for (const [id, blocks] of [['sp1', histories.sp1], ['sp2', histories.sp2], ['sp3', histories.sp1]] as const) {
+        const dbs = openProviderDbs(lmdbDir(dir, id));
+        const store = new ChainStore(dbs, genesis);
+        store.persist({ term: 1, votedFor: 'sp1', commit: blocks.length }, undefined, blocks.map(entryOf));
+        for (const b of blocks) store.applyFinal(b);
+        await store.settled();
+        await dbs.root.close();
+      }
+      const run = () => {
+        try {
+          return { code: 0, out: execFileSync(process.execPath, [CLI, 'verify', '--data-dir', dir], { encoding: 'utf8', env: { ...process.env, CAIRN_CONFIG: '' } }) };
+        } catch (err) {
+          return { code: (err as { status: number }).status, out: (err as { stdout: string }).stdout };
+        }
+      };
+      const { code, out } = run();
+      assert.equal(code, 1, out);
+      assert.match(out, /replicas differ at height 2: sp1 [0-9a-f]{12}, sp2 [0-9a-f]{12}, sp3 [0-9a-f]{12}/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
