@@ -187,6 +187,37 @@ describe('web pages in Chromium', { skip }, () => {
     assert.deepEqual(await page.locator('#mine tbody tr .file-name').allInnerTexts(), [...names].reverse());
   });
 
+  scenario('cancels an upload on its way, stores nothing of it, and asks before the page is left while one is', async () => {
+    const page = alicePage;
+    await page.goto(`${cluster.clients[0]}/files`);
+    const listed = async () => ((await (await page.request.get(`${cluster.clients[0]}/api/v1/files`)).json()) as { name: string }[]).map((f) => f.name);
+    const before = await listed();
+    // Would leaving the page ask first? (The event a navigation fires; a dialog needs a person's gesture.)
+    const leavingAsks = () => page.evaluate(`(() => { const e = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(e); return e.defaultPrevented; })()`) as Promise<boolean>;
+    assert.equal(await leavingAsks(), false, 'nothing on its way: leaving asks nothing');
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 256 * 1024 });
+    try {
+      const name = `slow-${tag}.bin`;
+      await page.setInputFiles('#file', [{ name, mimeType: 'application/octet-stream', buffer: randomBytes(8 * MiB) }]);
+      await page.getByRole('button', { name: 'Upload', exact: true }).click();
+      const item = page.locator(`.upload-item[data-name="${name}"]`);
+      await item.locator('.upload-status', { hasText: /sent \([1-9]\d*%\)/ }).waitFor({ timeout: 30_000 });
+      assert.equal(await leavingAsks(), true, 'an upload on its way: leaving asks first');
+      assert.match((await page.locator('#upload-announce').textContent()) ?? '', /uploading/);
+      await item.getByRole('button', { name: `Cancel ${name}` }).click();
+      await page.locator(`.upload-item[data-name="${name}"][data-state="failed"]`).waitFor({ timeout: 10_000 });
+      assert.match(await item.locator('.upload-status').innerText(), /cancelled; nothing was stored/);
+      assert.equal(await item.getByRole('button').count(), 0, 'no Cancel once it has ended');
+      assert.equal(await leavingAsks(), false);
+      assert.match((await page.locator('#upload-announce').textContent()) ?? '', /cancelled/);
+      assert.equal(await page.locator('#progress').getAttribute('aria-live'), null, 'progress steps are not read out one by one');
+    } finally {
+      await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    }
+    assert.deepEqual(await listed(), before, 'the cancelled upload stored no file');
+  });
+
   scenario('opens the details of a file: size, k+m, segments with shards, their SPs and hashes, health, block', async () => {
     const page = alicePage;
     await page.goto(`${cluster.clients[0]}/files`);

@@ -1,6 +1,7 @@
 // cairn pages: a little plain JavaScript, no framework, no inline script anywhere.
 // - Upload: file picker and drag-and-drop, several files at once, one progress bar per file showing
-//   bytes sent, then "stored" once the server answers 201 (the record is final on the chain).
+//   bytes sent, then "stored" once the server answers 201 (the record is final on the chain); each
+//   can be cancelled, and leaving the page while any is on its way asks first.
 // - Live regions ([data-live-refresh]): re-fetched every few seconds while the page is visible.
 (function () {
   'use strict';
@@ -38,10 +39,23 @@
     var csrf = form.getAttribute('data-csrf');
     var maxBytes = Number(form.getAttribute('data-max-bytes')) || Infinity;
     var maxHuman = form.getAttribute('data-max-human') || humanSize(maxBytes);
+    var announce = document.getElementById('upload-announce');
     var queue = [];
     var running = 0;
     var pending = 0;
     var CONCURRENT = 3;
+
+    // Leaving the page cuts every upload still on its way off, and the server keeps none of it.
+    window.addEventListener('beforeunload', function (event) {
+      if (pending === 0) return;
+      event.preventDefault();
+      event.returnValue = '';
+    });
+
+    // Screen readers hear an upload start, end and fail, not every progress step.
+    function say(text) {
+      if (announce) announce.textContent = text;
+    }
 
     form.addEventListener('submit', function (event) {
       event.preventDefault();
@@ -99,14 +113,40 @@
       var status = document.createElement('span');
       status.className = 'upload-status';
       status.textContent = 'waiting · ' + humanSize(file.size);
-      row.append(name, status);
+      var cancel = document.createElement('button');
+      cancel.type = 'button';
+      cancel.className = 'btn btn-small upload-cancel';
+      cancel.textContent = 'Cancel';
+      var hidden = document.createElement('span');
+      hidden.className = 'vh';
+      hidden.textContent = ' ' + file.name;
+      cancel.append(hidden);
+      row.append(name, status, cancel);
       var bar = document.createElement('progress');
       bar.max = Math.max(file.size, 1);
       bar.value = 0;
       bar.setAttribute('aria-label', 'Upload progress of ' + file.name);
       li.append(row, bar);
       list.append(li);
-      return { file: file, li: li, status: status, bar: bar };
+      var item = { file: file, li: li, status: status, bar: bar, cancel: cancel, xhr: null };
+      cancel.addEventListener('click', function () { stop(item); });
+      return item;
+    }
+
+    // Cancel: a waiting file leaves the queue; one on its way is cut off (the server then keeps
+    // nothing of it, unless its record was already being written).
+    function stop(item) {
+      var at = queue.indexOf(item);
+      if (at >= 0) {
+        queue.splice(at, 1);
+        pending -= 1;
+        fail(item, 'cancelled; nothing was sent');
+        item.status.focus();
+      } else if (item.xhr) {
+        item.cancelledWhile = item.li.getAttribute('data-state');
+        item.xhr.abort();
+        item.status.focus();
+      }
     }
 
     function setState(item, state, text) {
@@ -114,10 +154,17 @@
       item.status.textContent = text;
     }
 
+    function done(item) {
+      if (item.cancel) item.cancel.remove();
+      item.status.tabIndex = -1; // focus lands here after a cancel
+    }
+
     function fail(item, message) {
       setState(item, 'failed', message);
       item.li.classList.add('failed');
       item.bar.value = 0;
+      done(item);
+      say(item.file.name + ': ' + message);
     }
 
     function pump() {
@@ -139,6 +186,8 @@
       var data = new FormData();
       data.append('file', file, file.name);
       var xhr = new XMLHttpRequest();
+      item.xhr = xhr;
+      say(file.name + ': uploading');
       xhr.open('POST', '/api/v1/files');
       xhr.setRequestHeader('x-csrf-token', csrf);
       xhr.setRequestHeader('accept', 'application/json');
@@ -162,6 +211,8 @@
           item.bar.value = item.bar.max;
           setState(item, 'stored', '100% · stored' + block);
           item.li.classList.add('stored');
+          done(item);
+          say(file.name + ': stored');
         } else {
           var message = 'upload failed (HTTP ' + xhr.status + ')';
           try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { /* keep the status */ }
@@ -176,7 +227,7 @@
         finished();
       });
       xhr.addEventListener('abort', function () {
-        fail(item, 'cancelled');
+        fail(item, item.cancelledWhile === 'storing' ? 'cancelled while its record was being written: it may still appear in your files' : 'cancelled; nothing was stored');
         finished();
       });
       xhr.send(data);
