@@ -64,7 +64,6 @@ describe('configuration', () => {
       [[], { CAIRN_ORPHAN_GRACE_MS: '3600000' }, /orphanGraceMs \(3600000\) must exceed maxUploadMs \(43200000\)/],
       [[], { CAIRN_CONFIG: typo }, /config file .* has unknown keys: pool\.maxThread, bogusKey/],
       [['--provider-base-port', '65534'], {}, /providerBasePort 65534 leaves no port for 3 actors/],
-      [['--k', '1', '--m', '0'], {}, /k \+ m \(1\+0\) must be at least 2/],
       [['--provider-base-port', '17201', '--client-base-port', '17202'], {}, /ports \(17201–17203\) and the web clients' \(17202–17203\) overlap/],
     ];
     for (const [argv, env, message] of bad) {

@@ -53,7 +53,8 @@ export const kdfP = v.object({
 const shardRefP = v.object({ hash: v.hex32, sp: v.nullable(spIdP) });
 export const segmentRefP = v.object({
   sealedLength: v.int({ min: 16, max: 1 << 30 }),
-  shards: v.array(shardRefP, { min: 2, max: LIMITS.maxShardsPerSegment }),
+  // One shard is a cluster of k 1, m 0: one copy, kept by one SP (a single-SP cluster).
+  shards: v.array(shardRefP, { min: 1, max: LIMITS.maxShardsPerSegment }),
 });
 
 export const fileRecordP = v.object({

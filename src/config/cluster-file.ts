@@ -99,7 +99,6 @@ export function initCluster(opts: {
   for (const a of opts.addresses) {
     if (!ADDRESS.test(a)) throw new CairnError('BAD_CONFIG', `provider address ${JSON.stringify(a)} must look like host:port`);
   }
-  if (opts.k + opts.m < 2) throw new CairnError('BAD_CONFIG', `k + m (${opts.k}+${opts.m}) must be at least 2: the chain records a segment as two shards or more`);
   if (opts.k + opts.m > opts.addresses.length) {
     throw new CairnError('BAD_CONFIG', `k + m (${opts.k}+${opts.m}) needs at least that many providers; got ${opts.addresses.length}`);
   }

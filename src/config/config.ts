@@ -288,10 +288,6 @@ export function loadConfigWithSources(
     throw new CairnError('BAD_CONFIG', `orphanGraceMs (${c.orphanGraceMs}) must exceed maxUploadMs (${c.maxUploadMs}); the defaults leave 12 hours between them`);
   }
   if (checks.shape) checkPortRanges(c);
-  if (checks.shape && c.k + c.m < 2) {
-    // The chain records a segment as two shards or more (one copy alone would survive nothing).
-    throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) must be at least 2; for one copy of each file use k 1, m 1 or more`);
-  }
   if (checks.shape && c.k + c.m > c.providers) {
     throw new CairnError('BAD_CONFIG', `k + m (${c.k}+${c.m}) needs at least that many providers; providers is ${c.providers}`);
   }
