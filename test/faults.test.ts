@@ -137,6 +137,21 @@ describe('one SP down, stalled, wiped or rotten', () => {
       for (const seg of details.segments) assert.ok(seg.shards.every((s: { sp: string | null }) => s.sp !== 'sp1'), 'no shard recorded on the stalled SP');
       assert.ok((await api.download(id)).bytes.equals(bytes));
       assert.equal((await api.call('GET', '/api/v1/files')).status, 200);
+
+      // The cluster view says sp1 is down and does not know what it holds (not that it holds nothing),
+      // and a chain verification does not wait a minute for it: it is reported not answering.
+      const sp1 = await waitFor('sp1 reported down', async () => {
+        const p = ((await api.call('GET', '/api/v1/cluster')).body.providers as { id: string; up: boolean; shards: number | null; bytes: number | null }[]).find((x) => x.id === 'sp1')!;
+        return p.up ? undefined : p;
+      });
+      assert.deepEqual([sp1.shards, sp1.bytes], [null, null]);
+      const verdict = await Promise.race([
+        api.call('GET', '/api/v1/chain/verify'),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the verification waited for the stalled SP')), 30_000).unref()),
+      ]);
+      const row = (verdict.body.replicas as { provider: string; ok: boolean; problems: { problem: string }[] }[]).find((r) => r.provider === 'sp1')!;
+      assert.equal(row.ok, false);
+      assert.match(row.problems[0]!.problem, /not answering/);
     } catch (err) {
       console.log(cluster.output.slice(-40).join('\n'));
       throw err;
@@ -218,6 +233,25 @@ describe('one SP down, stalled, wiped or rotten', () => {
     } finally {
       cluster.resumeProvider(stalled);
     }
+  });
+});
+
+describe('a cluster of one SP (k 1, m 0)', () => {
+  let cluster: ManualCluster;
+  before(async () => {
+    cluster = await ManualCluster.create({ providers: 1, clients: 1, args: ['--k', '1', '--m', '0'] });
+  });
+  after(async () => cluster?.stop());
+
+  it('stores a file of several segments as one shard each, and reads it back', async () => {
+    const api = await signedIn(cluster.clients[0]!.url);
+    const bytes = randomBytes(300_000);
+    const up = await api.upload([{ name: 'single.bin', bytes }]);
+    assert.equal(up.status, 201, JSON.stringify(up.body)); // the chain refused every such record before
+    const record = (await api.call('GET', `/api/v1/files/${up.body[0].id}`)).body as { segments: { shards: { sp: string }[] }[] };
+    assert.ok(record.segments.length >= 2);
+    assert.ok(record.segments.every((seg) => seg.shards.length === 1 && seg.shards[0]!.sp === 'sp1'));
+    assert.ok((await api.download(up.body[0].id)).bytes.equals(bytes));
   });
 });
 

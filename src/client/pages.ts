@@ -215,7 +215,7 @@ export function pagesRouter(deps: ApiDeps): Router {
 
   r.post('/signin', form, async (ctx) => {
     const f = fields(ctx);
-    const username = str(f.username).trim();
+    const username = str(f.username).trim().toLowerCase(); // names are lower-case; a capital typed is no format error
     const next = safeNext(f.next);
     try {
       checkAnonymousForm(ctx, f._csrf);
@@ -364,7 +364,7 @@ export function pagesRouter(deps: ApiDeps): Router {
     const session = signedIn(ctx);
     if (!session) return;
     const c = await service.cluster();
-    render(ctx, 'cluster', { active: 'cluster', c, leader: c.providers.find((p) => p.role === 'leader')?.id ?? null });
+    render(ctx, 'cluster', { active: 'cluster', c, leader: c.leader });
   });
 
   r.post('/cluster/repair', form, async (ctx) => {

@@ -124,14 +124,15 @@ export class ClientService {
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */
-  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number; bytes: number; quarantined: number; scrub: ScrubStats | null }[]> {
+  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number | null; bytes: number | null; quarantined: number | null; scrub: ScrubStats | null }[]> {
     return Promise.all(
       this.link.providers.map(async (p) => {
         try {
           const { body } = await this.link.to(p.id, 'sp.stats', {}, { timeoutMs: 2_000 });
           return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, quarantined: body.quarantined, scrub: body.scrub };
         } catch {
-          return { provider: p.id, address: p.address, up: false, status: null, shards: 0, bytes: 0, quarantined: 0, scrub: null };
+          // Unknown, not zero: an SP that does not answer has not lost what it holds.
+          return { provider: p.id, address: p.address, up: false, status: null, shards: null, bytes: null, quarantined: null, scrub: null };
         }
       }),
     );
@@ -169,10 +170,21 @@ export class ClientService {
     const atHeight = await this.link.headHeight().catch(() => 0);
     const replicas = await Promise.all(
       this.link.providers.map(async (p) => {
+        const unreachable = (problem: string) => ({ provider: p.id, ok: false as const, height: null, problems: [{ height: null, problem }] });
+        // A walk of a long chain may take a minute; an SP the probes find down meanwhile is not
+        // waited for (one stalled SP held the chain page for that whole minute).
+        let watching: NodeJS.Timeout | undefined;
+        const down = new Promise<ReturnType<typeof unreachable>>((resolve) => {
+          const check = () => (p.up ? undefined : resolve(unreachable(`not answering: ${p.lastError ?? 'down'}`)));
+          check();
+          watching = setInterval(check, 500);
+        });
         try {
-          return (await this.link.to(p.id, 'chain.verify', atHeight > 0 ? { atHeight } : {}, { timeoutMs: 60_000 })).body;
+          return await Promise.race([this.link.to(p.id, 'chain.verify', atHeight > 0 ? { atHeight } : {}, { timeoutMs: 60_000 }).then((r) => r.body), down]);
         } catch (err) {
-          return { provider: p.id, ok: false as const, height: null, problems: [{ height: null, problem: `unreachable: ${(err as Error).message}` }] };
+          return unreachable(`unreachable: ${(err as Error).message}`);
+        } finally {
+          clearInterval(watching);
         }
       }),
     );
@@ -187,10 +199,12 @@ export class ClientService {
 
   async cluster() {
     const replicas = await this.replicas();
-    const leader = replicas.find((r) => r.status?.role === 'leader');
+    // A leader without a majority leads nothing (as chainInfo says).
+    const leader = replicas.find((r) => r.status?.role === 'leader' && r.status.hasQuorum);
     const repair = leader ? await this.link.to(leader.provider, 'repair.status', {}, { timeoutMs: 2_000 }).then((r) => r.body, () => null) : null;
     return {
       repair,
+      leader: leader?.provider ?? null,
       providers: replicas.map((r) => ({
         id: r.provider,
         address: r.address,

@@ -18,13 +18,16 @@
     return fetch(location.pathname + location.search, { credentials: 'same-origin', headers: { accept: 'text/html' } })
       .then(function (res) {
         if (!res.ok) throw new Error('HTTP ' + res.status);
+        // Sent to the sign-in page: the session ended.
+        if (res.redirected && new URL(res.url).pathname !== location.pathname) throw new Error('signed out');
         return res.text();
       })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, 'text/html');
         var fresh = doc.getElementById(id);
         var current = document.getElementById(id);
-        if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+        if (!fresh) throw new Error('the page came back without its live part');
+        if (current) current.replaceWith(document.importNode(fresh, true));
       });
   }
 
@@ -240,10 +243,26 @@
     var id = el.id;
     var every = Math.max(2000, Number(el.getAttribute('data-live-refresh')) || 5000);
     var busy = false;
+    var updated = new Date();
+    // What is on screen may be old: said, with the time of the last update, until updates work again.
+    var notice = document.createElement('p');
+    notice.className = 'stale-notice';
+    notice.setAttribute('role', 'status');
+    notice.hidden = true;
+    document.getElementById(id).before(notice);
     setInterval(function () {
       if (busy || document.visibilityState !== 'visible') return;
       busy = true;
-      refreshRegion(id).catch(function () { /* keep the last view */ }).then(function () { busy = false; });
+      refreshRegion(id)
+        .then(function () {
+          updated = new Date();
+          notice.hidden = true;
+        })
+        .catch(function (err) {
+          notice.textContent = 'Live updates stopped (' + err.message + '); what you see is from ' + updated.toLocaleTimeString() + '. Reload the page, or sign in again.';
+          notice.hidden = false;
+        })
+        .then(function () { busy = false; });
     }, every);
   });
 })();
