@@ -8,8 +8,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { request, type IncomingMessage } from 'node:http';
 import { Api } from './support/http.js';
 import { ManualCluster } from './support/manual-cluster.js';
+import { LIMITS } from '../src/chain/tx.js';
 
 const KiB = 1024;
 const password = 'host settings password';
@@ -83,5 +85,48 @@ describe('SPs whose disks are full', () => {
     const inline = await api.upload([{ name: 'fits.bin', bytes: small }]);
     assert.equal(inline.status, 201, JSON.stringify(inline.body));
     assert.ok((await api.download(inline.body[0].id)).bytes.equals(small));
+  });
+});
+
+describe('a cluster of small segments', () => {
+  let cluster: ManualCluster;
+  let api: Api;
+
+  before(async () => {
+    // 64 KiB segments: a record (at most LIMITS.maxSegments segments) describes at most ~6.1 GiB.
+    cluster = await ManualCluster.create({ args: ['--segment-size', String(64 * KiB)] });
+    api = new Api(cluster.clients[0]!.url);
+    assert.equal((await api.register('small', password)).status, 201);
+    assert.equal((await api.signIn('small', password)).status, 200);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('refuses at once an upload larger than a file record can describe, instead of storing it and refusing its record', async () => {
+    const recordable = Math.min(256 * KiB, 64 * KiB) + (LIMITS.maxSegments - 1) * 64 * KiB;
+    // Announced by its Content-Length; only its first bytes are sent.
+    const req = request(`${cluster.clients[0]!.url}/api/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.token}`, 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(recordable + 2 * 1024 * 1024) },
+    });
+    req.on('error', () => undefined);
+    const answered = new Promise<IncomingMessage>((resolve) => req.on('response', resolve));
+    req.write('--x\r\nContent-Disposition: form-data; name="file"; filename="huge.bin"\r\n\r\n');
+    const res = await answered;
+    const text = await new Promise<string>((resolve) => {
+      let t = '';
+      res.setEncoding('utf8').on('data', (c: string) => (t += c)).on('end', () => resolve(t));
+    });
+    req.destroy();
+    assert.equal(res.statusCode, 413, text);
+    assert.match((JSON.parse(text) as { error: { message: string } }).error.message, new RegExp(`${recordable}`));
+    assert.ok(cluster.output.some((l) => /uploads are limited to \d+ bytes: a file record holds 100000 segments of 65536 bytes/.test(l)), 'the client says why at start');
+    // Files within the limit are stored as usual.
+    const bytes = randomBytes(200 * KiB);
+    const up = await api.upload([{ name: 'fits.bin', bytes }]);
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.ok((await api.download(up.body[0].id)).bytes.equals(bytes));
   });
 });

@@ -20,6 +20,8 @@ const DRAIN_MAX_MS = 15_000;
 export function drainRequest(req: IncomingMessage, maxBytes: number, maxMs: number): Promise<boolean> {
   if (req.complete) return Promise.resolve(true);
   if (req.destroyed) return Promise.resolve(false);
+  // Announced longer than we would read: answer now and close, rather than read for maxMs first.
+  if (Number(req.headers['content-length']) > maxBytes) return Promise.resolve(false);
   return new Promise((resolve) => {
     let seen = 0;
     const finish = (ok: boolean) => {

@@ -11,6 +11,8 @@ import { CodecPool } from './codec-pool.js';
 import { SignInLimiter } from './rate-limit.js';
 import { ClientService } from './service.js';
 import { Sessions } from './sessions.js';
+import { largestRecordableFile } from './upload.js';
+import { LIMITS } from '../chain/tx.js';
 
 export interface ClientOptions {
   id: string;
@@ -35,7 +37,11 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
     inlineMax: opts.config.inlineMaxBytes,
     maxDurationMs: opts.config.maxUploadMs,
   });
-  const app = createApp({ service, sessions: new Sessions(), limiter: new SignInLimiter(), maxUploadBytes: opts.config.maxUploadBytes }, log);
+  // One request is never larger than the largest file a record can describe, so each of its files
+  // fits a record: refused at its first byte past the limit (or at once, by its Content-Length).
+  const maxUploadBytes = Math.min(opts.config.maxUploadBytes, largestRecordableFile(cluster.segmentSize));
+  if (maxUploadBytes < opts.config.maxUploadBytes) log(`uploads are limited to ${maxUploadBytes} bytes: a file record holds ${LIMITS.maxSegments} segments of ${cluster.segmentSize} bytes`);
+  const app = createApp({ service, sessions: new Sessions(), limiter: new SignInLimiter(), maxUploadBytes }, log);
   const server = createServer(app.callback());
   server.requestTimeout = 0; // large uploads take as long as they take, as long as bytes keep moving:
   server.timeout = opts.config.httpIdleMs; // a connection idle this long is closed (node's default is never)

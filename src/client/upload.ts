@@ -12,7 +12,7 @@
 import { Writable } from 'node:stream';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { fileRoot } from '../chain/state.js';
-import { signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
+import { LIMITS, signTx, type FileRecord, type SegmentRef } from '../chain/tx.js';
 import { sealSegment } from '../codec/segment-seal.js';
 import { sealSmall, sealToSelf } from '../crypto/keys.js';
 import { randomBytesPooled } from '../crypto/random.js';
@@ -40,6 +40,15 @@ const SHARD_DELETE_TIMEOUT_MS = 2_000;
  * was no better than 256 KiB) at the price of one more segment per file.
  */
 export const FIRST_SEGMENT_BYTES = 256 * 1024;
+
+/**
+ * The largest file one record can describe with this segment size (the chain takes at most
+ * LIMITS.maxSegments segments a file): past it, an upload would store every shard and then have
+ * its record refused.
+ */
+export function largestRecordableFile(segmentSize: number): number {
+  return Math.min(FIRST_SEGMENT_BYTES, segmentSize) + (LIMITS.maxSegments - 1) * segmentSize;
+}
 const SLOW_SHARD_GRACE_MS = 1_500;
 
 export interface UploadSettings {
