@@ -11,7 +11,7 @@ import { takeLock } from './dir-lock.js';
 import { initCluster, readClusterFile, writeClusterFile } from './config/cluster-file.js';
 import { freePorts } from './config/free-ports.js';
 import { READY_PREFIX, type ActorReady, type ActorSpec } from './supervisor/actor.js';
-import { ProcessHost } from './supervisor/process-host.js';
+import { ProcessHost, SUPERVISED_ENV } from './supervisor/process-host.js';
 import { ThreadHost } from './supervisor/thread-host.js';
 import { DEFAULT_SUPERVISION, Supervisor } from './supervisor/supervisor.js';
 import { applyHeapFlagsToNewIsolates } from './supervisor/heap-flags.js';
@@ -59,6 +59,20 @@ function onSignals(stop: () => Promise<void>): void {
   }
 }
 
+/**
+ * The config of `cairn cluster`. A cluster that exists keeps its number of SPs (restarting one of
+ * five needs no --providers 5), and the shape checks (k + m against the SPs, port ranges) run
+ * with that number.
+ */
+function loadClusterConfig(flags: Map<string, string>): ReturnType<typeof loadConfigWithSources> {
+  const first = loadConfigWithSources(flags, process.env, new Set(), { shape: false });
+  if (!existsSync(first.config.cluster) || first.sources.has('providers')) return loadConfigWithSources(flags);
+  const stored = String(readClusterFile(first.config.cluster).providers.length);
+  const { config, sources } = loadConfigWithSources(new Map([...flags, ['providers', stored]]));
+  sources.delete('providers'); // the cluster's own, not asked for
+  return { config, sources };
+}
+
 /** Creates the cluster file, or checks this start's settings against the existing one and updates its addresses. */
 function prepareClusterFile(config: Config, sources: Map<string, string>, addresses: string[]): void {
   if (!existsSync(config.cluster)) {
@@ -80,9 +94,7 @@ function prepareClusterFile(config: Config, sources: Map<string, string>, addres
 }
 
 async function cluster(flags: Map<string, string>): Promise<void> {
-  const { config, sources } = loadConfigWithSources(flags);
-  // A cluster that exists keeps its number of SPs: restarting one of five needs no --providers 5.
-  if (existsSync(config.cluster) && !sources.has('providers')) config.providers = readClusterFile(config.cluster).providers.length;
+  const { config, sources } = loadClusterConfig(flags);
   const [providerPorts, clientPorts] = (await ports(
     config.host,
     { base: config.providerBasePort, count: config.providers },
@@ -140,7 +152,21 @@ async function chainReady(client: string, timeoutMs = 30_000): Promise<void> {
 }
 
 async function role(argv: string[]): Promise<void> {
+  // A supervisor gone while this actor starts: nobody will stop it later, so it ends now (what it
+  // locked is taken over as stale). Checked again once started, in case it went in between.
+  // (After a disconnect the channel is gone, so whether there was one comes from the supervisor.)
+  const supervised = process.env[SUPERVISED_ENV] === 'process';
+  const orphaned = () => process.exit(1);
+  if (supervised) {
+    if (!process.connected) orphaned();
+    process.once('disconnect', orphaned);
+  }
   const running = await startRole(argv);
+  process.off('disconnect', orphaned);
+  if (supervised && !process.connected) {
+    await running.role.stop();
+    process.exit(1);
+  }
   onSignals(() => running.role.stop());
   console.log(`${READY_PREFIX}${JSON.stringify(running.ready)}`);
 }

@@ -159,14 +159,17 @@ describe('cairn cluster on an existing data dir', () => {
     try {
       const out = join(dir, 'cluster.json');
       const env = { ...process.env, CAIRN_CONFIG: '' };
-      // Four SPs: a restart without --providers takes the cluster's four (it was refused as not the default three).
-      execFileSync(process.execPath, [CLI, 'init', '--providers', '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104', '--out', out], { stdio: 'pipe', env });
+      // Four SPs and 3+1: a restart without --providers takes the cluster's four (it was refused as
+      // not the default three), and its own k and m pass the shape check against them.
+      execFileSync(process.execPath, [CLI, 'init', '--providers', '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104', '--out', out, '--k', '3', '--m', '1'], { stdio: 'pipe', env });
       const before = readFileSync(out, 'utf8');
       const start = (args: string[], extraEnv: Record<string, string> = {}) =>
         execFileSync(process.execPath, [CLI, 'cluster', '--data-dir', dir, '--provider-base-port', '0', '--client-base-port', '0', ...args], { stdio: 'pipe', env: { ...env, ...extraEnv }, timeout: 30_000 });
-      assert.throws(() => start(['--k', '1']), /cluster\.json was created with k 2, but --k asks for 1: a cluster's coding is fixed/);
-      assert.throws(() => start(['--m', '2', '--k', '1']), /created with k 2, but --k asks for 1/);
+      assert.throws(() => start(['--k', '1']), /cluster\.json was created with k 3, but --k asks for 1: a cluster's coding is fixed/);
+      assert.throws(() => start(['--m', '2', '--k', '1']), /created with k 3, but --k asks for 1/);
       assert.throws(() => start([], { CAIRN_SEGMENT_SIZE: String(1024 * 1024) }), /created with segmentSize 4194304, but CAIRN_SEGMENT_SIZE asks for 1048576/);
+      // Its own k and m, given again, are no error (the segment size below is, and it is checked last).
+      assert.throws(() => start(['--k', '3', '--m', '1', '--segment-size', '65536']), /created with segmentSize 4194304, but --segment-size asks for 65536/);
       assert.equal(readFileSync(out, 'utf8'), before, 'the cluster file is untouched');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -9,7 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { startProvider } from '../src/provider/provider.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { actorPids, CLI, startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
@@ -84,5 +86,42 @@ describe('a data dir in use', () => {
     assert.equal((await api.signIn('keeper', 'data dir password')).status, 200);
     assert.ok((await api.download(fileId)).bytes.equals(bytes));
     assert.equal(execFileSync(process.execPath, [CLI, 'verify', '--cluster', join(dataDir, 'cluster.json')], { encoding: 'utf8', env }).includes('FAIL'), false);
+  });
+});
+
+describe('a start that does not complete', () => {
+  it('leaves no actor running when the supervisor is killed while its actors start, and the next start takes over', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-killed-start-'));
+    try {
+      const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dir, '--isolation', 'process', '--provider-base-port', '0', '--client-base-port', '0', '--clients', '1'], { stdio: 'ignore', env });
+      // Killed as soon as its actors exist, before they are ready (an actor that started hears of it
+      // later through its channel; one still starting had no way to).
+      await waitFor('the actors to be started', () => actorPids(dir).filter((pid) => pid !== child.pid).length >= 4, 30_000, 20);
+      child.kill('SIGKILL');
+      await waitFor('every actor to stop on its own', () => actorPids(dir).length === 0, 30_000);
+      const next = await startCluster({ isolation: 'process', dataDir: dir, args: ['--clients', '1'] });
+      await next.stop();
+    } finally {
+      for (const pid of actorPids(dir)) process.kill(pid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('releases its lock when an SP cannot start (a port taken)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cairn-failed-sp-'));
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      execFileSync(process.execPath, [CLI, 'init', '--providers', `127.0.0.1:${port},127.0.0.1:1,127.0.0.1:2`, '--out', join(dir, 'cluster.json'), '--k', '1', '--m', '0'], { stdio: 'pipe', env });
+      await assert.rejects(
+        startProvider({ id: 'sp1', port, host: '127.0.0.1', dataDir: dir, clusterFile: join(dir, 'cluster.json'), orphanGraceMs: 60_000, diskReserveBytes: 0, log: () => undefined }),
+        (err: unknown) => /cannot listen/.test((err as Error).message),
+      );
+      assert.equal(existsSync(join(dir, 'sp1', 'provider.lock')), false, 'the lock went with the failed start');
+    } finally {
+      taken.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -55,6 +55,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
   }
   const signer = readNodeKey(opts.dataDir, opts.id);
+  if (cluster.genesis.validators.find((val) => val.id === opts.id)?.signKey !== signer.publicKey) {
+    throw new CairnError('BAD_CONFIG', `the node key of ${opts.id} is not the one the cluster file's genesis names: check --cluster and --data-dir (node keys are never replaced)`);
+  }
   const clusterKey = readClusterKey(opts.clusterFile);
   const signKeys = new Map(cluster.genesis.validators.map((val) => [val.id, val.signKey]));
   const linkKeys = new Map<string, Buffer>();
@@ -70,20 +73,25 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   };
   const transport = tlsPskTransport(clusterKey, { sp: links });
   const unlock = takeLock(join(opts.dataDir, opts.id, 'provider.lock'), `storage provider ${opts.id}`);
-  let dbs: ReturnType<typeof openProviderDbs>;
+  // What fails from here on (a data dir of another cluster, a port taken) leaves nothing behind:
+  // no lock, no open LMDB, no timer.
+  let dbs: ReturnType<typeof openProviderDbs> | undefined;
+  let chainStore: ChainStore;
   try {
     dbs = openProviderDbs(lmdbDir(opts.dataDir, opts.id));
+    chainStore = new ChainStore(dbs, cluster.genesis);
   } catch (err) {
+    await dbs?.root.close();
     unlock();
     throw err;
   }
-  const chainStore = new ChainStore(dbs, cluster.genesis);
+  const db = dbs;
   /** The shard a final record names at `key` (`<file id>/<segment>/<shard>`), if any. */
   const recordedShard = (key: string): { hash: string; sp: string | null } | undefined => {
     const [fileId, segment, shard] = key.split('/');
     return (chainStore.get(keys.file(fileId!)) as StoredFile | undefined)?.record.segments[Number(segment)]?.shards[Number(shard)];
   };
-  const shards = new ShardStore(dbs, { dir: lmdbDir(opts.dataDir, opts.id), reserveBytes: opts.diskReserveBytes, recordedHash: (key) => recordedShard(key)?.hash });
+  const shards = new ShardStore(db, { dir: lmdbDir(opts.dataDir, opts.id), reserveBytes: opts.diskReserveBytes, recordedHash: (key) => recordedShard(key)?.hash });
 
   const peers = new Map<string, MailboxClient>();
   const peer = (sp: string): MailboxClient => {
@@ -236,7 +244,17 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   server.handle('raft', (b) => raftBodyP(b), async (b, ctx) => node.onRaft(ctx.from, b.msg), SP_ONLY);
   server.handle('chain.endorse', (b) => endorseBodyP(b), async (b, ctx) => node.onEndorse(ctx.from, b.endorsements), SP_ONLY);
 
-  const { port } = await server.listen(opts.port, opts.host);
+  let port: number;
+  try {
+    ({ port } = await server.listen(opts.port, opts.host));
+  } catch (err) {
+    clearInterval(repairTimer);
+    await Promise.all([...peers.values()].map((p) => p.close()));
+    await chainStore.settled();
+    await db.root.close();
+    unlock();
+    throw err;
+  }
   node.start();
   scrubber.start();
   log(`listening on ${opts.host}:${port}`);
@@ -249,7 +267,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       await server.close();
       await Promise.all([...peers.values()].map((p) => p.close()));
       await chainStore.settled();
-      await dbs.root.close();
+      await db.root.close();
       unlock();
     },
   };

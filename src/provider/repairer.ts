@@ -157,6 +157,9 @@ export class Repairer {
       const scrubs = await Promise.allSettled(sps.map((sp) => reach(() => this.opts.shards.scrub(sp))));
       for (const s of scrubs) if (s.status === 'fulfilled') run.scrubbedBad += s.value.bad;
     }
+    // Files recorded after this height stored their shards after the lists below were taken: they
+    // would look missing, so they wait for the next pass.
+    const asOf = this.opts.chain.applied();
     const inventory = new Map<string, Set<string> | null>();
     for (const sp of sps) inventory.set(sp, await this.#inventory(sp));
 
@@ -168,7 +171,7 @@ export class Repairer {
     for (let page = this.opts.chain.keysAfter('f/', undefined, FILE_PAGE); page.length > 0; page = this.opts.chain.keysAfter('f/', page.at(-1), FILE_PAGE)) {
       for (const fileKey of page) {
         const file = this.opts.chain.get(fileKey) as StoredFile | undefined;
-        if (file === undefined) continue;
+        if (file === undefined || file.height > asOf) continue;
         const placements: { segment: number; shard: number; sp: string }[] = [];
         for (const [index, seg] of file.record.segments.entries()) {
           run.segmentsChecked += 1;

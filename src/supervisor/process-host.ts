@@ -11,10 +11,12 @@ import { READY_PREFIX, type ActorHost, type ActorReady, type ActorSpec, type Run
 import { ACTOR_HEAP_FLAGS } from './heap-flags.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
+/** Tells an actor it has a supervisor at the other end of its IPC channel (and must end with it). */
+export const SUPERVISED_ENV = 'CAIRN_SUPERVISED';
 
 export class ProcessHost implements ActorHost {
   start(spec: ActorSpec): RunningActor {
-    const child = spawn(process.execPath, [...ACTOR_HEAP_FLAGS, CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    const child = spawn(process.execPath, [...ACTOR_HEAP_FLAGS, CLI, spec.role, ...spec.argv], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, [SUPERVISED_ENV]: 'process' } });
     child.channel?.unref(); // the channel only tells the child when this process is gone
     const exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
     const ready = new Promise<ActorReady>((resolve, reject) => {
