@@ -248,7 +248,10 @@ export function tlsPskTransport(
           if (!options.sp || !identity.startsWith(SP_IDENTITY_PREFIX)) return null;
           const id = identity.slice(SP_IDENTITY_PREFIX.length);
           const key = options.sp.keyWith(id);
-          if (key) spOf.set(socket, id); // counts only if the handshake then succeeds with this key
+          // Counts only if the handshake then succeeds with this key: with SHA-256 suites alone the
+          // PSK chosen here is the one the binder is checked against (a suite of another hash could
+          // let OpenSSL skip it, so keep TLS13_PSK_SUITES to SHA-256 ones).
+          if (key) spOf.set(socket, id);
           return key;
         },
       });
