@@ -445,6 +445,19 @@ describe('verifying a stored replica', () => {
   });
 });
 
+describe('certificates', () => {
+  it('are refused unverified when they name an SP twice or more SPs than there are', () => {
+    const alice = user('alice');
+    const [first] = chainOf([[alice.register]]);
+    const endorse = (sp: (typeof sps)[number]) => ({ sp: sp.id, sig: sp.key.sign(endorsementMessage(first!.hash)) });
+    const block = (sigs: { sp: string; sig: string }[]) => makeBlock({ height: 2, prevHash: first!.hash, time: 1, proposer: 'sp1', term: 1, certs: [{ height: 1, hash: first!.hash, sigs }] }, [], sps[0]!.key);
+    assert.deepEqual(blockProblems(block([endorse(sps[0]!), endorse(sps[1]!)]), genesis), [], 'a majority, each SP once');
+    for (const sigs of [[endorse(sps[0]!), endorse(sps[0]!)], [...sps.map(endorse), endorse(sps[2]!)]]) {
+      assert.deepEqual(blockProblems(block(sigs), genesis), ['certificate for height 1 names an SP twice or more SPs than there are']);
+    }
+  });
+});
+
 describe('cairn verify across replicas', () => {
   it('fails replicas that each verify alone but hold other blocks at a height they all have', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cairn-verify-'));

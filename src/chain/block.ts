@@ -129,6 +129,13 @@ export function blockProblems(block: Block, genesis: Genesis, known: KnownEndors
   }
   for (const cert of block.header.certs) {
     if (cert.height >= block.header.height) problems.push(`certificate for height ${cert.height} is not for an earlier block`);
+    // Cheap checks first: a certificate names each SP once, so it never costs more verifications
+    // than there are SPs (the wire allows 64 signatures a certificate).
+    const named = new Set(cert.sigs.map((e) => e.sp));
+    if (named.size !== cert.sigs.length || cert.sigs.length > genesis.validators.length) {
+      problems.push(`certificate for height ${cert.height} names an SP twice or more SPs than there are`);
+      continue;
+    }
     const signers = new Set<string>();
     for (const e of cert.sigs) {
       const key = keys.get(e.sp);
