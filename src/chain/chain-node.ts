@@ -107,9 +107,8 @@ export class ChainNode extends EventEmitter {
     this.#store = opts.store;
     const genesis = opts.store.genesis;
     this.#validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
-    if (this.#validators.get(opts.id) !== opts.signer.publicKey) {
-      throw new CairnError('BAD_CONFIG', `the node key of ${opts.id} is not the one the cluster file's genesis names: check --cluster and --data-dir (node keys are never replaced)`);
-    }
+    // The provider refuses a node key its genesis does not name before it opens anything.
+    invariant(this.#validators.get(opts.id) === opts.signer.publicKey, `node key of ${opts.id} does not match the genesis`);
     this.#core = new RaftCore<Block | null>(
       {
         id: opts.id,

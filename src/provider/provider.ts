@@ -244,15 +244,19 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   server.handle('raft', (b) => raftBodyP(b), async (b, ctx) => node.onRaft(ctx.from, b.msg), SP_ONLY);
   server.handle('chain.endorse', (b) => endorseBodyP(b), async (b, ctx) => node.onEndorse(ctx.from, b.endorsements), SP_ONLY);
 
-  let port: number;
-  try {
-    ({ port } = await server.listen(opts.port, opts.host));
-  } catch (err) {
+  /** What stop() and a failed start both let go of, last: peers, the store's pending writes, LMDB, the lock. */
+  const release = async () => {
     clearInterval(repairTimer);
     await Promise.all([...peers.values()].map((p) => p.close()));
     await chainStore.settled();
     await db.root.close();
     unlock();
+  };
+  let port: number;
+  try {
+    ({ port } = await server.listen(opts.port, opts.host));
+  } catch (err) {
+    await release();
     throw err;
   }
   node.start();
@@ -261,14 +265,11 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   return {
     url: `${opts.host}:${port}`,
     async stop() {
-      clearInterval(repairTimer);
+      clearInterval(repairTimer); // first, as before: no pass starts while the rest stops
       scrubber.stop();
       node.stop();
       await server.close();
-      await Promise.all([...peers.values()].map((p) => p.close()));
-      await chainStore.settled();
-      await db.root.close();
-      unlock();
+      await release();
     },
   };
 }
