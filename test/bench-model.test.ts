@@ -13,6 +13,7 @@ const limits: Omit<Limits, 'floors'> = {
   cores: 2,
   aes256GcmMBps: 1000,
   sha256MBps: 2000,
+  shardHashMBps: 4000,
   codec: {
     rsEncode2p1: 4000,
     rsEncode4p2: 2000,
@@ -37,13 +38,14 @@ const limits: Omit<Limits, 'floors'> = {
 describe('pipeline floors', () => {
   const f = floors(limits);
 
-  it('upload 2+1: seal, encode, two hashes, LMDB and the mailbox, e = 1.5 bytes per byte for all but the first two', () => {
-    // ms per MB: seal 1 + encode 0.25 + hash 0.75 + re-hash 0.75 + LMDB 3 = 5.75; mailbox 1.5.
-    assert.equal(f.upload['2+1']!.cpuSecondsPerGB, 7.25);
-    assert.equal(f.upload['2+1']!.computeMBps, Math.round(2 / 0.00575));
-    assert.equal(f.upload['2+1']!.withTransportMBps, Math.round(2 / 0.00725));
+  it('upload 2+1: seal, encode, two shard hashes, LMDB and the mailbox, e = 1.5 bytes per byte for all but the first two', () => {
+    // ms per MB: seal 1 + encode 0.25 + hash 0.375 + re-hash 0.375 (the shard hash's 4000 MB/s,
+    // not SHA-256's) + LMDB 3 = 5; mailbox 1.5.
+    assert.equal(f.upload['2+1']!.cpuSecondsPerGB, 6.5);
+    assert.equal(f.upload['2+1']!.computeMBps, Math.round(2 / 0.005));
+    assert.equal(f.upload['2+1']!.withTransportMBps, Math.round(2 / 0.0065));
     assert.equal(f.upload['2+1']!.diskMBps, 400); // the better LMDB rate, 600, over e
-    assert.equal(f.upload['2+1']!.limitMBps, 276);
+    assert.equal(f.upload['2+1']!.limitMBps, 308);
   });
 
   it('download: LMDB read, GCM open and the mailbox, with no hash (intact data shards authenticate by their tag)', () => {

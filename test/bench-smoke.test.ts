@@ -75,6 +75,7 @@ describe('benchmark --quick', () => {
     positive(l.cores, 'cores');
     positive(l.aes256GcmMBps, 'AES-256-GCM');
     positive(l.sha256MBps, 'SHA-256');
+    positive(l.shardHashMBps, 'shard hash');
     for (const [k, v] of Object.entries(l.codec)) positive(v, `codec.${k}`);
     for (const t of [l.mailbox.tcp, l.mailbox.tlsPsk]) {
       positive(t.uploadMBps, `${t.transport} up`);

@@ -15,6 +15,7 @@ import {
 } from '../src/codec/segment-codec.js';
 import { newFileKey } from '../src/codec/segment-seal.js';
 import { CodecPool } from '../src/client/codec-pool.js';
+import { NEW_SHARD_HASH } from '../src/crypto/shard-hash.js';
 
 describe('codec worker on a real Piscina pool', () => {
   let pool: Piscina;
@@ -53,7 +54,7 @@ describe('codec worker on a real Piscina pool', () => {
     const sizes = [0, 1, 256 * 1024, 1024 * 1024 + 3];
     const results = await Promise.all(
       sizes.map(async (size, index) => {
-        const ref: SegmentRef = { key, fileId: 'worker-file', index, last: index === sizes.length - 1, k: 2, m: 1 };
+        const ref: SegmentRef = { key, fileId: 'worker-file', index, last: index === sizes.length - 1, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
         const original = randomBytes(size);
         const plaintext = new Uint8Array(new ArrayBuffer(size));
         plaintext.set(original);
@@ -74,7 +75,7 @@ describe('codec worker on a real Piscina pool', () => {
   });
 
   it('reuses a returned shard buffer for the next segment', async () => {
-    const ref: SegmentRef = { key: newFileKey(), fileId: 'reuse', index: 0, last: false, k: 2, m: 1 };
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'reuse', index: 0, last: false, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
     const first = await encode(ref, randomBytes(100_000));
     const recycled = first.buffer;
     const size = recycled.byteLength;
@@ -89,7 +90,7 @@ describe('codec worker on a real Piscina pool', () => {
 
   it('moves a buffer the plaintext fills only in part whole, codes just the plaintext, and sends the buffer back', async () => {
     // A file's last segment in its (recycled, full-size) segment buffer.
-    const ref: SegmentRef = { key: newFileKey(), fileId: 'tail', index: 3, last: true, k: 2, m: 1 };
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'tail', index: 3, last: true, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
     const original = randomBytes(200_001);
     const lent = new ArrayBuffer(1024 * 1024);
     new Uint8Array(lent).fill(0x77).set(original);
@@ -104,7 +105,7 @@ describe('codec worker on a real Piscina pool', () => {
   });
 
   it('decodes into a recycled buffer holding stale bytes and sends it back', async () => {
-    const ref: SegmentRef = { key: newFileKey(), fileId: 'recycled', index: 0, last: true, k: 2, m: 1 };
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'recycled', index: 0, last: true, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
     const original = randomBytes(300_000);
     const encoded = await encode(ref, new Uint8Array(original));
     const { shards, hashes } = encodeResultViews(encoded);
@@ -126,7 +127,7 @@ describe('codec worker on a real Piscina pool', () => {
   });
 
   it('reports INTEGRITY from the worker as a CairnError with its code', async () => {
-    const ref: SegmentRef = { key: newFileKey(), fileId: 'f', index: 4, last: true, k: 2, m: 1 };
+    const ref: SegmentRef = { key: newFileKey(), fileId: 'f', index: 4, last: true, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
     const encoded = await encode(ref, randomBytes(5000));
     const { shards, hashes } = encodeResultViews(encoded);
     const fetched: (Uint8Array | null)[] = shards.map((s) => new Uint8Array(s));
@@ -148,7 +149,7 @@ describe('codec pool', () => {
       const key = newFileKey();
       const runs = Array.from({ length: 8 }, (_, index) => {
         const plaintext = codec.segmentBuffer(1024 * 1024); // above the size coded on the main thread
-        return codec.encode({ key, fileId: 'c'.repeat(32), index, last: false, k: 2, m: 1 }, plaintext);
+        return codec.encode({ key, fileId: 'c'.repeat(32), index, last: false, k: 2, m: 1, hashAlg: NEW_SHARD_HASH }, plaintext);
       });
       const outcomes = await Promise.allSettled(runs);
       const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason as unknown);

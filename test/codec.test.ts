@@ -18,6 +18,7 @@ import {
 } from '../src/codec/segment-codec.js';
 import { newFileKey, openSegment, sealSegment, segmentAad, segmentNonce } from '../src/codec/segment-seal.js';
 import { joinShards, layoutShards, shardSize } from '../src/codec/shards.js';
+import { NEW_SHARD_HASH, SHARD_HASH_ALGS, shardHash, shardHashHex } from '../src/crypto/shard-hash.js';
 
 const SEGMENT = 1 << 20;
 
@@ -30,7 +31,7 @@ function expectCode(fn: () => unknown, code: 'BAD_REQUEST' | 'INTEGRITY', messag
 }
 
 function ref(overrides: Partial<SegmentRef> = {}): SegmentRef {
-  return { key: newFileKey(), fileId: 'file-Ω-1', index: 0, last: true, k: 2, m: 1, ...overrides };
+  return { key: newFileKey(), fileId: 'file-Ω-1', index: 0, last: true, k: 2, m: 1, hashAlg: NEW_SHARD_HASH, ...overrides };
 }
 
 /** Each shard copied into its own buffer, as they arrive from different storage providers. */
@@ -132,7 +133,7 @@ describe('segment codec', () => {
         assert.ok(encoded.shards.every((s) => s.length === encoded.shardSize && s.buffer === encoded.buffer));
         encoded.hashes.forEach((h, i) => {
           assert.equal(h.buffer, encoded.buffer, 'hashes live in the same buffer');
-          assert.deepEqual(h, createHash('sha256').update(encoded.shards[i]!).digest());
+          assert.deepEqual(h, shardHash(NEW_SHARD_HASH, encoded.shards[i]!));
         });
         const decoded = decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards: separated(encoded), hashes: encoded.hashes });
         assert.deepEqual(decoded, plaintext, `k=${k} m=${m} length=${length}`);
@@ -156,9 +157,9 @@ describe('segment codec', () => {
     assert.deepEqual(Buffer.concat(parts), file);
   });
 
-  it('treats a shard with a flipped bit as missing and still decodes, for every shard position', () => {
-    for (const [k, m] of [[2, 1], [4, 2]] as const) {
-      const r = ref({ k, m });
+  it('treats a shard with a flipped bit as missing and still decodes, for every shard position and shard hash', () => {
+    for (const [k, m, hashAlg] of [[2, 1, 'blake3'], [4, 2, 'blake3'], [2, 1, 'sha256'], [4, 2, 'sha256']] as const) {
+      const r = ref({ k, m, hashAlg });
       const plaintext = randomBytes(5000);
       const encoded = encodeSegment({ ...r, plaintext });
       for (let bad = 0; bad < k + m; bad++) {
@@ -274,13 +275,31 @@ describe('segment codec', () => {
     assert.deepEqual(reused.hashes, fresh.hashes);
   });
 
-  it('verifies shards against their hash', () => {
-    const bytes = randomBytes(100);
-    const hash = createHash('sha256').update(bytes).digest();
-    assert.equal(verifyShard(bytes, hash), true);
-    flipBit(bytes, 50);
-    assert.equal(verifyShard(bytes, hash), false);
-    assert.equal(verifyShard(bytes, hash.subarray(0, 31)), false);
+  it('verifies shards against their hash, under the hash their record names', () => {
+    for (const alg of SHARD_HASH_ALGS) {
+      const bytes = randomBytes(100);
+      const hash = shardHash(alg, bytes);
+      assert.equal(verifyShard(alg, bytes, hash), true);
+      assert.equal(verifyShard(alg === 'sha256' ? 'blake3' : 'sha256', bytes, hash), false, 'the other hash does not vouch for it');
+      flipBit(bytes, 50);
+      assert.equal(verifyShard(alg, bytes, hash), false);
+      assert.equal(verifyShard(alg, bytes, hash.subarray(0, 31)), false);
+    }
+    // The published vectors for empty input: the hashes are the real SHA-256 and BLAKE3.
+    assert.equal(shardHashHex('sha256', new Uint8Array(0)), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    assert.equal(shardHashHex('blake3', new Uint8Array(0)), 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
+  });
+
+  it('finds a bad shard by the hash its record names: records hashed with SHA-256 decode as before', () => {
+    const r = ref({ hashAlg: 'sha256' });
+    const plaintext = randomBytes(6000);
+    const encoded = encodeSegment({ ...r, plaintext });
+    assert.deepEqual(encoded.hashes[0], createHash('sha256').update(encoded.shards[0]!).digest());
+    const shards = separated(encoded);
+    flipBit(shards[1]!, 3); // the tag fails, so the shards are hashed to find the bad one
+    assert.deepEqual(decodeSegment({ ...r, sealedLength: encoded.sealedLength, shards, hashes: encoded.hashes }), plaintext);
+    // Read as BLAKE3, no shard matches its hash and nothing can be rebuilt.
+    expectCode(() => decodeSegment({ ...r, hashAlg: 'blake3', sealedLength: encoded.sealedLength, shards, hashes: encoded.hashes }), 'INTEGRITY', 'only 0 of 2');
   });
 
   it('rejects mismatched shard and hash counts', () => {

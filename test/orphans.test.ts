@@ -6,39 +6,34 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
-import { join } from 'node:path';
-import { startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
+import { spClients, startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
 import { allHealthy, repairAndWait } from './support/repair.js';
-import { readClusterKey } from '../src/config/cluster-file.js';
 import { CairnError } from '../src/errors.js';
-import { MailboxClient } from '../src/mailbox/client.js';
+import { NEW_SHARD_HASH, shardHashHex } from '../src/crypto/shard-hash.js';
+import type { MailboxClient } from '../src/mailbox/client.js';
 import { call } from '../src/mailbox/rpc.js';
-import { tlsPskTransport } from '../src/mailbox/transport.js';
 
 const KiB = 1024;
 const MAX_UPLOAD_MS = 4_000;
 const GRACE_MS = 8_000;
 const IDLE_MS = 6_000;
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const hashed = (b: Uint8Array) => ({ hash: shardHashHex(NEW_SHARD_HASH, b), hashAlg: NEW_SHARD_HASH });
 
 describe('orphaned shards', () => {
   let cluster: ClusterHandle;
   let api: Api;
-  const sps = new Map<string, MailboxClient>();
+  let sps = new Map<string, MailboxClient>();
 
   before(async () => {
     cluster = await startCluster({ args: ['--max-upload-ms', String(MAX_UPLOAD_MS), '--orphan-grace-ms', String(GRACE_MS), '--http-idle-ms', String(IDLE_MS)] });
     api = new Api(cluster.clients[0]!);
     assert.equal((await api.register('gcuser', 'orphan test password')).status, 201);
     assert.equal((await api.signIn('gcuser', 'orphan test password')).status, 200);
-    const transport = tlsPskTransport(readClusterKey(join(cluster.dataDir, 'cluster.json')));
-    for (const [i, address] of cluster.providers.entries()) {
-      sps.set(`sp${i + 1}`, new MailboxClient({ id: 'test', address, transport, requestTimeoutMs: 10_000 }));
-    }
+    sps = spClients(cluster);
   });
   after(async () => {
     await Promise.all([...sps.values()].map((c) => c.close()));
@@ -52,7 +47,7 @@ describe('orphaned shards', () => {
     return body.keys.includes(key);
   };
   const plant = async (sp: string, key: string, bytes: Uint8Array = randomBytes(4 * KiB)) => {
-    await call(sps.get(sp)!, 'shard.put', { key, hash: sha(bytes) }, { payload: bytes });
+    await call(sps.get(sp)!, 'shard.put', { key, ...hashed(bytes) }, { payload: bytes });
     assert.ok(await holds(sp, key), `${sp} holds ${key}`);
   };
 
@@ -154,7 +149,7 @@ describe('orphaned shards', () => {
     const conflict = (err: unknown) => err instanceof CairnError && err.code === 'CONFLICT';
     for (const [sp, key] of named.slice(0, 3)) {
       const other = randomBytes(4 * KiB);
-      await assert.rejects(call(sps.get(sp)!, 'shard.put', { key, hash: sha(other) }, { payload: other }), conflict, `${sp} refuses other bytes for ${key}`);
+      await assert.rejects(call(sps.get(sp)!, 'shard.put', { key, ...hashed(other) }, { payload: other }), conflict, `${sp} refuses other bytes for ${key}`);
       await assert.rejects(call(sps.get(sp)!, 'shard.delete', { key }), conflict, `${sp} refuses to delete ${key}`);
       await assert.rejects(call(sps.get(sp)!, 'shard.sweep', { keys: [key] }), (err: unknown) => err instanceof CairnError && err.code === 'FORBIDDEN', 'the sweep is for SPs alone');
       assert.ok(await holds(sp, key));

@@ -53,7 +53,7 @@ test('a file recorded while a pass runs waits for the next pass instead of count
       if (!bytes) throw new Error(`${sp} has no ${key}`);
       return bytes;
     },
-    put: async (sp, key, _hash, bytes) => void disks.get(sp)!.set(key, bytes),
+    put: async (sp, key, _hash, _alg, bytes) => void disks.get(sp)!.set(key, bytes),
     sweep: async () => 0,
   };
   const logs: string[] = [];

@@ -17,7 +17,7 @@ async function withShards(fn: (store: ShardStore) => Promise<void>): Promise<voi
     const store = new ShardStore(dbs, { dir, reserveBytes: 0, recordedHash: () => undefined });
     const bytes = randomBytes(64 * 1024);
     const hash = createHash('sha256').update(bytes).digest('hex');
-    for (let i = 0; i < 300; i++) await store.put(`${'cd'.repeat(16)}/${i}/0`, bytes, hash);
+    for (let i = 0; i < 300; i++) await store.put(`${'cd'.repeat(16)}/${i}/0`, bytes, hash, 'sha256');
     await fn(store);
   } finally {
     await dbs.root.close();

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -12,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeBytes, ShardStore, type ShardStoreOptions } from '../src/provider/shard-store.js';
 import { CairnError } from '../src/errors.js';
+import { NEW_SHARD_HASH, shardHashHex } from '../src/crypto/shard-hash.js';
 import { openProviderDbs, type ProviderDbs } from '../src/provider/store.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const sha = (b: Uint8Array) => shardHashHex(NEW_SHARD_HASH, b);
 const key = (i: number) => `${'ab'.repeat(16)}/${i}/0`;
 
 describe('shard store', () => {
@@ -48,10 +49,10 @@ describe('shard store', () => {
   it('counts what it holds when a put and a delete of one shard race', async () => {
     for (let i = 0; i < 20; i++) {
       const first = randomBytes(1000 + i);
-      await store.put(key(i), first, sha(first));
+      await store.put(key(i), first, sha(first), NEW_SHARD_HASH);
       const second = randomBytes(2000 + i);
       // Issued together: the delete's write goes first, the put's second.
-      await Promise.all([store.delete(key(i)), store.put(key(i), second, sha(second))]);
+      await Promise.all([store.delete(key(i)), store.put(key(i), second, sha(second), NEW_SHARD_HASH)]);
       assert.ok(store.has(key(i)), 'the later put stands');
     }
     const { shards, bytes } = store.stats();
@@ -60,7 +61,7 @@ describe('shard store', () => {
 
   it('removes a rotten copy it read, not a good one stored again meanwhile', async () => {
     const good = randomBytes(3000);
-    await store.put(key(200), good, sha(good));
+    await store.put(key(200), good, sha(good), NEW_SHARD_HASH);
     const rotten = Buffer.from(good);
     rotten[0] = rotten[0]! ^ 1;
     dbs.shards.putSync(key(200), rotten); // rot on disk, under the recorded hash
@@ -68,7 +69,7 @@ describe('shard store', () => {
     for (let spins = 0; Date.now() <= storedAt; spins++) assert.ok(spins < 10_000_000, 'the clock moves');
     // Stored again (as repair does) while a check reads the rotten copy: the put's write is issued
     // first, the check reads before it lands and removes after it.
-    const again = store.put(key(200), good, sha(good));
+    const again = store.put(key(200), good, sha(good), NEW_SHARD_HASH);
     const verdict = await store.check(key(200));
     await again;
     assert.equal(verdict, 'bad');
@@ -80,12 +81,12 @@ describe('shard store', () => {
 
   it('sweeps only the shards stored by the given time', async () => {
     const old = randomBytes(500);
-    await store.put(key(100), old, sha(old));
+    await store.put(key(100), old, sha(old), NEW_SHARD_HASH);
     const cutoff = Date.now();
     // Stored strictly after the cut-off (bounded: the clock moves within milliseconds).
     for (let spins = 0; Date.now() <= cutoff; spins++) assert.ok(spins < 10_000_000, 'the clock moves');
     const young = randomBytes(500);
-    await store.put(key(101), young, sha(young));
+    await store.put(key(101), young, sha(young), NEW_SHARD_HASH);
     assert.equal(await store.deleteStoredBy([key(100), key(101), key(102)], cutoff), 1);
     assert.equal(store.has(key(100)), false);
     assert.equal(store.has(key(101)), true);
@@ -97,16 +98,16 @@ describe('shard store', () => {
 
   it('keeps the first bytes of a key: other bytes under a stored or recorded key are refused', async () => {
     const first = randomBytes(700);
-    await store.put(key(300), first, sha(first));
+    await store.put(key(300), first, sha(first), NEW_SHARD_HASH);
     const other = randomBytes(700);
-    await assert.rejects(store.put(key(300), other, sha(other)), refused('CONFLICT'));
+    await assert.rejects(store.put(key(300), other, sha(other), NEW_SHARD_HASH), refused('CONFLICT'));
     assert.ok(store.read(key(300)).bytes.equals(first), 'the stored shard is unchanged');
-    await store.put(key(300), first, sha(first)); // the same bytes again (a retry, repair): fine
+    await store.put(key(300), first, sha(first), NEW_SHARD_HASH); // the same bytes again (a retry, repair): fine
 
     recorded.set(key(301), sha(first));
-    await assert.rejects(store.put(key(301), other, sha(other)), refused('CONFLICT'));
+    await assert.rejects(store.put(key(301), other, sha(other), NEW_SHARD_HASH), refused('CONFLICT'));
     assert.equal(store.has(key(301)), false);
-    await store.put(key(301), first, sha(first));
+    await store.put(key(301), first, sha(first), NEW_SHARD_HASH);
     assert.equal(await store.check(key(301)), 'ok');
     const { shards, bytes } = store.stats();
     assert.deepEqual({ shards, bytes }, held());
@@ -114,7 +115,7 @@ describe('shard store', () => {
 
   it('judges a stored shard by the hash its record gives it, and removes one that differs', async () => {
     const stored = randomBytes(800);
-    await store.put(key(310), stored, sha(stored));
+    await store.put(key(310), stored, sha(stored), NEW_SHARD_HASH);
     recorded.set(key(310), sha(randomBytes(800))); // recorded with other bytes than this SP holds
     assert.equal(await store.check(key(310)), 'bad');
     assert.equal(store.has(key(310)), false, 'removed, so repair rebuilds the recorded bytes');
@@ -127,13 +128,13 @@ describe('shard store', () => {
     const before = store.stats();
     options.reserveBytes = freeBytes(dir); // a put of any size would leave less
     try {
-      await assert.rejects(store.put(key(320), bytes, sha(bytes)), (err: unknown) => refused('STORAGE_FULL')(err) && /disk-reserve-bytes/.test((err as Error).message));
+      await assert.rejects(store.put(key(320), bytes, sha(bytes), NEW_SHARD_HASH), (err: unknown) => refused('STORAGE_FULL')(err) && /disk-reserve-bytes/.test((err as Error).message));
     } finally {
       options.reserveBytes = 0;
     }
     assert.equal(store.has(key(320)), false);
     assert.deepEqual(store.stats(), before);
-    await store.put(key(320), bytes, sha(bytes));
+    await store.put(key(320), bytes, sha(bytes), NEW_SHARD_HASH);
     assert.ok(store.has(key(320)));
   });
 });
@@ -156,7 +157,7 @@ const bytes = Buffer.alloc(1 << 20, 7);
 const hash = createHash('sha256').update(bytes).digest('hex');
 let stored = 0, failure = null;
 for (let i = 0; i < 200 && !failure; i++) {
-  try { await store.put(\`${'ef'.repeat(16)}/\${i}/0\`, bytes, hash); stored++; } catch (err) { failure = err.code; }
+  try { await store.put(\`${'ef'.repeat(16)}/\${i}/0\`, bytes, hash, 'sha256'); stored++; } catch (err) { failure = err.code; }
 }
 await new Promise((r) => setTimeout(r, 300)); // any stray rejection would end the process here
 const readBack = store.read(\`${'ef'.repeat(16)}/0/0\`).bytes.equals(bytes);

@@ -5,6 +5,7 @@
 import { TAG_BYTES } from '../codec/segment-seal.js';
 import { sha256Hex } from '../crypto/hash.js';
 import { verifySignature, type SigningKey } from '../crypto/keys.js';
+import { SHARD_HASH_ALGS } from '../crypto/shard-hash.js';
 import { KDF_LIMITS, KDF_N_CHOICES } from '../crypto/password.js';
 import { randomBytesPooled } from '../crypto/random.js';
 import { invariant } from '../errors.js';
@@ -75,6 +76,8 @@ export const fileRecordP = v.object({
    */
   inline: v.optional(inlineP),
   segments: v.array(segmentRefP, { min: 0, max: LIMITS.maxSegments }),
+  /** The hash of every shard in `segments` (src/crypto/shard-hash.ts); absent: SHA-256. */
+  hashAlg: v.optional(v.literal(...SHARD_HASH_ALGS)),
   root: v.hex32,
 });
 export type FileRecord = v.Parsed<typeof fileRecordP>;

@@ -10,6 +10,7 @@ import { CairnError, isCairnError } from '../errors.js';
 import type { StoredFile } from '../chain/state.js';
 import { inlineSealed } from '../chain/tx.js';
 import { openSegment } from '../codec/segment-seal.js';
+import { hashAlgOf } from '../crypto/shard-hash.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool, DecodedSegment } from './codec-pool.js';
@@ -143,7 +144,7 @@ async function decodeFetched(
     throw new CairnError('UNAVAILABLE', `segment ${index}: only ${fetched.length} of the ${record.k} shards needed could be fetched; the storage providers holding the others are down or not answering — try again later`);
   }
   const hashes = seg.shards.map((s) => Buffer.from(s.hash, 'hex'));
-  const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, sealedLength: seg.sealedLength };
+  const ref = { key, fileId: record.id, index, last: index === record.segments.length - 1, k: record.k, m: record.m, hashAlg: hashAlgOf(record.hashAlg), sealedLength: seg.sealedLength };
   try {
     return await deps.pool.decode(ref, shards, hashes);
   } catch (err) {

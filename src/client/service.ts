@@ -17,6 +17,7 @@ import { authorize, fileKey, fileMeta, health, keyContext, requireOwner, summari
 import { SegmentSlots } from './segment-slots.js';
 import type { Session } from './sessions.js';
 import { FileUpload, type UploadSettings } from './upload.js';
+import { hashAlgOf } from '../crypto/shard-hash.js';
 
 type ChainVerdict = { ok: boolean; replicas: (VerifyReport | { provider: string; ok: false; height: null; problems: { height: null; problem: string }[] })[] };
 
@@ -81,6 +82,8 @@ export class ClientService {
       firstSegmentSize: r.firstSegmentSize ?? r.segmentSize,
       root: r.root,
       inline: r.inline !== undefined,
+      /** The hash of every shard below; null for an inline file, which has none. */
+      hashAlg: r.inline !== undefined ? null : hashAlgOf(r.hashAlg),
       block: file.height,
       health: health(file, this.isUp),
       segments: r.segments.map((s, index) => ({

@@ -16,6 +16,7 @@ import { LIMITS, signTx, type FileRecord, type SegmentRef } from '../chain/tx.js
 import { sealSegment } from '../codec/segment-seal.js';
 import { sealSmall, sealToSelf } from '../crypto/keys.js';
 import { randomBytesPooled } from '../crypto/random.js';
+import { NEW_SHARD_HASH } from '../crypto/shard-hash.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool } from './codec-pool.js';
@@ -246,7 +247,7 @@ export class FileUpload extends Writable {
 
   async #storeSegment(index: number, plaintext: Buffer, last: boolean): Promise<void> {
     const { k, m, success } = this.#deps.settings;
-    const encoded = await this.#deps.pool.encode({ key: this.#key, fileId: this.id, index, last, k, m }, plaintext);
+    const encoded = await this.#deps.pool.encode({ key: this.#key, fileId: this.id, index, last, k, m, hashAlg: NEW_SHARD_HASH }, plaintext);
     const hashes = encoded.hashes.map((h) => Buffer.from(h).toString('hex'));
     const link = this.#deps.link;
     const order = rendezvousOrder(`${this.id}/${index}`, link.providers.filter((p) => p.up).map((p) => p.id));
@@ -266,7 +267,7 @@ export class FileUpload extends Writable {
       for (let tries = 0; sp !== undefined && tries < triesPerShard; tries++) {
         const key = shardKey(this.id, index, shard);
         try {
-          await link.to(sp, 'shard.put', { key, hash: hashes[shard]!, recordWithinMs: this.#deps.settings.maxDurationMs }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
+          await link.to(sp, 'shard.put', { key, hash: hashes[shard]!, hashAlg: NEW_SHARD_HASH, recordWithinMs: this.#deps.settings.maxDurationMs }, { payload: bytes, timeoutMs: SHARD_PUT_TIMEOUT_MS });
           this.#stored.push({ sp, key });
           if (this.#sealed.has(index)) return; // the segment was recorded without it: an orphan, for repair's sweep
           placed[shard] = sp;
@@ -313,7 +314,7 @@ export class FileUpload extends Writable {
     const { k, m, segmentSize } = this.#deps.settings;
     invariant(this.#segments.length === this.#index, 'every segment was stored');
     invariant(inline === undefined || this.#index === 0, 'an inline file has no stored segments');
-    const content = { segments: this.#segments, ...(inline ? { inline } : {}) };
+    const content = { segments: this.#segments, ...(inline ? { inline } : { hashAlg: NEW_SHARD_HASH }) };
     const record: FileRecord = {
       id: this.id,
       owner: this.session.username,

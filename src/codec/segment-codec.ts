@@ -4,13 +4,13 @@
  * task/result types and the helpers that pack them for the thread boundary live here so the client
  * and the worker share one definition.
  */
-import { createHash } from 'node:crypto';
+import { SHARD_HASH_BYTES, shardHash, type ShardHashAlg } from '../crypto/shard-hash.js';
 import { CairnError, invariant, isCairnError, type ErrorCode, toCairnError } from '../errors.js';
 import { ReedSolomon } from './reed-solomon.js';
 import { openSegment, sealSegmentInto, sealedLength as sealedLengthOf } from './segment-seal.js';
 import { areConsecutive, joinShards, layoutShards, shardSize as shardSizeFor, shardViews } from './shards.js';
 
-export const HASH_BYTES = 32;
+export const HASH_BYTES = SHARD_HASH_BYTES;
 
 /** Identifies a segment and how it is coded; every field is bound into the seal or the layout. */
 export interface SegmentRef {
@@ -21,6 +21,8 @@ export interface SegmentRef {
   last: boolean;
   k: number;
   m: number;
+  /** The hash the file's record knows its shards by. */
+  hashAlg: ShardHashAlg;
 }
 
 export interface EncodeSegmentInput extends SegmentRef {
@@ -35,7 +37,7 @@ export interface EncodedSegment {
   shardSize: number;
   /** k data shards then m parity shards, views into buffer. */
   shards: Uint8Array[];
-  /** SHA-256 of each shard, views into buffer. */
+  /** Each shard's hash (the ref's hashAlg), views into buffer. */
   hashes: Buffer[];
   sealedLength: number;
 }
@@ -44,7 +46,7 @@ export interface DecodeSegmentInput extends SegmentRef {
   sealedLength: number;
   /** k+m slots; null for a shard that could not be fetched. */
   shards: (Uint8Array | null)[];
-  /** The recorded SHA-256 of each shard. */
+  /** The recorded hash of each shard (the ref's hashAlg). */
   hashes: readonly Uint8Array[];
   /** Where the plaintext goes (at least sealedLength − tag bytes) instead of new memory. */
   out?: Uint8Array;
@@ -68,12 +70,8 @@ function isShard(s: Uint8Array | null | undefined): s is Uint8Array {
   return s !== null && s !== undefined;
 }
 
-function sha256(bytes: Uint8Array): Buffer {
-  return createHash('sha256').update(bytes).digest();
-}
-
-export function verifyShard(bytes: Uint8Array, hash: Uint8Array): boolean {
-  return hash.length === HASH_BYTES && sha256(bytes).equals(hash);
+export function verifyShard(alg: ShardHashAlg, bytes: Uint8Array, hash: Uint8Array): boolean {
+  return hash.length === HASH_BYTES && shardHash(alg, bytes).equals(hash);
 }
 
 export function encodeSegment(input: EncodeSegmentInput): EncodedSegment {
@@ -86,7 +84,7 @@ export function encodeSegment(input: EncodeSegmentInput): EncodedSegment {
   rs.encode(set.shards);
   const hashes = set.shards.map((shard, i) => {
     const slot = Buffer.from(set.buffer, set.trailer.byteOffset + i * HASH_BYTES, HASH_BYTES);
-    slot.set(sha256(shard));
+    slot.set(shardHash(input.hashAlg, shard));
     return slot;
   });
   return { buffer: set.buffer, shardSize: set.shardSize, shards: set.shards, hashes, sealedLength: length };
@@ -108,7 +106,7 @@ function zeroPadded(dataShards: readonly Uint8Array[], sealedLength: number): bo
  * The segment's plaintext from any k intact shards. When every data shard is there (and zero past
  * the sealed bytes), the segment is opened straight from them: its GCM tag authenticates those bytes
  * end to end (no SP holds the key), so hashing them first would only repeat the proof at the price
- * of a SHA-256 pass over the segment. Only if that fails are shards hashed, to find the bad ones:
+ * of a hash pass over the segment. Only if that fails are shards hashed, to find the bad ones:
  * a shard that is missing, has the wrong size or fails its hash counts as missing; parity shards
  * are hashed only when a data shard is not intact. When the data shards are consecutive slots of
  * one buffer (as makeDecodeTask packs them), a data shard that failed its check is overwritten in
@@ -135,7 +133,7 @@ export function decodeSegment(input: DecodeSegmentInput): Buffer {
   let intactCount = 0;
   const check = (i: number): void => {
     const shard = shards[i];
-    intact[i] = isShard(shard) && shard.length === size && verifyShard(shard, hashes[i]!);
+    intact[i] = isShard(shard) && shard.length === size && verifyShard(input.hashAlg, shard, hashes[i]!);
     if (intact[i]) intactCount++;
   };
   for (let i = 0; i < k; i++) check(i);
@@ -317,6 +315,7 @@ export function decodeInputFromTask(task: DecodeTask): DecodeSegmentInput {
     last: task.last,
     k: task.k,
     m: task.m,
+    hashAlg: task.hashAlg,
     sealedLength: task.sealedLength,
     shards: slots.map((s, i) => (present[i] ? s : null)),
     hashes: shardViews(buffer, n * shardSize, n, HASH_BYTES),

@@ -5,6 +5,7 @@
  */
 import * as v from '../validate.js';
 import { txP, type Tx } from '../chain/tx.js';
+import { SHARD_HASH_ALGS } from '../crypto/shard-hash.js';
 import type { Block } from '../chain/block.js';
 import type { StoredFile, TxResult, UserRecord } from '../chain/state.js';
 import type { ScrubStats } from '../provider/scrubber.js';
@@ -20,8 +21,9 @@ export const bodies = {
    * `recordWithinMs`: how long the sender may take to record the shard (a web client's
    * max-upload-ms). An SP whose orphan grace is not longer refuses it rather than take a shard it
    * could sweep before its record is final: SPs and clients on different hosts have their own settings.
+   * `hashAlg`: the hash `hash` is (src/crypto/shard-hash.ts); absent: SHA-256.
    */
-  'shard.put': v.object({ key: shardKeyP, hash: v.hex32, recordWithinMs: v.optional(v.int({ min: 1, max: Number.MAX_SAFE_INTEGER })) }),
+  'shard.put': v.object({ key: shardKeyP, hash: v.hex32, hashAlg: v.optional(v.literal(...SHARD_HASH_ALGS)), recordWithinMs: v.optional(v.int({ min: 1, max: Number.MAX_SAFE_INTEGER })) }),
   'shard.get': v.object({ key: shardKeyP }),
   'shard.check': v.object({ key: shardKeyP }),
   'shard.delete': v.object({ key: shardKeyP }),

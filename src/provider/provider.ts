@@ -10,6 +10,7 @@ import { ChainStore } from '../chain/chain-store.js';
 import { endorseBodyP, raftBodyP } from '../chain/raft-wire.js';
 import { keys, type StoredFile, type UserRecord } from '../chain/state.js';
 import { verifyReplica } from '../chain/verify.js';
+import { hashAlgOf } from '../crypto/shard-hash.js';
 import { readClusterFile, readClusterKey, readNodeKey } from '../config/cluster-file.js';
 import { MailboxClient } from '../mailbox/client.js';
 import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
@@ -152,9 +153,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
       if (!reply.payload) throw new CairnError('SHARD_MISSING', `${sp} sent no bytes for ${key}`);
       return Buffer.from(reply.payload); // the frame is reused; keep our own copy
     },
-    put: async (sp, key, hash, bytes) => {
-      if (sp === opts.id) await shards.put(key, bytes, hash);
-      else await call(peer(sp), 'shard.put', { key, hash }, { payload: bytes });
+    put: async (sp, key, hash, alg, bytes) => {
+      if (sp === opts.id) await shards.put(key, bytes, hash, alg);
+      else await call(peer(sp), 'shard.put', { key, hash, hashAlg: alg }, { payload: bytes });
     },
     sweep: async (sp, keys) => (sp === opts.id ? sweep(keys) : (await call(peer(sp), 'shard.sweep', { keys })).body.deleted),
   };
@@ -179,7 +180,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
         `${opts.id} deletes shards no record names after ${opts.orphanGraceMs} ms (orphan-grace-ms), but the sender may take ${b.recordWithinMs} ms to record one (max-upload-ms): set orphan-grace-ms on the SPs above every web client's max-upload-ms`,
       );
     }
-    await shards.put(b.key, ctx.payload, b.hash);
+    await shards.put(b.key, ctx.payload, b.hash, hashAlgOf(b.hashAlg));
     return { body: { stored: true } };
   });
   on('shard.get', async (b) => {

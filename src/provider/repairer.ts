@@ -8,7 +8,7 @@
  */
 import { ReedSolomon } from '../codec/reed-solomon.js';
 import { shardSize } from '../codec/shards.js';
-import { sha256Hex } from '../crypto/hash.js';
+import { hashAlgOf, shardHashHex, type ShardHashAlg } from '../crypto/shard-hash.js';
 import type { SigningKey } from '../crypto/keys.js';
 import type { ChainStore } from '../chain/chain-store.js';
 import type { Submitted } from '../chain/chain-node.js';
@@ -25,7 +25,7 @@ export interface ShardAccess {
   scrub(sp: string): Promise<{ scanned: number; bad: number }>;
   list(sp: string, after: string | undefined, limit: number): Promise<string[]>;
   get(sp: string, key: string): Promise<Uint8Array>;
-  put(sp: string, key: string, hash: string, bytes: Uint8Array): Promise<void>;
+  put(sp: string, key: string, hash: string, alg: ShardHashAlg, bytes: Uint8Array): Promise<void>;
   /** Deletes those of `keys` older than the SP's grace; how many went. */
   sweep(sp: string, keys: string[]): Promise<number>;
 }
@@ -280,6 +280,7 @@ export class Repairer {
     if (targets.size === 0) return { rebuilt: 0, placements: [] }; // no SP can take any: reading would be for nothing
 
     const size = shardSize(seg.sealedLength, k);
+    const alg = hashAlgOf(file.record.hashAlg);
     const shards: (Uint8Array | null)[] = new Array<Uint8Array | null>(k + m).fill(null);
     let good = 0;
     for (let i = 0; i < k + m && good < k; i++) {
@@ -291,7 +292,7 @@ export class Repairer {
       for (const sp of [...recorded, ...strays]) {
         try {
           const bytes = await this.opts.shards.get(sp, key);
-          if (bytes.length === size && sha256Hex(bytes) === seg.shards[i]!.hash) {
+          if (bytes.length === size && shardHashHex(alg, bytes) === seg.shards[i]!.hash) {
             shards[i] = bytes;
             good += 1;
             break;
@@ -309,8 +310,8 @@ export class Repairer {
     for (const [i, target] of targets) {
       const bytes = shards[i]!;
       const hash = seg.shards[i]!.hash;
-      if (sha256Hex(bytes) !== hash) throw new Error(`rebuilt shard ${i} does not match its recorded hash`);
-      await this.opts.shards.put(target, shardKey(id, index, i), hash, bytes);
+      if (shardHashHex(alg, bytes) !== hash) throw new Error(`rebuilt shard ${i} does not match its recorded hash`);
+      await this.opts.shards.put(target, shardKey(id, index, i), hash, alg, bytes);
       rebuilt += 1;
       if (target !== seg.shards[i]!.sp) placements.push({ segment: index, shard: i, sp: target });
     }

@@ -3,7 +3,7 @@
  * it is re-hashed by the scrubber and on a reader's report (`check`), and a rotten one is removed.
  */
 import { statfsSync } from 'node:fs';
-import { sha256Hex } from '../crypto/hash.js';
+import { hashAlgOf, shardHashHex, type ShardHashAlg } from '../crypto/shard-hash.js';
 import { CairnError } from '../errors.js';
 import { writeDurably } from '../lmdb-durable.js';
 import type { ProviderDbs, ShardMeta } from './store.js';
@@ -59,17 +59,17 @@ export class ShardStore {
    * A shard's bytes never change: a put under a key already stored, or recorded, with another hash
    * is refused, so no peer can swap a stored shard for other bytes that match a hash of its own.
    */
-  async put(key: string, bytes: Uint8Array, hash: string): Promise<void> {
+  async put(key: string, bytes: Uint8Array, hash: string, alg: ShardHashAlg): Promise<void> {
     if (!SHARD_KEY.test(key)) throw new CairnError('BAD_REQUEST', `invalid shard key ${key}`);
     if (bytes.length === 0) throw new CairnError('BAD_REQUEST', 'a shard is never empty');
-    if (sha256Hex(bytes) !== hash) throw new CairnError('HASH_MISMATCH', `shard ${key} does not match its hash`);
+    if (shardHashHex(alg, bytes) !== hash) throw new CairnError('HASH_MISMATCH', `shard ${key} does not match its ${alg} hash`);
     const recorded = this.opts.recordedHash(key);
     if (recorded !== undefined && recorded !== hash) throw conflict(key, 'recorded on the chain');
     const free = freeBytes(this.opts.dir);
     if (free - bytes.length < this.opts.reserveBytes) {
       throw new CairnError('STORAGE_FULL', `this SP's disk has ${free} bytes free and keeps ${this.opts.reserveBytes} for its chain (disk-reserve-bytes); free space or add an SP`);
     }
-    const meta: ShardMeta = { hash, size: bytes.length, storedAt: Date.now() };
+    const meta: ShardMeta = { hash, hashAlg: alg, size: bytes.length, storedAt: Date.now() };
     let previous = undefined as ShardMeta | undefined;
     await writeDurably(this.dbs.root, () => {
       // Read inside the write: a delete, sweep or other put of the same key may come first.
@@ -107,7 +107,7 @@ export class ShardStore {
     const meta = this.dbs.shardMeta.get(key);
     const bytes = meta ? this.dbs.shards.get(key) : undefined;
     if (!meta || !bytes) return 'missing';
-    if (meta.hash === (this.opts.recordedHash(key) ?? meta.hash) && sha256Hex(bytes) === meta.hash) return 'ok';
+    if (meta.hash === (this.opts.recordedHash(key) ?? meta.hash) && shardHashHex(hashAlgOf(meta.hashAlg), bytes) === meta.hash) return 'ok';
     // Only the copy that was read: the shard may have been stored again since (repair).
     if ((await this.#remove([key], (now) => now.storedAt === meta.storedAt && now.hash === meta.hash)) === 1) this.#stats.quarantined += 1;
     return 'bad';

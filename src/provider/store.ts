@@ -6,6 +6,7 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ShardHashAlg } from '../crypto/shard-hash.js';
 
 export interface ProviderDbs {
   root: RootDatabase;
@@ -17,7 +18,9 @@ export interface ProviderDbs {
 }
 
 export interface ShardMeta {
-  hash: string; // hex SHA-256 of the shard bytes
+  hash: string; // hex, of the shard bytes
+  /** Absent: SHA-256 (shards stored before the hash was named). */
+  hashAlg?: ShardHashAlg;
   size: number;
   storedAt: number;
 }

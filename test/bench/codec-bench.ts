@@ -9,6 +9,7 @@ import { ReedSolomon } from '../../src/codec/reed-solomon.js';
 import { decodeSegment, encodeSegment } from '../../src/codec/segment-codec.js';
 import { newFileKey, openSegment, sealSegment } from '../../src/codec/segment-seal.js';
 import { layoutShards } from '../../src/codec/shards.js';
+import { NEW_SHARD_HASH } from '../../src/crypto/shard-hash.js';
 
 const INPUT_BYTES = 4 * 1024 * 1024;
 const WARMUP_RUNS = 3;
@@ -66,7 +67,7 @@ export async function benchCodec(): Promise<CodecBenchResult> {
   const key = newFileKey();
   const plaintext = randomBytes(INPUT_BYTES);
   const sealed = sealSegment(key, 'bench', 0, true, plaintext);
-  const ref = { key, fileId: 'bench', index: 0, last: true, k: 2, m: 1 };
+  const ref = { key, fileId: 'bench', index: 0, last: true, k: 2, m: 1, hashAlg: NEW_SHARD_HASH };
   const encoded = encodeSegment({ ...ref, plaintext });
   const decodeInput = { ...ref, sealedLength: encoded.sealedLength, shards: encoded.shards, hashes: encoded.hashes };
   return {

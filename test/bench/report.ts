@@ -3,6 +3,7 @@
  * the measured figure and the in-run limit beside each, ASCII charts, and SVG line charts
  * (throughput against file size, worker-pool size, segment size, erasure code).
  */
+import { NEW_SHARD_HASH } from '../../src/crypto/shard-hash.js';
 import { fitCost } from './cost-fit.js';
 import type { BenchResult } from './run.js';
 
@@ -222,6 +223,7 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
       [
         ['AES-256-GCM seal, node:crypto, 1 MiB', L.aes256GcmMBps],
         ['SHA-256, node:crypto, 1 MiB', L.sha256MBps],
+        [`shard hash (${NEW_SHARD_HASH}), 1 MiB`, L.shardHashMBps],
         ['RS encode 2+1 / 4+2 / 8+4 / 10+4 (our codec, 4 MiB)', `${L.codec.rsEncode2p1} / ${L.codec.rsEncode4p2} / ${L.codec.rsEncode8p4} / ${L.codec.rsEncode10p4}`],
         ['RS rebuild one data shard 2+1 / 4+2 / 10+4', `${L.codec.rsRebuild2p1} / ${L.codec.rsRebuild4p2} / ${L.codec.rsRebuild10p4}`],
         ['segment encode 2+1 (seal+encode+hash) / decode (hash+open)', `${L.codec.segmentEncode2p1} / ${L.codec.segmentDecode2p1}`],

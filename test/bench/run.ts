@@ -256,7 +256,7 @@ async function main(): Promise<void> {
 
   step('machine limits');
   const limits = await measureLimits(p.quick, (what) => progress.update(0, what));
-  progress.done(`AES ${limits.aes256GcmMBps}, SHA-256 ${limits.sha256MBps}, RS 2+1 ${limits.codec.rsEncode2p1}, TLS-PSK ${limits.mailbox.tlsPsk.uploadMBps}, LMDB w ${limits.lmdb.writeSyncMBps} MB/s; floors up ${limits.floors.upload['2+1']!.limitMBps} / down ${limits.floors.download['2+1']!.limitMBps} MB/s`);
+  progress.done(`AES ${limits.aes256GcmMBps}, SHA-256 ${limits.sha256MBps}, shard hash ${limits.shardHashMBps}, RS 2+1 ${limits.codec.rsEncode2p1}, TLS-PSK ${limits.mailbox.tlsPsk.uploadMBps}, LMDB w ${limits.lmdb.writeSyncMBps} MB/s; floors up ${limits.floors.upload['2+1']!.limitMBps} / down ${limits.floors.download['2+1']!.limitMBps} MB/s`);
 
   step('start cluster (3 SPs, 2 clients, process isolation)');
   const cluster = await startBenchCluster({ timeoutMs: 120_000 });

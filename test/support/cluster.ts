@@ -9,6 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { readClusterKey } from '../../src/config/cluster-file.js';
+import { MailboxClient } from '../../src/mailbox/client.js';
+import { tlsPskTransport } from '../../src/mailbox/transport.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
@@ -108,4 +111,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** A mailbox client per SP (`sp1`, `sp2`, …), holding the cluster key as a web client does; close them after. */
+export function spClients(cluster: ClusterHandle): Map<string, MailboxClient> {
+  const transport = tlsPskTransport(readClusterKey(join(cluster.dataDir, 'cluster.json')));
+  return new Map(cluster.providers.map((address, i) => [`sp${i + 1}`, new MailboxClient({ id: 'test', address, transport, requestTimeoutMs: 10_000 })]));
 }
