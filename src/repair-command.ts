@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { CairnError, isCairnError } from './errors.js';
 import { readClusterFile, readClusterKey } from './config/cluster-file.js';
-import { checkFlags } from './config/config.js';
+import { checkFlags, wholeNumber } from './config/config.js';
 import { MailboxClient } from './mailbox/client.js';
 import { call } from './mailbox/rpc.js';
 import { tlsPskTransport } from './mailbox/transport.js';
@@ -25,9 +25,7 @@ const START_TRIES = 3;
 function waitMsOf(flags: Map<string, string>): number {
   const raw = flags.get('wait-ms');
   if (raw === undefined) return DEFAULT_WAIT_MS;
-  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1_000 || n > 24 * 60 * 60_000) throw new CairnError('BAD_CONFIG', `--wait-ms must be a whole number of milliseconds from 1000 to 86400000, got ${JSON.stringify(raw)}`);
-  return n;
+  return wholeNumber(raw, '--wait-ms (milliseconds)', 1_000, 24 * 60 * 60_000);
 }
 
 /** The index of the SP that leads the chain with a majority, asking every SP at once; null if none does. */

@@ -75,6 +75,10 @@ describe('configuration', () => {
     // Commands with options of their own refuse others: `verify --datadir d2` checked ./data and said ok.
     assert.throws(() => execFileSync(process.execPath, [CLI, 'verify', '--datadir', '/nonexistent'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unknown option --datadir \(cairn verify takes --cluster, --data-dir\)/);
     assert.throws(() => execFileSync(process.execPath, [CLI, 'cluster', '-providers', '5'], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), /unexpected argument "-providers"/);
+    // cairn repair's own option is read as every setting is, before any SP is asked.
+    for (const bad of ['10', '1e4', 'soon']) {
+      assert.throws(() => execFileSync(process.execPath, [CLI, 'repair', '--data-dir', '/nonexistent', '--wait-ms', bad], { stdio: 'pipe', env: { ...process.env, CAIRN_CONFIG: '' } }), (err: { stderr?: Buffer }) => /BAD_CONFIG: --wait-ms \(milliseconds\) must be (a whole number|between 1000 and 86400000)/.test(String(err.stderr)));
+    }
     // A data dir that is a file: said so, without a stack.
     const aFile = join(mkdtempSync(join(tmpdir(), 'cairn-config-')), 'a-file');
     writeFileSync(aFile, 'not a folder');

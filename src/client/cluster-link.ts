@@ -9,6 +9,7 @@ import { MailboxClient } from '../mailbox/client.js';
 import type { Body, MessageType, Replies } from '../mailbox/messages.js';
 import { call, type TypedReply } from '../mailbox/rpc.js';
 import type { Transport } from '../mailbox/transport.js';
+import { hedged } from './hedged.js';
 
 export interface ProviderLink {
   id: string;
@@ -146,34 +147,21 @@ export class ClusterLink {
    * Asks the SPs of `order` in turn: the next when one fails retryably, and (hedging) the next
    * every `hedgeMs` while none has answered. The first answer wins; the others are ignored.
    */
-  #firstAnswer<T extends MessageType>(order: number[], type: T, body: Body<T>, timeoutMs: number, hedgeMs: number | null): Promise<{ index: number; reply: TypedReply<T> }> {
-    return new Promise((resolve, reject) => {
-      let next = 0;
-      let pending = 0;
-      let done = false;
-      const end = (settle: () => void) => {
-        if (done) return;
-        done = true;
-        clearInterval(hedge);
-        settle();
-      };
-      const launch = (): boolean => {
-        if (done || next >= order.length) return false;
-        const index = order[next++]!;
-        pending += 1;
-        this.to(this.providers[index]!.id, type, body, { timeoutMs }).then(
-          (reply) => end(() => resolve({ index, reply })),
-          (err: unknown) => {
-            pending -= 1;
-            if (!isCairnError(err) || !err.retryable) end(() => reject(err));
-            else if (!launch() && pending === 0) end(() => reject(err));
-          },
-        );
-        return true;
-      };
-      const hedge = hedgeMs === null ? undefined : setInterval(() => launch() && (this.readHedges += 1), hedgeMs);
-      launch();
-    });
+  async #firstAnswer<T extends MessageType>(order: number[], type: T, body: Body<T>, timeoutMs: number, hedgeMs: number | null): Promise<{ index: number; reply: TypedReply<T> }> {
+    let lastErr: unknown = new CairnError('UNAVAILABLE', 'no storage provider to ask');
+    const ask = async (index: number): Promise<TypedReply<T> | undefined> => {
+      try {
+        return await this.to(this.providers[index]!.id, type, body, { timeoutMs });
+      } catch (err) {
+        if (!isCairnError(err) || !err.retryable) throw err;
+        lastErr = err;
+        return undefined;
+      }
+    };
+    const { answers } = await hedged(order, ask, { need: 1, hedgeMs, onHedge: () => (this.readHedges += 1) });
+    const first = answers[0];
+    if (first === undefined) throw lastErr;
+    return { index: first.candidate, reply: first.answer };
   }
 
   /**

@@ -14,6 +14,7 @@ import { hashAlgOf } from '../crypto/shard-hash.js';
 import { shardKey } from '../provider/shard-store.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { CodecPool, DecodedSegment } from './codec-pool.js';
+import { hedged } from './hedged.js';
 import type { SegmentSlots } from './segment-slots.js';
 
 export interface DownloadDeps {
@@ -57,54 +58,29 @@ async function fetchShard(link: ClusterLink, sp: string, key: string): Promise<F
 }
 
 /**
- * Fetches shards until `need` good ones are in: `need` at once, another whenever one fails, and
- * (hedging) one more every HEDGE_MS while any is outstanding, so a stalled SP costs a fraction
- * of a second, not a timeout. Returns how many candidates were tried.
+ * Fetches shards until `need` good ones are in (hedged: a stalled SP costs HEDGE_MS, not a
+ * timeout). Returns how many candidates were tried.
  */
-function gather(
+async function gather(
   deps: DownloadDeps,
   fileId: string,
   index: number,
   candidates: { i: number; sp: string }[],
-  from: number,
   need: number,
   shards: (Uint8Array | null)[],
   fetched: Fetched[],
 ): Promise<number> {
-  return new Promise((resolve) => {
-    let next = from;
-    let good = 0;
-    let active = 0;
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearInterval(hedge);
-      resolve(next);
-    };
-    const launch = (): boolean => {
-      if (done || next >= candidates.length) return false;
-      const c = candidates[next++]!;
-      active += 1;
-      void fetchShard(deps.link, c.sp, shardKey(fileId, index, c.i)).then((got) => {
-        active -= 1;
-        if (done) return got?.release(); // a hedge that lost the race
-        if (got) {
-          fetched.push(got);
-          shards[c.i] = got.bytes;
-          if (++good >= need) return finish();
-        } else if (launch()) return;
-        if (active === 0) finish();
-      });
-      return true;
-    };
-    const hedge = setInterval(() => {
-      if (launch()) deps.counters.hedges += 1;
-      else if (active === 0) finish();
-    }, HEDGE_MS);
-    for (let j = 0; j < need; j++) launch();
-    if (active === 0) finish();
+  const { answers, asked } = await hedged(candidates, async (c) => (await fetchShard(deps.link, c.sp, shardKey(fileId, index, c.i))) ?? undefined, {
+    need,
+    hedgeMs: HEDGE_MS,
+    onHedge: () => (deps.counters.hedges += 1),
+    onLate: (late) => late.release(),
   });
+  for (const { candidate, answer } of answers) {
+    fetched.push(answer);
+    shards[candidate.i] = answer.bytes;
+  }
+  return asked;
 }
 
 async function readSegment(deps: DownloadDeps, file: StoredFile, key: Buffer, index: number): Promise<DecodedSegment> {
@@ -139,7 +115,7 @@ async function decodeFetched(
 ): Promise<DecodedSegment> {
   const { record } = file;
   const seg = record.segments[index]!;
-  const tried = await gather(deps, record.id, index, candidates, 0, record.k, shards, fetched);
+  const tried = await gather(deps, record.id, index, candidates, record.k, shards, fetched);
   if (fetched.length < record.k) {
     throw new CairnError('UNAVAILABLE', `segment ${index}: only ${fetched.length} of the ${record.k} shards needed could be fetched; the storage providers holding the others are down or not answering — try again later`);
   }
@@ -158,7 +134,7 @@ async function decodeFetched(
     // dropped: it may be the one intact shard left) and decode again.
     const rest = candidates.filter((c) => shards[c.i] === null);
     if (rest.length === 0) throw err;
-    await gather(deps, record.id, index, rest, 0, rest.length, shards, fetched);
+    await gather(deps, record.id, index, rest, rest.length, shards, fetched);
     return deps.pool.decode(ref, shards, hashes);
   }
 }

@@ -137,9 +137,14 @@ function coerce(setting: Setting, raw: unknown, source: string): unknown {
     if (raw !== 'thread' && raw !== 'process') throw new CairnError('BAD_CONFIG', `${where} must be "thread" or "process", got ${JSON.stringify(raw)}`);
     return raw;
   }
+  return wholeNumber(raw, where, setting.min!, setting.max!);
+}
+
+/** A setting's whole number (a number, or its digits as a flag or variable gives them) within [min, max]. */
+export function wholeNumber(raw: unknown, where: string, min: number, max: number): number {
   const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
   if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw new CairnError('BAD_CONFIG', `${where} must be a whole number, got ${JSON.stringify(raw)}`);
-  if (n < setting.min! || n > setting.max!) throw new CairnError('BAD_CONFIG', `${where} must be between ${setting.min} and ${setting.max}, got ${n}`);
+  if (n < min || n > max) throw new CairnError('BAD_CONFIG', `${where} must be between ${min} and ${max}, got ${n}`);
   return n;
 }
 
