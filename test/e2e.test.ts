@@ -172,6 +172,8 @@ describe('cairn end to end', () => {
       assert.ok((await other.download(up.body[0].id)).bytes.equals(many[i]!.bytes), `${many[i]!.name} comes back whole`);
     }
     assert.deepEqual(await slots(), { limit: 8, inUse: 0, waiting: 0 });
+    // Their shards came to every SP on lanes beside TLS (src/mailbox/lane.ts), and back whole above.
+    for (const p of (await api.call('GET', '/api/v1/cluster')).body.providers) assert.ok(p.mailbox.lanePayloads > 0, `${p.id} took shards on lanes`);
     // Many downloads at once, each reading ahead: they take turns at the client's download budget
     // of segments, none is refused, and the budget is idle again after.
     const downs = await Promise.all(Array.from({ length: 30 }, (_, i) => other.download(ups[i % ups.length]!.body[0].id)));

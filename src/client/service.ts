@@ -7,6 +7,7 @@ import { SharedRun } from '../shared-run.js';
 import type { StoredFile } from '../chain/state.js';
 import { signTx, type Tx } from '../chain/tx.js';
 import { sealTo } from '../crypto/keys.js';
+import type { MailboxServerStats } from '../mailbox/server.js';
 import type { ChainStatus, VerifyReport } from '../mailbox/messages.js';
 import type { ScrubStats } from '../provider/scrubber.js';
 import type { ClusterLink } from './cluster-link.js';
@@ -127,15 +128,15 @@ export class ClientService {
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */
-  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number | null; bytes: number | null; quarantined: number | null; scrub: ScrubStats | null }[]> {
+  async replicas(): Promise<{ provider: string; address: string; up: boolean; status: ChainStatus | null; shards: number | null; bytes: number | null; quarantined: number | null; scrub: ScrubStats | null; mailbox: MailboxServerStats | null }[]> {
     return Promise.all(
       this.link.providers.map(async (p) => {
         try {
           const { body } = await this.link.to(p.id, 'sp.stats', {}, { timeoutMs: 2_000 });
-          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, quarantined: body.quarantined, scrub: body.scrub };
+          return { provider: p.id, address: p.address, up: true, status: body.chain, shards: body.shards, bytes: body.bytes, quarantined: body.quarantined, scrub: body.scrub, mailbox: body.mailbox };
         } catch {
           // Unknown, not zero: an SP that does not answer has not lost what it holds.
-          return { provider: p.id, address: p.address, up: false, status: null, shards: null, bytes: null, quarantined: null, scrub: null };
+          return { provider: p.id, address: p.address, up: false, status: null, shards: null, bytes: null, quarantined: null, scrub: null, mailbox: null };
         }
       }),
     );
@@ -218,6 +219,7 @@ export class ClientService {
         bytes: r.bytes,
         quarantined: r.quarantined,
         scrub: r.scrub,
+        mailbox: r.mailbox,
       })),
       pool: { ...this.pool.stats(), uploadSlots: this.#uploadSlots.stats(), downloadSlots: this.#downloadSlots.stats(), readAheadSlots: this.#readAhead.stats() },
       coding: { k: this.settings.k, m: this.settings.m, segmentSize: this.settings.segmentSize },

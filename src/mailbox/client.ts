@@ -8,10 +8,11 @@
 import type { Socket } from 'node:net';
 import type { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, toCairnError } from '../errors.js';
-import { errorFromWire, headerOf, parseEnvelopeHeader } from './envelope.js';
+import { errorFromWire, headerOf, parseEnvelopeHeader, type EnvelopeHeader } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
 import type { MailboxLog } from './server.js';
-import { parseAddress, type SocketReader, type Transport } from './transport.js';
+import { LANE_MIN_PAYLOAD_BYTES, LANE_OPEN_TYPE, parseLaneOffer } from './lane.js';
+import { parseAddress, tcpTransport, type SocketReader, type Transport } from './transport.js';
 
 export interface MailboxClientOptions {
   /** Our sender id, put in `from` of every envelope. */
@@ -29,6 +30,8 @@ export interface MailboxClientOptions {
   log?: MailboxLog;
   /** Where replies split across socket chunks are assembled (see MailboxReply.release). */
   buffers?: BufferPool;
+  /** Whether big payloads may take a lane beside a TLS connection (src/mailbox/lane.ts); default true. */
+  lanes?: boolean;
 }
 
 export interface MailboxReply {
@@ -42,10 +45,18 @@ export interface MailboxReply {
   release?: () => void;
 }
 
+/** The plain socket beside a connection that its big payloads take (src/mailbox/lane.ts). */
+interface Lane {
+  socket: Socket;
+  writer: FrameWriter;
+}
+
 interface Connection {
   socket: Socket;
   decoder: FrameDecoder;
   writer: FrameWriter;
+  /** Its lane: not asked for yet, being opened, open, or off for this connection (refused or broken). */
+  lane: Lane | 'none' | 'opening' | 'off';
   pending: Map<number, Call>;
   /** Set when we gave up on the link (protocol broken); it is being destroyed. */
   failure: CairnError | null;
@@ -58,6 +69,10 @@ interface Call {
   pieces: Uint8Array[];
   /** Handed to the socket and not yet taken by it: the socket may still read the payload. */
   inSocket: boolean;
+  /** The request without its payload, and the payload, when the payload may take the lane. */
+  laneable: { header: EnvelopeHeader; payload: Uint8Array } | null;
+  /** Handed to the lane's socket and not yet taken by it. */
+  inLane: boolean;
   id: number;
   conn: Connection | null;
   timer: NodeJS.Timeout | undefined;
@@ -81,6 +96,7 @@ export class MailboxClient {
   private readonly backoff: { min: number; max: number };
   private readonly log: MailboxLog;
   private readonly buffers: BufferPool | undefined;
+  private readonly lanes: boolean;
 
   private conn: Connection | null = null;
   private connecting: Promise<Connection> | null = null;
@@ -107,6 +123,7 @@ export class MailboxClient {
     this.backoff = options.reconnectBackoffMs ?? { min: 100, max: 2_000 };
     this.log = options.log ?? quietLog;
     this.buffers = options.buffers;
+    this.lanes = (options.lanes ?? true) && this.transport.kind === 'tls-psk';
     invariant(this.maxInFlight >= 1 && this.maxQueued >= 0, 'mailbox client limits must be sane');
     invariant(this.backoff.min > 0 && this.backoff.max >= this.backoff.min, 'backoff must be 0 < min <= max');
   }
@@ -123,14 +140,16 @@ export class MailboxClient {
   request(type: string, body: unknown, payload?: Uint8Array, options: { timeoutMs?: number } = {}): Promise<MailboxReply> {
     if (this.closed) return Promise.reject(new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} is closed`));
     const id = this.allocateId();
+    const header: EnvelopeHeader = { t: type, id, from: this.id, body };
     let pieces: Uint8Array[];
     try {
-      pieces = encodeFrame(headerOf({ t: type, id, from: this.id, body }), payload, this.maxFrameBytes);
+      pieces = encodeFrame(headerOf(header), payload, this.maxFrameBytes);
     } catch (err) {
       return Promise.reject(toCairnError(err));
     }
+    const laneable = this.lanes && payload !== undefined && payload.byteLength >= LANE_MIN_PAYLOAD_BYTES ? { header, payload } : null;
     return new Promise<MailboxReply>((resolve, reject) => {
-      const call: Call = { state: 'queued', pieces, inSocket: false, id, conn: null, timer: undefined, resolve, reject };
+      const call: Call = { state: 'queued', pieces, inSocket: false, laneable, inLane: false, id, conn: null, timer: undefined, resolve, reject };
       const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
       call.timer = setTimeout(() => {
         this.finish(call, new CairnError('TIMEOUT', `${type} to ${this.address} got no answer within ${timeoutMs} ms`));
@@ -207,13 +226,18 @@ export class MailboxClient {
       if (conn.socket.destroyed) throw conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost`);
       call.conn = conn;
       conn.pending.set(call.id, call);
+      const lane = call.laneable ? this.laneOf(conn) : null;
       // Held in flight until the socket drains: that is the write back-pressure.
-      await conn.writer.write(call.pieces, {
-        wanted: () => call.state === 'active',
-        handed: () => (call.inSocket = true),
-        sent: () => (call.inSocket = false),
-      });
+      if (lane && call.laneable) await this.writeOnLane(conn, lane, call, call.laneable);
+      else {
+        await conn.writer.write(call.pieces, {
+          wanted: () => call.state === 'active',
+          handed: () => (call.inSocket = true),
+          sent: () => (call.inSocket = false),
+        });
+      }
       call.pieces = [];
+      call.laneable = null;
     } catch (err) {
       this.finish(call, toCairnError(err, 'UNAVAILABLE'));
     }
@@ -230,6 +254,10 @@ export class MailboxClient {
     clearTimeout(call.timer);
     call.conn?.pending.delete(call.id);
     call.pieces = [];
+    call.laneable = null;
+    // A lane cannot take back half a payload either: it goes (the request's header said how many
+    // bytes would come, and the SP fails whatever waited on it), and the connection carries on.
+    if (call.inLane && outcome instanceof CairnError && typeof call.conn?.lane === 'object') call.conn.lane.socket.destroy(outcome);
     // Given up on (a timeout) while the socket still holds part of its frame: the caller may reuse
     // the payload's memory the moment this settles, and a frame cannot be taken back half sent. The
     // connection goes, and its queued writes with it, rather than send other bytes, or a header
@@ -244,6 +272,56 @@ export class MailboxClient {
         if (next) this.start(next);
       }
     }
+  }
+
+  /**
+   * The connection's lane if it is open; asks for one the first time (the request at hand and those
+   * until the lane is up go on TLS, as do all when the peer takes no lanes).
+   */
+  private laneOf(conn: Connection): Lane | null {
+    const lane = conn.lane;
+    if (typeof lane === 'object') return lane.socket.destroyed || !lane.socket.writable ? null : lane;
+    if (lane === 'none') {
+      conn.lane = 'opening';
+      void this.openLane(conn);
+    }
+    return null;
+  }
+
+  private async openLane(conn: Connection): Promise<void> {
+    let socket: Socket | undefined;
+    try {
+      const offer = parseLaneOffer((await this.request(LANE_OPEN_TYPE, {}, undefined, { timeoutMs: this.connectTimeoutMs })).body);
+      if (!offer) throw new CairnError('BAD_MESSAGE', `${this.address} answered ${LANE_OPEN_TYPE} with no lane`);
+      socket = await tcpTransport().connect(this.host, offer.port, this.connectTimeoutMs);
+      // The token is good for the connection it was asked on only.
+      if (this.conn !== conn || conn.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', `the connection to ${this.address} went while its lane opened`);
+      const lane: Lane = { socket, writer: new FrameWriter(socket) };
+      const s = socket;
+      s.on('data', () => s.destroy()); // nothing comes this way
+      s.on('error', (err) => this.log('debug', 'mailbox lane error', { address: this.address, error: err.message }));
+      s.once('close', () => {
+        if (conn.lane === lane) conn.lane = 'off';
+      });
+      s.write(Buffer.from(offer.token, 'hex'));
+      conn.lane = lane;
+    } catch (err) {
+      socket?.destroy();
+      if (conn.lane === 'opening') conn.lane = 'off';
+      this.log('debug', 'mailbox lane not opened', { address: this.address, error: toCairnError(err).message });
+    }
+  }
+
+  /** The request's header on the connection, saying how long its payload is, and the payload on the lane. */
+  private async writeOnLane(conn: Connection, lane: Lane, call: Call, { header, payload }: { header: EnvelopeHeader; payload: Uint8Array }): Promise<void> {
+    const wanted = () => call.state === 'active';
+    await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength }), undefined, this.maxFrameBytes), { wanted });
+    // Skipped if the call ended meanwhile (its payload may be reused): the SP's wait for it times out.
+    await lane.writer.write(encodeFrame({ i: call.id }, payload, this.maxFrameBytes), {
+      wanted,
+      handed: () => (call.inLane = true),
+      sent: () => (call.inLane = false),
+    });
   }
 
   private live(): Connection | null {
@@ -304,6 +382,7 @@ export class MailboxClient {
       socket,
       decoder,
       writer: new FrameWriter(socket),
+      lane: 'none',
       pending: new Map(),
       failure: null,
       peerNotice: null,
@@ -370,6 +449,8 @@ export class MailboxClient {
 
   private onClose(conn: Connection): void {
     if (this.conn === conn) this.conn = null;
+    if (typeof conn.lane === 'object') conn.lane.socket.destroy();
+    conn.lane = 'off';
     const why = conn.peerNotice ? ` (peer said ${conn.peerNotice})` : '';
     const err = conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost${why}`);
     for (const call of [...conn.pending.values()]) this.finish(call, err);

@@ -22,6 +22,8 @@ export interface EnvelopeHeader {
   body?: unknown;
   err?: WireError;
   re?: true;
+  /** The request's payload comes on the connection's lane (src/mailbox/lane.ts): this many bytes. */
+  b?: number;
 }
 
 export interface Envelope extends EnvelopeHeader {
@@ -38,6 +40,7 @@ const parseHeaderShape = object({
   body: anyValue,
   err: optional(object({ code: wireString, message: wireString })),
   re: optional(literal(true)),
+  b: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
 });
 
 /** Validates a decoded frame header; throws CairnError('BAD_MESSAGE'). */
@@ -47,6 +50,7 @@ export function parseEnvelopeHeader(header: unknown): EnvelopeHeader {
   if (h.body !== undefined) out.body = h.body;
   if (h.err) out.err = h.err;
   if (h.re) out.re = true;
+  if (h.b !== undefined) out.b = h.b;
   return out;
 }
 
@@ -63,6 +67,7 @@ export function headerOf(e: EnvelopeHeader): EnvelopeHeader {
   if (e.body !== undefined) out.body = e.body;
   if (e.err) out.err = { code: clip(e.err.code), message: clip(e.err.message) };
   if (e.re) out.re = true;
+  if (e.b !== undefined) out.b = e.b;
   return out;
 }
 

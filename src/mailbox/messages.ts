@@ -9,6 +9,7 @@ import { SHARD_HASH_ALGS } from '../crypto/shard-hash.js';
 import type { Block } from '../chain/block.js';
 import type { StoredFile, TxResult, UserRecord } from '../chain/state.js';
 import type { ScrubStats } from '../provider/scrubber.js';
+import type { MailboxServerStats } from './server.js';
 import type { ShardCheck } from '../provider/shard-store.js';
 import type { RepairRun, RepairStatus } from '../provider/repairer.js';
 
@@ -64,6 +65,8 @@ export interface SpStats {
   quarantined: number;
   chain: ChainStatus;
   scrub: ScrubStats;
+  /** Its mailbox: connections, requests in flight, payloads that came on lanes. */
+  mailbox: MailboxServerStats;
 }
 
 export interface VerifyReport {

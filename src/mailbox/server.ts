@@ -12,6 +12,7 @@ import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type WireError } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
+import { LANE_OPEN_TYPE, LaneInbox, LaneIntake } from './lane.js';
 import { authenticatedSp, remoteOf, type Listener, type Transport } from './transport.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -44,6 +45,8 @@ export interface MailboxServerOptions {
   maxFrameBytes?: number;
   /** How long close() lets in-flight handlers finish before destroying connections. */
   closeGraceMs?: number;
+  /** Whether connections may open a lane for their payloads (src/mailbox/lane.ts); default: on TLS. */
+  lanes?: boolean;
   log?: MailboxLog;
 }
 
@@ -56,6 +59,10 @@ export interface MailboxServerStats {
   badFrames: number;
   /** Connections refused before a frame could be read (failed TLS handshakes). */
   rejectedConnections: number;
+  /** Payloads taken from lanes. */
+  lanePayloads: number;
+  /** Lane connections dropped before use (no, wrong or stale token). */
+  rejectedLanes: number;
 }
 
 interface Route {
@@ -106,7 +113,9 @@ export class MailboxServer {
   private closing: Promise<void> | null = null;
   private inFlightTotal = 0;
   private idleWaiter: (() => void) | null = null;
-  private readonly counters = { framesReceived: 0, badFrames: 0, rejectedConnections: 0 };
+  private readonly counters = { framesReceived: 0, badFrames: 0, rejectedConnections: 0, lanePayloads: 0 };
+  private readonly wantsLanes: boolean;
+  private lanes: LaneIntake | null = null;
 
   constructor(options: MailboxServerOptions) {
     this.id = options.id;
@@ -114,6 +123,7 @@ export class MailboxServer {
     this.maxConnections = options.maxConnections ?? 256;
     this.closeGraceMs = options.closeGraceMs ?? 5_000;
     this.log = options.log ?? defaultLog;
+    this.wantsLanes = options.lanes ?? this.transport.kind === 'tls-psk';
     this.host = {
       id: this.id,
       maxInFlight: options.maxInFlightPerConnection ?? 16,
@@ -148,11 +158,16 @@ export class MailboxServer {
         this.log('debug', 'mailbox connection refused', { remote, error: err.message });
       },
     });
+    if (this.wantsLanes) {
+      const lanes = new LaneIntake({ host, maxLanes: this.maxConnections });
+      await lanes.listen();
+      this.lanes = lanes;
+    }
     return { port: this.listener.port };
   }
 
   get stats(): MailboxServerStats {
-    return { connections: this.connections.size, inFlight: this.inFlightTotal, ...this.counters };
+    return { connections: this.connections.size, inFlight: this.inFlightTotal, ...this.counters, rejectedLanes: this.lanes?.rejected ?? 0 };
   }
 
   /** Stops accepting, lets in-flight handlers finish for a bounded time, then drops every connection. */
@@ -163,10 +178,11 @@ export class MailboxServer {
 
   private async shutdown(): Promise<void> {
     this.listener?.stopAccepting();
+    this.lanes?.stopAccepting();
     for (const connection of this.connections) connection.stopReading();
     await this.idle(this.closeGraceMs);
     for (const connection of this.connections) connection.destroy();
-    await this.listener?.close();
+    await Promise.all([this.listener?.close(), this.lanes?.close()]);
   }
 
   private idle(timeoutMs: number): Promise<void> {
@@ -220,16 +236,29 @@ export class MailboxServer {
     }
     let reply: EnvelopeHeader;
     let payload: Uint8Array | undefined;
+    let laneFrame: Frame | undefined;
     try {
-      const route = this.routes.get(env.t);
-      if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
-      if (route.spOnly && connection.sp === null) throw new CairnError('FORBIDDEN', `${env.t} is taken from storage providers only`);
-      const body = route.parse(env.body);
-      const ctx: HandlerContext = { from: connection.sp ?? env.from, sp: connection.sp !== null, remote: connection.remote };
-      if (frame.payload) ctx.payload = frame.payload;
-      const result = await route.handler(body, ctx);
-      reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
-      payload = result?.payload;
+      // A payload on the lane is taken first, whatever becomes of its request, so none is left behind.
+      if (env.b !== undefined) {
+        if (frame.payload) throw new CairnError('BAD_MESSAGE', 'a request carries its payload in its frame or on its lane, not both');
+        if (!this.lanes) throw new CairnError('BAD_MESSAGE', 'this mailbox takes no lanes');
+        laneFrame = await connection.laneInbox().take(env.id, env.b);
+        this.counters.lanePayloads += 1;
+      }
+      if (env.t === LANE_OPEN_TYPE && this.lanes) {
+        reply = { t: env.t, id: env.id, from: this.id, re: true, body: this.lanes.offer(connection.laneInbox()) };
+      } else {
+        const route = this.routes.get(env.t);
+        if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
+        if (route.spOnly && connection.sp === null) throw new CairnError('FORBIDDEN', `${env.t} is taken from storage providers only`);
+        const body = route.parse(env.body);
+        const ctx: HandlerContext = { from: connection.sp ?? env.from, sp: connection.sp !== null, remote: connection.remote };
+        const given = laneFrame?.payload ?? frame.payload;
+        if (given) ctx.payload = given;
+        const result = await route.handler(body, ctx);
+        reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
+        payload = result?.payload;
+      }
     } catch (err) {
       const wire = this.toWire(err, env);
       if (env.id === 0) {
@@ -237,6 +266,8 @@ export class MailboxServer {
         return;
       }
       reply = { t: env.t, id: env.id, from: this.id, re: true, err: wire };
+    } finally {
+      if (laneFrame?.assembled) this.host.buffers.give(laneFrame.assembled);
     }
     if (env.id !== 0) await connection.send(reply, payload);
   }
@@ -260,6 +291,7 @@ class Connection {
   private peerEnded = false;
   private reading = true;
   private broken = false;
+  private lane: LaneInbox | null = null;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -275,6 +307,14 @@ class Connection {
       this.peerEnded = true;
       this.pump();
     });
+    socket.once('close', () => this.lane?.close());
+  }
+
+  /** Where this connection's lane payloads arrive (made at first use). */
+  laneInbox(): LaneInbox {
+    this.lane ??= new LaneInbox({ maxFrameBytes: this.host.maxFrameBytes, buffers: this.host.buffers, maxUnclaimed: this.host.maxInFlight });
+    if (this.socket.destroyed) this.lane.close();
+    return this.lane;
   }
 
   stopReading(): void {

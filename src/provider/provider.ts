@@ -195,7 +195,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   });
   on('shard.list', async (b) => ({ body: { keys: shards.keysAfter(b.after, b.limit) } }));
   on('shard.sweep', async (b) => ({ body: { deleted: await sweep(b.keys) } }), SP_ONLY);
-  on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats() } }));
+  on('sp.stats', async () => ({ body: { id: opts.id, ...shards.stats(), chain: node.status(), scrub: scrubber.stats(), mailbox: server.stats } }));
   on('scrub.run', async () => ({ body: await scrubber.runPass() }));
   on('repair.start', async (b) => {
     if (node.status().role !== 'leader') throw new CairnError('NOT_LEADER', 'repair runs on the chain leader; ask another provider');

@@ -1,6 +1,7 @@
 /**
  * Mailbox throughput over loopback, plain TCP and TLS-PSK: MB/s of 1 MiB payload requests (up:
- * the payload goes to the server; down: it comes back) and requests/s of small messages.
+ * the payload goes to the server, over TLS-PSK on the connection's lane as shards do; down: it
+ * comes back, on TLS) and requests/s of small messages.
  * The server runs on a worker thread so client and server do not share one event loop.
  *
  *   node dist/test/bench/mailbox-bench.js

@@ -228,7 +228,7 @@ export function markdown(r: BenchResult, svgPrefix: string, svgs: string[]): str
         ['RS rebuild one data shard 2+1 / 4+2 / 10+4', `${L.codec.rsRebuild2p1} / ${L.codec.rsRebuild4p2} / ${L.codec.rsRebuild10p4}`],
         ['segment encode 2+1 (seal+encode+hash) / decode (hash+open)', `${L.codec.segmentEncode2p1} / ${L.codec.segmentDecode2p1}`],
         ['mailbox TCP, 1 MiB requests up / down; small req/s', `${L.mailbox.tcp.uploadMBps} / ${L.mailbox.tcp.downloadMBps}; ${L.mailbox.tcp.smallRequestsPerSec}`],
-        ['mailbox TLS-PSK, 1 MiB requests up / down; small req/s', `${L.mailbox.tlsPsk.uploadMBps} / ${L.mailbox.tlsPsk.downloadMBps}; ${L.mailbox.tlsPsk.smallRequestsPerSec}`],
+        ['mailbox TLS-PSK, 1 MiB requests up (their payloads on the lane) / down; small req/s', `${L.mailbox.tlsPsk.uploadMBps} / ${L.mailbox.tlsPsk.downloadMBps}; ${L.mailbox.tlsPsk.smallRequestsPerSec}`],
         ['LMDB 1 MiB values: write, a flushed commit each / 16 per commit; read (get)', `${L.lmdb.writeSyncMBps} / ${L.lmdb.writeBatchedMBps}; ${L.lmdb.readMBps}`],
         ['LMDB 1 MiB values written per CPU-second (all threads, kernel included: new page-cache pages)', `${L.lmdb.writeCpuMBps}`],
         ['LMDB 4 KiB writes made durable one after another, per second (a consensus step that must reach the disk)', `${L.lmdb.durableCommitsPerSec}`],
