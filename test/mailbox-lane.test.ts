@@ -11,20 +11,23 @@ import { waitFor } from './support/cluster.js';
 import { isCairnError } from '../src/errors.js';
 import { MailboxClient } from '../src/mailbox/client.js';
 import { FrameDecoder, encodeFrame } from '../src/mailbox/frame.js';
-import { LANE_OPEN_TYPE, parseLaneOffer } from '../src/mailbox/lane.js';
-import { MailboxServer, type MailboxServerOptions } from '../src/mailbox/server.js';
+import { LANE_ACK, LANE_OPEN_TYPE, parseLaneOffer } from '../src/mailbox/lane.js';
+import { MailboxServer, type HandlerContext, type MailboxServerOptions } from '../src/mailbox/server.js';
 import { tlsPskTransport } from '../src/mailbox/transport.js';
 
 const KEY = Buffer.alloc(32, 7);
 const KiB = 1024;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const LANES: ReadonlySet<string> = new Set(['digest', 'put']);
 
 /** A TLS-PSK server whose one handler says how many payload bytes it got and their hash. */
 async function digestServer(opts: Partial<MailboxServerOptions> = {}): Promise<{ server: MailboxServer; client: MailboxClient; close: () => Promise<void> }> {
   const server = new MailboxServer({ id: 'sp1', transport: tlsPskTransport(KEY), log: () => {}, ...opts });
-  server.handle('digest', (b) => b, async (_b, ctx) => ({ body: { bytes: ctx.payload?.byteLength ?? 0, sha: ctx.payload ? sha(ctx.payload) : null } }));
+  const digest = async (_b: unknown, ctx: HandlerContext) => ({ body: { bytes: ctx.payload?.byteLength ?? 0, sha: ctx.payload ? sha(ctx.payload) : null } });
+  server.handle('digest', (b) => b, digest, { lane: true });
+  server.handle('digest.tls', (b) => b, digest); // takes no lane
   const { port } = await server.listen(0);
-  const client = new MailboxClient({ id: 'c1', address: `127.0.0.1:${port}`, transport: tlsPskTransport(KEY) });
+  const client = new MailboxClient({ id: 'c1', address: `127.0.0.1:${port}`, transport: tlsPskTransport(KEY), laneTypes: LANES });
   return {
     server,
     client,
@@ -59,6 +62,9 @@ test('payloads of 64 KiB and more take the lane once it is open; smaller ones st
     assert.equal(server.stats.lanePayloads, before + 12, 'every big payload took the lane');
     await digestOf(client, randomBytes(64 * KiB - 1));
     assert.equal(server.stats.lanePayloads, before + 12, 'a payload under 64 KiB did not');
+    const big = randomBytes(256 * KiB);
+    assert.deepEqual((await client.request('digest.tls', {}, big)).body, { bytes: big.length, sha: sha(big) });
+    assert.equal(server.stats.lanePayloads, before + 12, 'nor one of a type the client sends on TLS');
   } finally {
     await close();
   }
@@ -117,6 +123,8 @@ test('a lane payload of the wrong length, or a broken lane, fails its own reques
     assert.ok(offer);
     const lane = net.connect({ host: '127.0.0.1', port: offer.port });
     lane.write(Buffer.from(offer.token, 'hex'));
+    const ack = await new Promise<Buffer>((resolve) => lane.once('data', resolve)); // requests go on the lane only once it is taken
+    assert.deepEqual([...ack], [LANE_ACK]);
     const onLane = (id: unknown, payload: Uint8Array) => lane.write(Buffer.concat(encodeFrame({ i: id }, payload)));
 
     ask({ t: 'digest', id: 2, body: {}, b: 100 });
@@ -140,13 +148,26 @@ test('a lane payload of the wrong length, or a broken lane, fails its own reques
     onLane(50, after);
     assert.deepEqual((await reply(50)).body, { bytes: after.length, sha: sha(after) });
 
+    // Nor do requests refused before they are read (a reply sent as a request), and a route that
+    // takes no lane refuses a payload from one.
+    for (let id = 60; id < 80; id++) {
+      ask({ t: 'digest', id, body: {}, b: 70 * KiB, re: true });
+      onLane(id, randomBytes(70 * KiB));
+    }
+    ask({ t: 'digest.tls', id: 80, body: {}, b: 70 * KiB });
+    onLane(80, randomBytes(70 * KiB));
+    assert.match((await reply(80)).err?.message ?? '', /takes no payload from a lane/);
+    ask({ t: 'digest', id: 81, body: {}, b: after.length });
+    onLane(81, after);
+    assert.deepEqual((await reply(81)).body, { bytes: after.length, sha: sha(after) });
+
     ask({ t: 'digest', id: 4, body: {}, b: 10 });
     onLane('four', randomBytes(10)); // not a request id: the lane is dropped
     assert.equal((await reply(4)).err?.code, 'CONNECTION_CLOSED');
     await closed(lane);
 
     await digestOf(client, randomBytes(KiB)); // other connections carry on
-    assert.equal(server.stats.lanePayloads, 42, 'every payload of the right length was taken');
+    assert.equal(server.stats.lanePayloads, 44, 'every payload of the right length was taken');
   } finally {
     tls.destroy();
     await close();
@@ -165,9 +186,9 @@ test('a request given up on while its payload is in the lane drops the lane, and
     seen.push({ i: b.i, intact: ctx.payload?.length === SIZE && ctx.payload.every((x) => x === (b.i % 200) + 1) });
     for (let waits = 0; stall && waits < 600; waits++) await new Promise((r) => setTimeout(r, 50));
     return { body: 'stored' };
-  });
+  }, { lane: true });
   const { port } = await server.listen(0);
-  const client = new MailboxClient({ id: 'c', address: `127.0.0.1:${port}`, transport: tlsPskTransport(KEY) });
+  const client = new MailboxClient({ id: 'c', address: `127.0.0.1:${port}`, transport: tlsPskTransport(KEY), laneTypes: LANES });
   const put = (i: number, timeoutMs = 5_000) => client.request('put', { i }, new Uint8Array(new ArrayBuffer(SIZE)).fill((i % 200) + 1), { timeoutMs });
   try {
     let i = 100;
@@ -181,6 +202,50 @@ test('a request given up on while its payload is in the lane drops the lane, and
     for (let j = 0; j < 3; j++) assert.equal((await put(150 + j)).body, 'stored');
     assert.ok(seen.length > 3 && seen.every((s) => s.intact), JSON.stringify(seen));
     assert.equal(server.stats.badFrames, 0);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('a lane nothing acknowledges is never used: payloads go on TLS', async () => {
+  // The offer points at a port where something takes connections and says nothing (another
+  // service, a middlebox): without the SP's ack the client never sends a payload there.
+  let heard = 0;
+  const silent = net.createServer((socket) => {
+    socket.on('data', (chunk: Buffer) => (heard += chunk.length));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { server, client, close } = await digestServer({ lanes: false });
+  server.handle(LANE_OPEN_TYPE, (b) => b, async () => ({ body: { port: (silent.address() as net.AddressInfo).port, token: 'ab'.repeat(32) } }));
+  try {
+    await digestOf(client, randomBytes(256 * KiB)); // asks for the lane
+    await waitFor('the client to show its token on the lane', () => heard >= 32, 5_000, 5);
+    for (let i = 0; i < 6; i++) await digestOf(client, randomBytes(256 * KiB));
+    assert.equal(heard, 32, 'nothing but the token went there');
+  } finally {
+    await close();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  }
+});
+
+test('a request given up on after its header went out frees its SP at once', async () => {
+  // The header (with b) is on TLS; the payload waits behind a big one on the lane, and the call
+  // times out before it is sent: the client drops the lane instead of leaving the SP to wait 30 s.
+  const server = new MailboxServer({ id: 'sp', transport: tlsPskTransport(KEY), maxInFlightPerConnection: 4, log: () => {} });
+  server.handle('put', (b) => b, async () => ({ body: 'stored' }), { lane: true });
+  server.handle('ping', (b) => b, async () => ({ body: 'pong' }));
+  const { port } = await server.listen(0);
+  const client = new MailboxClient({ id: 'c', address: `127.0.0.1:${port}`, transport: tlsPskTransport(KEY), laneTypes: LANES });
+  try {
+    await waitFor('the lane to open', async () => (await client.request('put', {}, randomBytes(128 * KiB))) && server.stats.lanePayloads > 0, 5_000, 1);
+    const big = client.request('put', {}, new Uint8Array(24 * 1024 * KiB), { timeoutMs: 20_000 }).then(() => 'ok', (e: { code: string }) => e.code);
+    const quick = await Promise.all(Array.from({ length: 4 }, () => client.request('put', {}, randomBytes(256 * KiB), { timeoutMs: 3 }).then(() => 'ok', (e: { code: string }) => e.code)));
+    assert.ok(quick.every((o) => o === 'TIMEOUT' || o === 'CONNECTION_CLOSED' || o === 'ok'), quick.join(','));
+    await big;
+    await waitFor('the SP to hold no request', () => server.stats.inFlight === 0, 5_000, 10);
+    assert.equal((await client.request('ping', {}, undefined, { timeoutMs: 2_000 })).body, 'pong');
   } finally {
     await client.close();
     await server.close();

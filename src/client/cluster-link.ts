@@ -6,7 +6,7 @@ import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, isCairnError } from '../errors.js';
 import type { ClusterFile } from '../config/cluster-file.js';
 import { MailboxClient } from '../mailbox/client.js';
-import type { Body, MessageType, Replies } from '../mailbox/messages.js';
+import { LANE_TYPES, type Body, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call, type TypedReply } from '../mailbox/rpc.js';
 import type { Transport } from '../mailbox/transport.js';
 import { hedged } from './hedged.js';
@@ -51,7 +51,7 @@ export class ClusterLink {
       address: p.address,
       up: true,
       lastError: null,
-      client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024, buffers: this.#frames }),
+      client: new MailboxClient({ id: selfId, address: p.address, transport, requestTimeoutMs: 30_000, connectTimeoutMs: 2_000, maxInFlight: 32, maxQueued: 1024, buffers: this.#frames, laneTypes: LANE_TYPES }),
     }));
     // Liveness comes from a cheap periodic probe, so uploads and downloads pick live SPs first
     // and an SP that came back is used again without waiting for a request to stumble on it.

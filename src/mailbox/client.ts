@@ -11,7 +11,7 @@ import { CairnError, invariant, toCairnError } from '../errors.js';
 import { errorFromWire, headerOf, parseEnvelopeHeader, type EnvelopeHeader } from './envelope.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
 import type { MailboxLog } from './server.js';
-import { LANE_MIN_PAYLOAD_BYTES, LANE_OPEN_TYPE, parseLaneOffer } from './lane.js';
+import { LANE_ACK, LANE_MIN_PAYLOAD_BYTES, LANE_OPEN_TYPE, parseLaneOffer } from './lane.js';
 import { parseAddress, tcpTransport, type SocketReader, type Transport } from './transport.js';
 
 export interface MailboxClientOptions {
@@ -30,8 +30,11 @@ export interface MailboxClientOptions {
   log?: MailboxLog;
   /** Where replies split across socket chunks are assembled (see MailboxReply.release). */
   buffers?: BufferPool;
-  /** Whether big payloads may take a lane beside a TLS connection (src/mailbox/lane.ts); default true. */
-  lanes?: boolean;
+  /**
+   * Requests of these types send big payloads on a lane beside a TLS connection (src/mailbox/lane.ts);
+   * the server's routes for them must take lanes. Default: none.
+   */
+  laneTypes?: ReadonlySet<string>;
 }
 
 export interface MailboxReply {
@@ -55,8 +58,9 @@ interface Connection {
   socket: Socket;
   decoder: FrameDecoder;
   writer: FrameWriter;
-  /** Its lane: not asked for yet, being opened, open, or off for this connection (refused or broken). */
+  /** Its lane: none (asked for from laneRetryAt on), being opened, open, or off (the peer takes none). */
   lane: Lane | 'none' | 'opening' | 'off';
+  laneRetryAt: number;
   pending: Map<number, Call>;
   /** Set when we gave up on the link (protocol broken); it is being destroyed. */
   failure: CairnError | null;
@@ -71,6 +75,8 @@ interface Call {
   inSocket: boolean;
   /** The request without its payload, and the payload, when the payload may take the lane. */
   laneable: { header: EnvelopeHeader; payload: Uint8Array } | null;
+  /** The lane its payload took (its header said so on the connection). */
+  lane: Lane | null;
   /** Handed to the lane's socket and not yet taken by it. */
   inLane: boolean;
   id: number;
@@ -81,6 +87,8 @@ interface Call {
 }
 
 const quietLog: MailboxLog = () => {};
+/** After a lane failed to open or broke, payloads go on TLS for this long before a new lane is asked for. */
+const LANE_RETRY_MS = 5_000;
 
 export class MailboxClient {
   readonly id: string;
@@ -96,7 +104,7 @@ export class MailboxClient {
   private readonly backoff: { min: number; max: number };
   private readonly log: MailboxLog;
   private readonly buffers: BufferPool | undefined;
-  private readonly lanes: boolean;
+  private readonly laneTypes: ReadonlySet<string>;
 
   private conn: Connection | null = null;
   private connecting: Promise<Connection> | null = null;
@@ -123,7 +131,7 @@ export class MailboxClient {
     this.backoff = options.reconnectBackoffMs ?? { min: 100, max: 2_000 };
     this.log = options.log ?? quietLog;
     this.buffers = options.buffers;
-    this.lanes = (options.lanes ?? true) && this.transport.kind === 'tls-psk';
+    this.laneTypes = this.transport.kind === 'tls-psk' ? (options.laneTypes ?? new Set()) : new Set();
     invariant(this.maxInFlight >= 1 && this.maxQueued >= 0, 'mailbox client limits must be sane');
     invariant(this.backoff.min > 0 && this.backoff.max >= this.backoff.min, 'backoff must be 0 < min <= max');
   }
@@ -147,9 +155,9 @@ export class MailboxClient {
     } catch (err) {
       return Promise.reject(toCairnError(err));
     }
-    const laneable = this.lanes && payload !== undefined && payload.byteLength >= LANE_MIN_PAYLOAD_BYTES ? { header, payload } : null;
+    const laneable = this.laneTypes.has(type) && payload !== undefined && payload.byteLength >= LANE_MIN_PAYLOAD_BYTES ? { header, payload } : null;
     return new Promise<MailboxReply>((resolve, reject) => {
-      const call: Call = { state: 'queued', pieces, inSocket: false, laneable, inLane: false, id, conn: null, timer: undefined, resolve, reject };
+      const call: Call = { state: 'queued', pieces, inSocket: false, laneable, lane: null, inLane: false, id, conn: null, timer: undefined, resolve, reject };
       const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
       call.timer = setTimeout(() => {
         this.finish(call, new CairnError('TIMEOUT', `${type} to ${this.address} got no answer within ${timeoutMs} ms`));
@@ -255,9 +263,11 @@ export class MailboxClient {
     call.conn?.pending.delete(call.id);
     call.pieces = [];
     call.laneable = null;
-    // A lane cannot take back half a payload either: it goes (the request's header said how many
-    // bytes would come, and the SP fails whatever waited on it), and the connection carries on.
-    if (call.inLane && outcome instanceof CairnError && typeof call.conn?.lane === 'object') call.conn.lane.socket.destroy(outcome);
+    // A lane cannot take back half a payload either, and one that lets a request time out may be
+    // lost on the way (nothing answers on it): it goes (the SP fails whatever waited on it), and the
+    // connection carries on, its payloads on TLS until a new lane is up.
+    const lane = call.lane;
+    if (lane && outcome instanceof CairnError && (call.inLane || outcome.code === 'TIMEOUT')) lane.socket.destroy(outcome);
     // Given up on (a timeout) while the socket still holds part of its frame: the caller may reuse
     // the payload's memory the moment this settles, and a frame cannot be taken back half sent. The
     // connection goes, and its queued writes with it, rather than send other bytes, or a header
@@ -281,7 +291,7 @@ export class MailboxClient {
   private laneOf(conn: Connection): Lane | null {
     const lane = conn.lane;
     if (typeof lane === 'object') return lane.socket.destroyed || !lane.socket.writable ? null : lane;
-    if (lane === 'none') {
+    if (lane === 'none' && Date.now() >= conn.laneRetryAt) {
       conn.lane = 'opening';
       void this.openLane(conn);
     }
@@ -291,32 +301,49 @@ export class MailboxClient {
   private async openLane(conn: Connection): Promise<void> {
     let socket: Socket | undefined;
     try {
-      const offer = parseLaneOffer((await this.request(LANE_OPEN_TYPE, {}, undefined, { timeoutMs: this.connectTimeoutMs })).body);
-      if (!offer) throw new CairnError('BAD_MESSAGE', `${this.address} answered ${LANE_OPEN_TYPE} with no lane`);
+      const offer = parseLaneOffer((await this.request(LANE_OPEN_TYPE, {})).body);
+      if (!offer) throw new CairnError('UNKNOWN_MESSAGE', `${this.address} answered ${LANE_OPEN_TYPE} with no lane`);
       socket = await tcpTransport().connect(this.host, offer.port, this.connectTimeoutMs);
-      // The token is good for the connection it was asked on only.
-      if (this.conn !== conn || conn.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', `the connection to ${this.address} went while its lane opened`);
-      const lane: Lane = { socket, writer: new FrameWriter(socket) };
       const s = socket;
-      s.on('data', () => s.destroy()); // nothing comes this way
       s.on('error', (err) => this.log('debug', 'mailbox lane error', { address: this.address, error: err.message }));
-      s.once('close', () => {
-        if (conn.lane === lane) conn.lane = 'off';
-      });
       s.write(Buffer.from(offer.token, 'hex'));
+      await laneAck(s, this.connectTimeoutMs, this.address);
+      // The token was good for the connection it was asked on only.
+      if (this.conn !== conn || conn.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', `the connection to ${this.address} went while its lane opened`);
+      const lane: Lane = { socket: s, writer: new FrameWriter(s) };
+      s.on('data', () => s.destroy()); // nothing more comes this way
+      s.once('close', () => {
+        if (conn.lane !== lane) return;
+        conn.lane = 'none';
+        conn.laneRetryAt = Date.now() + LANE_RETRY_MS;
+      });
       conn.lane = lane;
     } catch (err) {
       socket?.destroy();
-      if (conn.lane === 'opening') conn.lane = 'off';
-      this.log('debug', 'mailbox lane not opened', { address: this.address, error: toCairnError(err).message });
+      const failure = toCairnError(err);
+      if (conn.lane === 'opening') {
+        // A peer that takes no lanes never will; anything else may pass (a busy link, a full port).
+        conn.lane = failure.code === 'UNKNOWN_MESSAGE' ? 'off' : 'none';
+        conn.laneRetryAt = Date.now() + LANE_RETRY_MS;
+      }
+      this.log('debug', 'mailbox lane not opened', { address: this.address, error: failure.message });
     }
   }
 
   /** The request's header on the connection, saying how long its payload is, and the payload on the lane. */
   private async writeOnLane(conn: Connection, lane: Lane, call: Call, { header, payload }: { header: EnvelopeHeader; payload: Uint8Array }): Promise<void> {
     const wanted = () => call.state === 'active';
-    await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength }), undefined, this.maxFrameBytes), { wanted });
-    // Skipped if the call ended meanwhile (its payload may be reused): the SP's wait for it times out.
+    let announced = false;
+    await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength }), undefined, this.maxFrameBytes), {
+      wanted,
+      handed: () => {
+        announced = true;
+        call.lane = lane;
+      },
+    });
+    if (!announced) return;
+    // Skipped if the call ended meanwhile (its payload may be reused already); finish() then dropped
+    // the lane, so the SP stops waiting for it.
     await lane.writer.write(encodeFrame({ i: call.id }, payload, this.maxFrameBytes), {
       wanted,
       handed: () => (call.inLane = true),
@@ -383,6 +410,7 @@ export class MailboxClient {
       decoder,
       writer: new FrameWriter(socket),
       lane: 'none',
+      laneRetryAt: 0,
       pending: new Map(),
       failure: null,
       peerNotice: null,
@@ -455,6 +483,24 @@ export class MailboxClient {
     const err = conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost${why}`);
     for (const call of [...conn.pending.values()]) this.finish(call, err);
   }
+}
+
+/** Resolves once the server has taken the lane (its one ack byte), rejects if it does not within timeoutMs. */
+function laneAck(socket: Socket, timeoutMs: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: CairnError): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer): void => done(chunk.length === 1 && chunk[0] === LANE_ACK ? undefined : new CairnError('BAD_MESSAGE', `the lane to ${address} answered something other than its ack`));
+    const onClose = (): void => done(new CairnError('UNAVAILABLE', `${address} refused the lane`));
+    const timer = setTimeout(() => done(new CairnError('UNAVAILABLE', `${address} did not take the lane within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
 }
 
 function destroyAndWait(socket: Socket): Promise<void> {

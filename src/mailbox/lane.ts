@@ -10,9 +10,13 @@
  * alone. Someone on the path can make a put fail (as dropping packets would) but cannot change
  * what is stored or acknowledged. Replies, and every payload an SP sends (shards read), stay on TLS.
  *
- * Lane wire, client to server only: the 32-byte token, then mailbox frames whose header is
- * `{ i: request id }` and whose payload is that request's payload; the request itself says `b`
- * (the payload's length) in its envelope.
+ * Lane wire: the client sends the 32-byte token and the server answers one byte (LANE_ACK) once
+ * the lane is taken; a client uses a lane only after that, so a lane the server refused (or a
+ * port where something else answers) costs nothing but the wait for the ack. Then the client sends
+ * mailbox frames whose header is `{ i: request id }` and whose payload is that request's payload
+ * (the request itself says `b`, the payload's length, in its envelope). A client that gives up on
+ * a request whose header went out drops the lane, so the server stops waiting for its payload.
+ * Only the routes that ask for lanes take payloads from them (shard.put).
  *
  * TLS was the largest cost left in an upload: the web client encrypting and copying every shard
  * byte, the SP decrypting and copying it again. 1 GiB uploads with the client-to-SP mailbox on plain
@@ -28,14 +32,16 @@ import { tcpTransport, type Listener } from './transport.js';
 /** The request that opens a lane; its reply is a LaneOffer. */
 export const LANE_OPEN_TYPE = 'mailbox.lane';
 export const LANE_TOKEN_BYTES = 32;
+/** The server's one byte on a lane: taken. */
+export const LANE_ACK = 0x01;
 /** Payloads at least this big take the lane; a smaller one costs less on TLS than a second write. */
 export const LANE_MIN_PAYLOAD_BYTES = 64 * 1024;
 /** A token not used within this long is void. */
 const TOKEN_TTL_MS = 10_000;
 /** A lane must show its token this soon after connecting. */
 const HELLO_TIMEOUT_MS = 5_000;
-/** How long a request whose payload is on the lane waits for it. */
-const PAYLOAD_WAIT_MS = 60_000;
+/** How long a request whose payload is on the lane waits for it (a client sends it at once, or drops the lane). */
+const PAYLOAD_WAIT_MS = 30_000;
 /** Ids of requests that stopped waiting, remembered so their payloads are dropped if they still come. */
 const MAX_ABANDONED = 1_024;
 
@@ -82,6 +88,7 @@ export class LaneInbox {
   attach(socket: Socket, rest: Buffer): boolean {
     if (this.#socket !== null || this.#failure !== null) return false;
     this.#socket = socket;
+    socket.write(Buffer.of(LANE_ACK));
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.once('close', () => this.close(new CairnError('CONNECTION_CLOSED', 'the lane closed')));
     socket.once('end', () => socket.destroy()); // a lane is never half-closed on purpose
@@ -96,6 +103,8 @@ export class LaneInbox {
   take(id: number, bytes: number): Promise<Frame> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (id === 0) return Promise.reject(new CairnError('BAD_MESSAGE', 'a one-way message has no payload on the lane'));
+    // A client sends `b` only once the lane is acknowledged, which is after it is attached here.
+    if (this.#socket === null) return Promise.reject(new CairnError('BAD_MESSAGE', 'no lane is open on this connection; send the payload in the request'));
     if (this.#waiting.has(id)) return Promise.reject(new CairnError('BAD_MESSAGE', `request ${id} is already waiting for its payload`));
     const frame = this.#arrived.get(id);
     if (frame) {
@@ -106,12 +115,23 @@ export class LaneInbox {
     return new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id);
-        if (this.#abandoned.size >= MAX_ABANDONED) this.#abandoned.delete(this.#abandoned.values().next().value!);
-        this.#abandoned.add(id);
+        this.#abandon(id);
         reject(new CairnError('TIMEOUT', `the payload of request ${id} did not come on the lane within ${PAYLOAD_WAIT_MS} ms`));
       }, PAYLOAD_WAIT_MS);
       this.#waiting.set(id, { bytes, resolve, reject, timer });
     });
+  }
+
+  /** The payload of request `id` is not wanted (its request was refused before taking it): free it, now or when it comes. */
+  discard(id: number): void {
+    const frame = this.#arrived.get(id);
+    if (frame) {
+      this.#arrived.delete(id);
+      this.#free(frame);
+      this.#resumeIfRoom();
+    } else if (!this.#waiting.has(id)) {
+      this.#abandon(id);
+    }
   }
 
   /** Fails whatever waits, frees what arrived, and drops the lane. */
@@ -126,6 +146,11 @@ export class LaneInbox {
     for (const frame of this.#arrived.values()) this.#free(frame);
     this.#arrived.clear();
     this.#socket?.destroy();
+  }
+
+  #abandon(id: number): void {
+    if (this.#abandoned.size >= MAX_ABANDONED) this.#abandoned.delete(this.#abandoned.values().next().value!);
+    this.#abandoned.add(id);
   }
 
   #checked(frame: Frame, bytes: number): Promise<Frame> {

@@ -17,6 +17,12 @@ import type { RepairRun, RepairStatus } from '../provider/repairer.js';
 export const MAX_SWEEP_KEYS = 1_000;
 const shardKeyP = v.str({ min: 1, max: 64, pattern: /^[0-9a-f]{32}\/\d{1,6}\/\d{1,3}$/ });
 
+/**
+ * The requests whose payloads may travel on a lane (src/mailbox/lane.ts): their handlers check
+ * the bytes against what the request says (a shard's hash). Clients send them so, SPs take them so.
+ */
+export const LANE_TYPES: ReadonlySet<string> = new Set(['shard.put']);
+
 export const bodies = {
   /**
    * `recordWithinMs`: how long the sender may take to record the shard (a web client's

@@ -70,6 +70,8 @@ interface Route {
   handler: Handler<unknown>;
   /** Taken from SPs alone (links authenticated as an SP); other members are refused. */
   spOnly: boolean;
+  /** Takes its payload from the connection's lane too (src/mailbox/lane.ts); its handler checks the bytes itself. */
+  lane: boolean;
 }
 
 /** What a connection needs from its server; keeps those internals off the public class. */
@@ -140,9 +142,9 @@ export class MailboxServer {
   }
 
   /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
-  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean } = {}): this {
+  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean; lane?: boolean } = {}): this {
     invariant(!this.routes.has(type), `mailbox handler for ${type} registered twice`);
-    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false });
+    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false, lane: access.lane ?? false });
     return this;
   }
 
@@ -231,6 +233,8 @@ export class MailboxServer {
       if (env.re) throw new CairnError('BAD_MESSAGE', 'a mailbox server takes requests, not replies');
     } catch (err) {
       const id = salvageId(frame.header);
+      // Whatever it announced on the lane is not wanted.
+      if (id > 0 && typeof (frame.header as { b?: unknown }).b === 'number') connection.discardLanePayload(id);
       await connection.send({ t: MAILBOX_ERROR_TYPE, id, from: this.id, re: true, err: this.toWire(err) });
       return;
     }
@@ -240,7 +244,10 @@ export class MailboxServer {
     try {
       // A payload on the lane is taken first, whatever becomes of its request, so none is left behind.
       if (env.b !== undefined) {
-        if (frame.payload) throw new CairnError('BAD_MESSAGE', 'a request carries its payload in its frame or on its lane, not both');
+        if (frame.payload) {
+          connection.discardLanePayload(env.id);
+          throw new CairnError('BAD_MESSAGE', 'a request carries its payload in its frame or on its lane, not both');
+        }
         if (!this.lanes) throw new CairnError('BAD_MESSAGE', 'this mailbox takes no lanes');
         laneFrame = await connection.laneInbox().take(env.id, env.b);
         this.counters.lanePayloads += 1;
@@ -251,6 +258,7 @@ export class MailboxServer {
         const route = this.routes.get(env.t);
         if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
         if (route.spOnly && connection.sp === null) throw new CairnError('FORBIDDEN', `${env.t} is taken from storage providers only`);
+        if (laneFrame && !route.lane) throw new CairnError('BAD_MESSAGE', `${env.t} takes no payload from a lane`);
         const body = route.parse(env.body);
         const ctx: HandlerContext = { from: connection.sp ?? env.from, sp: connection.sp !== null, remote: connection.remote };
         const given = laneFrame?.payload ?? frame.payload;
@@ -308,6 +316,11 @@ class Connection {
       this.pump();
     });
     socket.once('close', () => this.lane?.close());
+  }
+
+  /** Frees request `id`'s lane payload, now or when it comes (its request was refused before taking it). */
+  discardLanePayload(id: number): void {
+    this.lane?.discard(id);
   }
 
   /** Where this connection's lane payloads arrive (made at first use). */

@@ -13,7 +13,7 @@ import { verifyReplica } from '../chain/verify.js';
 import { hashAlgOf } from '../crypto/shard-hash.js';
 import { readClusterFile, readClusterKey, readNodeKey } from '../config/cluster-file.js';
 import { MailboxClient } from '../mailbox/client.js';
-import { bodies, type MessageType, type Replies } from '../mailbox/messages.js';
+import { LANE_TYPES, bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
 import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
 import { deriveLinkKey, tlsPskTransport, type SpLinks } from '../mailbox/transport.js';
@@ -102,7 +102,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   };
   for (const p of cluster.providers) {
     if (p.id === opts.id) continue;
-    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport: tlsPskTransport(clusterKey, { sp: links, to: p.id }), requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024, maxFrameBytes: MAX_FRAME_BYTES }));
+    peers.set(p.id, new MailboxClient({ id: opts.id, address: p.address, transport: tlsPskTransport(clusterKey, { sp: links, to: p.id }), requestTimeoutMs: 20_000, maxInFlight: 64, maxQueued: 1024, maxFrameBytes: MAX_FRAME_BYTES, laneTypes: LANE_TYPES }));
   }
   const node = new ChainNode({
     id: opts.id,
@@ -170,7 +170,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
     access: { spOnly?: boolean } = {},
-  ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>, access);
+  ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>, { ...access, lane: LANE_TYPES.has(type) });
 
   on('shard.put', async (b, ctx) => {
     if (!ctx.payload) throw new CairnError('BAD_MESSAGE', 'shard.put carries the shard bytes as its payload');

@@ -39,7 +39,7 @@ async function runServer(data: ServerData): Promise<void> {
   const server = new MailboxServer({ id: 'bench-sp', transport: transportFor(data.kind, data.key), maxInFlightPerConnection: 64 });
   const blob = randomBytes(MiB);
   const any = (v: unknown): unknown => v;
-  server.handle('bench.put', any, async (_body, ctx) => ({ body: ctx.payload?.byteLength ?? 0 }));
+  server.handle('bench.put', any, async (_body, ctx) => ({ body: ctx.payload?.byteLength ?? 0 }), { lane: true });
   server.handle('bench.get', any, async () => ({ body: null, payload: blob }));
   server.handle('bench.echo', any, async (body) => ({ body }));
   const { port } = await server.listen(0);
@@ -79,6 +79,7 @@ async function benchOne(kind: Kind, seconds: number): Promise<MailboxBenchResult
       transport: transportFor(kind, key),
       maxInFlight: 64,
       requestTimeoutMs: 30_000,
+      laneTypes: new Set(['bench.put']),
     });
     try {
       const payload = randomBytes(MiB);
