@@ -27,7 +27,9 @@ export function hashAlgOf(named: ShardHashAlg | undefined): ShardHashAlg {
 }
 
 export function shardHash(alg: ShardHashAlg, bytes: Uint8Array): Buffer {
-  return alg === 'blake3' ? blake3(bytes) : createHash('sha256').update(bytes).digest();
+  if (alg === 'sha256') return createHash('sha256').update(bytes).digest();
+  // A Buffer view of the same memory (the binding's typings take Buffers, not Uint8Arrays): no copy.
+  return blake3(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 }
 
 export function shardHashHex(alg: ShardHashAlg, bytes: Uint8Array): string {
