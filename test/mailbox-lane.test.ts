@@ -127,41 +127,41 @@ test('a lane payload of the wrong length, or a broken lane, fails its own reques
     assert.deepEqual([...ack], [LANE_ACK]);
     const onLane = (id: unknown, payload: Uint8Array) => lane.write(Buffer.concat(encodeFrame({ i: id }, payload)));
 
-    ask({ t: 'digest', id: 2, body: {}, b: 100 });
+    ask({ t: 'digest', id: 2, body: {}, b: 100, l: offer.lane });
     onLane(2, randomBytes(50));
     assert.match((await reply(2)).err?.message ?? '', /announced 100/);
 
     const good = randomBytes(100);
-    ask({ t: 'digest', id: 3, body: {}, b: 100 });
+    ask({ t: 'digest', id: 3, body: {}, b: 100, l: offer.lane });
     onLane(3, good);
     assert.deepEqual((await reply(3)).body, { bytes: 100, sha: sha(good) });
 
     // Requests refused before their handler (unknown type) still take their payloads off the lane:
     // more of them than a connection may have unclaimed, and the lane still carries the next one.
     for (let id = 10; id < 50; id++) {
-      ask({ t: 'no.such.type', id, body: {}, b: 70 * KiB });
+      ask({ t: 'no.such.type', id, body: {}, b: 70 * KiB, l: offer.lane });
       onLane(id, randomBytes(70 * KiB));
     }
     for (let id = 10; id < 50; id++) assert.equal((await reply(id)).err?.code, 'UNKNOWN_MESSAGE');
     const after = randomBytes(200 * KiB);
-    ask({ t: 'digest', id: 50, body: {}, b: after.length });
+    ask({ t: 'digest', id: 50, body: {}, b: after.length, l: offer.lane });
     onLane(50, after);
     assert.deepEqual((await reply(50)).body, { bytes: after.length, sha: sha(after) });
 
     // Nor do requests refused before they are read (a reply sent as a request), and a route that
     // takes no lane refuses a payload from one.
     for (let id = 60; id < 80; id++) {
-      ask({ t: 'digest', id, body: {}, b: 70 * KiB, re: true });
+      ask({ t: 'digest', id, body: {}, b: 70 * KiB, re: true, l: offer.lane });
       onLane(id, randomBytes(70 * KiB));
     }
-    ask({ t: 'digest.tls', id: 80, body: {}, b: 70 * KiB });
+    ask({ t: 'digest.tls', id: 80, body: {}, b: 70 * KiB, l: offer.lane });
     onLane(80, randomBytes(70 * KiB));
     assert.match((await reply(80)).err?.message ?? '', /takes no payload from a lane/);
-    ask({ t: 'digest', id: 81, body: {}, b: after.length });
+    ask({ t: 'digest', id: 81, body: {}, b: after.length, l: offer.lane });
     onLane(81, after);
     assert.deepEqual((await reply(81)).body, { bytes: after.length, sha: sha(after) });
 
-    ask({ t: 'digest', id: 4, body: {}, b: 10 });
+    ask({ t: 'digest', id: 4, body: {}, b: 10, l: offer.lane });
     onLane('four', randomBytes(10)); // not a request id: the lane is dropped
     assert.equal((await reply(4)).err?.code, 'CONNECTION_CLOSED');
     await closed(lane);
@@ -218,7 +218,7 @@ test('a lane nothing acknowledges is never used: payloads go on TLS', async () =
   });
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const { server, client, close } = await digestServer({ lanes: false });
-  server.handle(LANE_OPEN_TYPE, (b) => b, async () => ({ body: { port: (silent.address() as net.AddressInfo).port, token: 'ab'.repeat(32) } }));
+  server.handle(LANE_OPEN_TYPE, (b) => b, async () => ({ body: { port: (silent.address() as net.AddressInfo).port, token: 'ab'.repeat(32), lane: 1 } }));
   try {
     await digestOf(client, randomBytes(256 * KiB)); // asks for the lane
     await waitFor('the client to show its token on the lane', () => heard >= 32, 5_000, 5);
@@ -230,7 +230,7 @@ test('a lane nothing acknowledges is never used: payloads go on TLS', async () =
   }
 });
 
-test('a request given up on after its header went out frees its SP at once', async () => {
+test('a request given up on after its header went out frees its SP at once, and its lane is replaced', async () => {
   // The header (with b) is on TLS; the payload waits behind a big one on the lane, and the call
   // times out before it is sent: the client drops the lane instead of leaving the SP to wait 30 s.
   const server = new MailboxServer({ id: 'sp', transport: tlsPskTransport(KEY), maxInFlightPerConnection: 4, log: () => {} });
@@ -246,6 +246,9 @@ test('a request given up on after its header went out frees its SP at once', asy
     await big;
     await waitFor('the SP to hold no request', () => server.stats.inFlight === 0, 5_000, 10);
     assert.equal((await client.request('ping', {}, undefined, { timeoutMs: 2_000 })).body, 'pong');
+    // The dropped lane is replaced a few seconds later on the same connection.
+    const before = server.stats.lanePayloads;
+    await waitFor('a new lane to carry payloads', async () => (await client.request('put', {}, randomBytes(128 * KiB))) && server.stats.lanePayloads > before, 15_000, 100);
   } finally {
     await client.close();
     await server.close();

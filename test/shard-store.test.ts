@@ -123,6 +123,16 @@ describe('shard store', () => {
     assert.deepEqual({ shards, bytes }, held());
   });
 
+  it('leaves alone a shard stored under a hash it does not know (by a later build, before a rollback)', async () => {
+    const bytes = randomBytes(600);
+    await store.put(key(330), bytes, sha(bytes), NEW_SHARD_HASH);
+    const meta = dbs.shardMeta.get(key(330))!;
+    await dbs.root.transaction(() => dbs.shardMeta.put(key(330), { ...meta, hash: 'ff'.repeat(32), hashAlg: 'sha3-256' as never }));
+    assert.equal(await store.check(key(330)), 'ok');
+    assert.equal(store.has(key(330)), true, 'kept: deleting it would lose data this build cannot judge');
+    assert.ok(await store.delete(key(330)));
+  });
+
   it('refuses a shard that would eat into the disk reserve, storing nothing', async () => {
     const bytes = randomBytes(1000);
     const before = store.stats();

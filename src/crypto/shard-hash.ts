@@ -21,6 +21,10 @@ export const NEW_SHARD_HASH: ShardHashAlg = 'blake3';
 /** Both digests are 32 bytes. */
 export const SHARD_HASH_BYTES = 32;
 
+export function isShardHashAlg(name: unknown): name is ShardHashAlg {
+  return (SHARD_HASH_ALGS as readonly unknown[]).includes(name);
+}
+
 /** The hash of a record, put or stored shard that names none: SHA-256, the only one before. */
 export function hashAlgOf(named: ShardHashAlg | undefined): ShardHashAlg {
   return named ?? 'sha256';

@@ -52,6 +52,8 @@ export interface MailboxReply {
 interface Lane {
   socket: Socket;
   writer: FrameWriter;
+  /** Its number on the connection, which requests name. */
+  number: number;
 }
 
 interface Connection {
@@ -79,6 +81,10 @@ interface Call {
   lane: Lane | null;
   /** Handed to the lane's socket and not yet taken by it. */
   inLane: boolean;
+  /** The lane's socket has taken all of its payload. */
+  laneDone: boolean;
+  /** Sent on this connection or not at all (a lane request: its token is good for that connection alone). */
+  onlyOn: Connection | null;
   id: number;
   conn: Connection | null;
   timer: NodeJS.Timeout | undefined;
@@ -146,6 +152,10 @@ export class MailboxClient {
    * UNAVAILABLE, CONNECTION_CLOSED, OVERLOADED, FRAME_TOO_LARGE. timeoutMs covers queueing too.
    */
   request(type: string, body: unknown, payload?: Uint8Array, options: { timeoutMs?: number } = {}): Promise<MailboxReply> {
+    return this.ask(type, body, payload, options.timeoutMs ?? this.requestTimeoutMs, null);
+  }
+
+  private ask(type: string, body: unknown, payload: Uint8Array | undefined, timeoutMs: number, onlyOn: Connection | null): Promise<MailboxReply> {
     if (this.closed) return Promise.reject(new CairnError('CONNECTION_CLOSED', `mailbox client for ${this.address} is closed`));
     const id = this.allocateId();
     const header: EnvelopeHeader = { t: type, id, from: this.id, body };
@@ -157,8 +167,7 @@ export class MailboxClient {
     }
     const laneable = this.laneTypes.has(type) && payload !== undefined && payload.byteLength >= LANE_MIN_PAYLOAD_BYTES ? { header, payload } : null;
     return new Promise<MailboxReply>((resolve, reject) => {
-      const call: Call = { state: 'queued', pieces, inSocket: false, laneable, lane: null, inLane: false, id, conn: null, timer: undefined, resolve, reject };
-      const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+      const call: Call = { state: 'queued', pieces, inSocket: false, laneable, lane: null, inLane: false, laneDone: false, onlyOn, id, conn: null, timer: undefined, resolve, reject };
       call.timer = setTimeout(() => {
         this.finish(call, new CairnError('TIMEOUT', `${type} to ${this.address} got no answer within ${timeoutMs} ms`));
       }, timeoutMs);
@@ -232,6 +241,7 @@ export class MailboxClient {
       const conn = await this.connection();
       if (call.state !== 'active') return; // timed out or closed while connecting
       if (conn.socket.destroyed) throw conn.failure ?? new CairnError('CONNECTION_CLOSED', `connection to ${this.address} lost`);
+      if (call.onlyOn !== null && conn !== call.onlyOn) throw new CairnError('CONNECTION_CLOSED', `the connection to ${this.address} it was meant for is gone`);
       call.conn = conn;
       conn.pending.set(call.id, call);
       const lane = call.laneable ? this.laneOf(conn) : null;
@@ -263,11 +273,11 @@ export class MailboxClient {
     call.conn?.pending.delete(call.id);
     call.pieces = [];
     call.laneable = null;
-    // A lane cannot take back half a payload either, and one that lets a request time out may be
-    // lost on the way (nothing answers on it): it goes (the SP fails whatever waited on it), and the
-    // connection carries on, its payloads on TLS until a new lane is up.
+    // A lane cannot take back half a payload either, nor send one whose header went out after its
+    // call ended: it goes (the SP fails whatever waits on it at once), and the connection carries
+    // on, its payloads on TLS until a new lane is up. A call whose payload went whole leaves it be.
     const lane = call.lane;
-    if (lane && outcome instanceof CairnError && (call.inLane || outcome.code === 'TIMEOUT')) lane.socket.destroy(outcome);
+    if (lane && outcome instanceof CairnError && (call.inLane || (outcome.code === 'TIMEOUT' && !call.laneDone))) lane.socket.destroy(outcome);
     // Given up on (a timeout) while the socket still holds part of its frame: the caller may reuse
     // the payload's memory the moment this settles, and a frame cannot be taken back half sent. The
     // connection goes, and its queued writes with it, rather than send other bytes, or a header
@@ -301,7 +311,7 @@ export class MailboxClient {
   private async openLane(conn: Connection): Promise<void> {
     let socket: Socket | undefined;
     try {
-      const offer = parseLaneOffer((await this.request(LANE_OPEN_TYPE, {})).body);
+      const offer = parseLaneOffer((await this.ask(LANE_OPEN_TYPE, {}, undefined, this.requestTimeoutMs, conn)).body);
       if (!offer) throw new CairnError('UNKNOWN_MESSAGE', `${this.address} answered ${LANE_OPEN_TYPE} with no lane`);
       socket = await tcpTransport().connect(this.host, offer.port, this.connectTimeoutMs);
       const s = socket;
@@ -310,7 +320,7 @@ export class MailboxClient {
       await laneAck(s, this.connectTimeoutMs, this.address);
       // The token was good for the connection it was asked on only.
       if (this.conn !== conn || conn.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', `the connection to ${this.address} went while its lane opened`);
-      const lane: Lane = { socket: s, writer: new FrameWriter(s) };
+      const lane: Lane = { socket: s, writer: new FrameWriter(s), number: offer.lane };
       s.on('data', () => s.destroy()); // nothing more comes this way
       s.once('close', () => {
         if (conn.lane !== lane) return;
@@ -334,7 +344,7 @@ export class MailboxClient {
   private async writeOnLane(conn: Connection, lane: Lane, call: Call, { header, payload }: { header: EnvelopeHeader; payload: Uint8Array }): Promise<void> {
     const wanted = () => call.state === 'active';
     let announced = false;
-    await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength }), undefined, this.maxFrameBytes), {
+    await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength, l: lane.number }), undefined, this.maxFrameBytes), {
       wanted,
       handed: () => {
         announced = true;
@@ -347,7 +357,10 @@ export class MailboxClient {
     await lane.writer.write(encodeFrame({ i: call.id }, payload, this.maxFrameBytes), {
       wanted,
       handed: () => (call.inLane = true),
-      sent: () => (call.inLane = false),
+      sent: () => {
+        call.inLane = false;
+        call.laneDone = true;
+      },
     });
   }
 

@@ -22,8 +22,10 @@ export interface EnvelopeHeader {
   body?: unknown;
   err?: WireError;
   re?: true;
-  /** The request's payload comes on the connection's lane (src/mailbox/lane.ts): this many bytes. */
+  /** The request's payload comes on the connection's lane (src/mailbox/lane.ts): this many bytes, */
   b?: number;
+  /** on the lane with this number. */
+  l?: number;
 }
 
 export interface Envelope extends EnvelopeHeader {
@@ -41,6 +43,7 @@ const parseHeaderShape = object({
   err: optional(object({ code: wireString, message: wireString })),
   re: optional(literal(true)),
   b: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+  l: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
 });
 
 /** Validates a decoded frame header; throws CairnError('BAD_MESSAGE'). */
@@ -51,6 +54,7 @@ export function parseEnvelopeHeader(header: unknown): EnvelopeHeader {
   if (h.err) out.err = h.err;
   if (h.re) out.re = true;
   if (h.b !== undefined) out.b = h.b;
+  if (h.l !== undefined) out.l = h.l;
   return out;
 }
 
@@ -68,6 +72,7 @@ export function headerOf(e: EnvelopeHeader): EnvelopeHeader {
   if (e.err) out.err = { code: clip(e.err.code), message: clip(e.err.message) };
   if (e.re) out.re = true;
   if (e.b !== undefined) out.b = e.b;
+  if (e.l !== undefined) out.l = e.l;
   return out;
 }
 

@@ -14,7 +14,9 @@
  * the lane is taken; a client uses a lane only after that, so a lane the server refused (or a
  * port where something else answers) costs nothing but the wait for the ack. Then the client sends
  * mailbox frames whose header is `{ i: request id }` and whose payload is that request's payload
- * (the request itself says `b`, the payload's length, in its envelope). A client that gives up on
+ * (the request itself says `b`, the payload's length, and `l`, the lane's number on its
+ * connection, in its envelope: a request whose lane has gone fails at once instead of waiting on
+ * the next one). A client that gives up on
  * a request whose header went out drops the lane, so the server stops waiting for its payload.
  * Only the routes that ask for lanes take payloads from them (shard.put).
  *
@@ -38,8 +40,10 @@ export const LANE_ACK = 0x01;
 export const LANE_MIN_PAYLOAD_BYTES = 64 * 1024;
 /** A token not used within this long is void. */
 const TOKEN_TTL_MS = 10_000;
-/** A lane must show its token this soon after connecting. */
-const HELLO_TIMEOUT_MS = 5_000;
+/** A lane must show its token this soon after connecting (a client sends it at once). */
+const HELLO_TIMEOUT_MS = 2_000;
+/** Bytes of payloads that came before their requests, beyond which the lane is read no further for now. */
+const MAX_UNCLAIMED_BYTES = 64 * 1024 * 1024;
 /** How long a request whose payload is on the lane waits for it (a client sends it at once, or drops the lane). */
 const PAYLOAD_WAIT_MS = 30_000;
 /** Ids of requests that stopped waiting, remembered so their payloads are dropped if they still come. */
@@ -49,6 +53,8 @@ export interface LaneOffer {
   port: number;
   /** Hex. */
   token: string;
+  /** The lane's number on its connection, which requests name (`l`). */
+  lane: number;
 }
 
 /** The reply to LANE_OPEN_TYPE as a client reads it; null when it is not one. */
@@ -57,7 +63,8 @@ export function parseLaneOffer(body: unknown): LaneOffer | null {
   if (typeof b !== 'object' || b === null) return null;
   if (!Number.isInteger(b.port) || b.port! < 1 || b.port! > 65535) return null;
   if (typeof b.token !== 'string' || !/^[0-9a-f]{64}$/.test(b.token)) return null;
-  return { port: b.port!, token: b.token };
+  if (!Number.isSafeInteger(b.lane) || b.lane! < 1) return null;
+  return { port: b.port!, token: b.token, lane: b.lane! };
 }
 
 interface LaneLimits {
@@ -68,20 +75,39 @@ interface LaneLimits {
 }
 
 /**
- * The payloads one server connection receives on its lane, handed to its requests by id. Payloads
+ * The payloads one server connection receives on one lane, handed to its requests by id. Payloads
  * come in the order their requests were sent, so a request being handled never waits behind a
- * payload whose request is still unread: pausing the lane at maxUnclaimed cannot deadlock.
+ * payload whose request is still unread: pausing the lane at its unclaimed bounds cannot deadlock.
+ * A payload left unclaimed longer than a request would wait for one ends the lane (its sender broke
+ * the protocol), so nothing is held for good.
  */
 export class LaneInbox {
   #socket: Socket | null = null;
   readonly #decoder: FrameDecoder;
-  readonly #arrived = new Map<number, Frame>();
+  readonly #arrived = new Map<number, { frame: Frame; at: number }>();
+  #arrivedBytes = 0;
+  #ageTimer: NodeJS.Timeout | null = null;
+  /** The token that may still attach a lane here (one at a time). */
+  token: string | null = null;
   readonly #waiting = new Map<number, { bytes: number; resolve: (f: Frame) => void; reject: (e: CairnError) => void; timer: NodeJS.Timeout }>();
   readonly #abandoned = new Set<number>();
   #failure: CairnError | null = null;
 
-  constructor(private readonly limits: LaneLimits) {
+  constructor(
+    /** This lane's number on its connection. */
+    readonly number: number,
+    private readonly limits: LaneLimits,
+  ) {
     this.#decoder = new FrameDecoder(limits.maxFrameBytes, limits.buffers);
+  }
+
+  get closed(): boolean {
+    return this.#failure !== null;
+  }
+
+  /** Whether a lane socket has been attached (it may have closed since). */
+  get attached(): boolean {
+    return this.#socket !== null;
   }
 
   /** Takes the lane socket (with what it sent after its token); false if this inbox has one or is closed. */
@@ -106,12 +132,8 @@ export class LaneInbox {
     // A client sends `b` only once the lane is acknowledged, which is after it is attached here.
     if (this.#socket === null) return Promise.reject(new CairnError('BAD_MESSAGE', 'no lane is open on this connection; send the payload in the request'));
     if (this.#waiting.has(id)) return Promise.reject(new CairnError('BAD_MESSAGE', `request ${id} is already waiting for its payload`));
-    const frame = this.#arrived.get(id);
-    if (frame) {
-      this.#arrived.delete(id);
-      this.#resumeIfRoom();
-      return this.#checked(frame, bytes);
-    }
+    const frame = this.#claim(id);
+    if (frame) return this.#checked(frame, bytes);
     return new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id);
@@ -124,11 +146,9 @@ export class LaneInbox {
 
   /** The payload of request `id` is not wanted (its request was refused before taking it): free it, now or when it comes. */
   discard(id: number): void {
-    const frame = this.#arrived.get(id);
+    const frame = this.#claim(id);
     if (frame) {
-      this.#arrived.delete(id);
       this.#free(frame);
-      this.#resumeIfRoom();
     } else if (!this.#waiting.has(id)) {
       this.#abandon(id);
     }
@@ -143,9 +163,37 @@ export class LaneInbox {
       w.reject(why);
     }
     this.#waiting.clear();
-    for (const frame of this.#arrived.values()) this.#free(frame);
+    for (const { frame } of this.#arrived.values()) this.#free(frame);
     this.#arrived.clear();
+    this.#arrivedBytes = 0;
+    if (this.#ageTimer) clearTimeout(this.#ageTimer);
     this.#socket?.destroy();
+  }
+
+  #claim(id: number): Frame | undefined {
+    const entry = this.#arrived.get(id);
+    if (!entry) return undefined;
+    this.#arrived.delete(id);
+    this.#arrivedBytes -= entry.frame.payload?.byteLength ?? 0;
+    if (this.#socket?.isPaused() && !this.#full()) this.#socket.resume();
+    return entry.frame;
+  }
+
+  #full(): boolean {
+    return this.#arrived.size >= this.limits.maxUnclaimed || this.#arrivedBytes >= MAX_UNCLAIMED_BYTES;
+  }
+
+  /** Ends the lane if its oldest unclaimed payload has waited longer than any request would. */
+  #watchAge(): void {
+    if (this.#ageTimer || this.#arrived.size === 0 || this.#failure) return;
+    const oldest = this.#arrived.values().next().value!.at;
+    this.#ageTimer = setTimeout(() => {
+      this.#ageTimer = null;
+      const first = this.#arrived.values().next().value;
+      if (first && Date.now() - first.at >= PAYLOAD_WAIT_MS) this.close(new CairnError('CONNECTION_CLOSED', 'the lane carried a payload no request claimed'));
+      else this.#watchAge();
+    }, Math.max(0, oldest + PAYLOAD_WAIT_MS - Date.now()));
+    this.#ageTimer.unref();
   }
 
   #abandon(id: number): void {
@@ -169,7 +217,8 @@ export class LaneInbox {
       this.close(new CairnError('CONNECTION_CLOSED', `the lane broke the protocol: ${cause.code}: ${cause.message}`));
       return;
     }
-    if (this.#arrived.size >= this.limits.maxUnclaimed) this.#socket?.pause();
+    if (this.#full()) this.#socket?.pause();
+    this.#watchAge();
   }
 
   #deliver(frame: Frame): void {
@@ -193,11 +242,8 @@ export class LaneInbox {
       this.#free(frame);
       throw new CairnError('BAD_FRAME', `two payloads for request ${id}`);
     }
-    this.#arrived.set(id, frame);
-  }
-
-  #resumeIfRoom(): void {
-    if (this.#socket?.isPaused() && this.#arrived.size < this.limits.maxUnclaimed) this.#socket.resume();
+    this.#arrived.set(id, { frame, at: Date.now() });
+    this.#arrivedBytes += frame.payload.byteLength;
   }
 
   #free(frame: Frame): void {
@@ -229,15 +275,17 @@ export class LaneIntake {
     });
   }
 
-  /** A token for a lane into `inbox`: good once, for TOKEN_TTL_MS. */
+  /** A token for a lane into `inbox`: good once, for TOKEN_TTL_MS; an inbox has one at a time. */
   offer(inbox: LaneInbox): LaneOffer {
     if (this.#listener === null) throw new CairnError('UNKNOWN_MESSAGE', 'this mailbox takes no lanes');
     const now = Date.now();
     for (const [token, entry] of this.#tokens) if (entry.expires <= now) this.#tokens.delete(token);
+    if (inbox.token !== null) this.#tokens.delete(inbox.token);
     if (this.#tokens.size >= this.opts.maxLanes) throw new CairnError('OVERLOADED', 'too many lanes are being opened');
     const token = randomBytes(LANE_TOKEN_BYTES).toString('hex');
     this.#tokens.set(token, { inbox, expires: now + TOKEN_TTL_MS });
-    return { port: this.#listener.port, token };
+    inbox.token = token;
+    return { port: this.#listener.port, token, lane: inbox.number };
   }
 
   stopAccepting(): void {
@@ -265,6 +313,7 @@ export class LaneIntake {
       const token = hello.subarray(0, LANE_TOKEN_BYTES).toString('hex');
       const entry = this.#tokens.get(token);
       this.#tokens.delete(token);
+      if (entry?.inbox.token === token) entry.inbox.token = null;
       if (!entry || entry.expires <= Date.now() || !entry.inbox.attach(socket, hello.subarray(LANE_TOKEN_BYTES))) refuse();
     };
     socket.on('data', onData);

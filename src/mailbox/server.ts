@@ -249,11 +249,11 @@ export class MailboxServer {
           throw new CairnError('BAD_MESSAGE', 'a request carries its payload in its frame or on its lane, not both');
         }
         if (!this.lanes) throw new CairnError('BAD_MESSAGE', 'this mailbox takes no lanes');
-        laneFrame = await connection.laneInbox().take(env.id, env.b);
+        laneFrame = await connection.takeLanePayload(env.id, env.b, env.l);
         this.counters.lanePayloads += 1;
       }
       if (env.t === LANE_OPEN_TYPE && this.lanes) {
-        reply = { t: env.t, id: env.id, from: this.id, re: true, body: this.lanes.offer(connection.laneInbox()) };
+        reply = { t: env.t, id: env.id, from: this.id, re: true, body: this.lanes.offer(connection.openLaneInbox()) };
       } else {
         const route = this.routes.get(env.t);
         if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
@@ -299,7 +299,9 @@ class Connection {
   private peerEnded = false;
   private reading = true;
   private broken = false;
+  /** The connection's lane, the latest of `lanes` it has had (a closed one is replaced when another is asked for). */
   private lane: LaneInbox | null = null;
+  private lanes = 0;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -323,9 +325,25 @@ class Connection {
     this.lane?.discard(id);
   }
 
-  /** Where this connection's lane payloads arrive (made at first use). */
-  laneInbox(): LaneInbox {
-    this.lane ??= new LaneInbox({ maxFrameBytes: this.host.maxFrameBytes, buffers: this.host.buffers, maxUnclaimed: this.host.maxInFlight });
+  /** The payload of request `id` from lane `number`; a lane that has gone fails it at once. */
+  takeLanePayload(id: number, bytes: number, number: number | undefined): Promise<Frame> {
+    if (this.lane === null || this.lane.number !== number) {
+      return Promise.reject(new CairnError('CONNECTION_CLOSED', `lane ${number ?? '(none named)'} is not this connection's; its payload cannot come`));
+    }
+    return this.lane.take(id, bytes);
+  }
+
+  /**
+   * Where a new lane's payloads will arrive: the current inbox while no lane has attached to it,
+   * else a new one. A client asks again only once it has given up on its lane, which this side
+   * may not have seen closing yet: that lane is closed, and requests naming it fail at once.
+   */
+  openLaneInbox(): LaneInbox {
+    if (this.lane === null || this.lane.closed || this.lane.attached) {
+      this.lane?.close(new CairnError('CONNECTION_CLOSED', 'the client opened a new lane'));
+      this.lanes += 1;
+      this.lane = new LaneInbox(this.lanes, { maxFrameBytes: this.host.maxFrameBytes, buffers: this.host.buffers, maxUnclaimed: this.host.maxInFlight });
+    }
     if (this.socket.destroyed) this.lane.close();
     return this.lane;
   }

@@ -3,7 +3,7 @@
  * it is re-hashed by the scrubber and on a reader's report (`check`), and a rotten one is removed.
  */
 import { statfsSync } from 'node:fs';
-import { hashAlgOf, shardHashHex, type ShardHashAlg } from '../crypto/shard-hash.js';
+import { hashAlgOf, isShardHashAlg, shardHashHex, type ShardHashAlg } from '../crypto/shard-hash.js';
 import { CairnError } from '../errors.js';
 import { writeDurably } from '../lmdb-durable.js';
 import type { ProviderDbs, ShardMeta } from './store.js';
@@ -107,6 +107,8 @@ export class ShardStore {
     const meta = this.dbs.shardMeta.get(key);
     const bytes = meta ? this.dbs.shards.get(key) : undefined;
     if (!meta || !bytes) return 'missing';
+    // Stored by a later build under a hash this one does not know (a rollback): not ours to judge.
+    if (meta.hashAlg !== undefined && !isShardHashAlg(meta.hashAlg)) return 'ok';
     if (meta.hash === (this.opts.recordedHash(key) ?? meta.hash) && shardHashHex(hashAlgOf(meta.hashAlg), bytes) === meta.hash) return 'ok';
     // Only the copy that was read: the shard may have been stored again since (repair).
     if ((await this.#remove([key], (now) => now.storedAt === meta.storedAt && now.hash === meta.hash)) === 1) this.#stats.quarantined += 1;
