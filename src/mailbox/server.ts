@@ -117,6 +117,8 @@ export class MailboxServer {
   private idleWaiter: (() => void) | null = null;
   private readonly counters = { framesReceived: 0, badFrames: 0, rejectedConnections: 0, lanePayloads: 0 };
   private readonly wantsLanes: boolean;
+  private listenHost = '127.0.0.1';
+  private lanesStarting: Promise<LaneIntake> | null = null;
   private lanes: LaneIntake | null = null;
 
   constructor(options: MailboxServerOptions) {
@@ -160,12 +162,30 @@ export class MailboxServer {
         this.log('debug', 'mailbox connection refused', { remote, error: err.message });
       },
     });
-    if (this.wantsLanes) {
-      const lanes = new LaneIntake({ host, maxLanes: this.maxConnections });
-      await lanes.listen();
-      this.lanes = lanes;
-    }
+    this.listenHost = host;
     return { port: this.listener.port };
+  }
+
+  /**
+   * The lane listener, opened at the first lane asked for, not with the mailbox: its port is any
+   * free one, and opened at start it could take a port chosen a moment earlier for another actor
+   * of the same cluster that had not bound it yet.
+   */
+  private laneIntake(): Promise<LaneIntake> {
+    this.lanesStarting ??= (async () => {
+      const lanes = new LaneIntake({ host: this.listenHost, maxLanes: this.maxConnections });
+      await lanes.listen();
+      if (this.closing) {
+        await lanes.close();
+        throw new CairnError('CONNECTION_CLOSED', 'this mailbox is closing');
+      }
+      this.lanes = lanes;
+      return lanes;
+    })().catch((err: unknown) => {
+      this.lanesStarting = null; // the next lane asked for tries again
+      throw err;
+    });
+    return this.lanesStarting;
   }
 
   get stats(): MailboxServerStats {
@@ -248,12 +268,13 @@ export class MailboxServer {
           connection.discardLanePayload(env.id);
           throw new CairnError('BAD_MESSAGE', 'a request carries its payload in its frame or on its lane, not both');
         }
-        if (!this.lanes) throw new CairnError('BAD_MESSAGE', 'this mailbox takes no lanes');
+        if (!this.wantsLanes) throw new CairnError('BAD_MESSAGE', 'this mailbox takes no lanes');
         laneFrame = await connection.takeLanePayload(env.id, env.b, env.l);
         this.counters.lanePayloads += 1;
       }
-      if (env.t === LANE_OPEN_TYPE && this.lanes) {
-        reply = { t: env.t, id: env.id, from: this.id, re: true, body: this.lanes.offer(connection.openLaneInbox()) };
+      if (env.t === LANE_OPEN_TYPE && this.wantsLanes) {
+        const lanes = await this.laneIntake();
+        reply = { t: env.t, id: env.id, from: this.id, re: true, body: lanes.offer(connection.openLaneInbox()) };
       } else {
         const route = this.routes.get(env.t);
         if (!route) throw new CairnError('UNKNOWN_MESSAGE', `no handler for message type ${env.t}`);
