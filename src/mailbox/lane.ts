@@ -30,6 +30,7 @@ import type { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, toCairnError } from '../errors.js';
 import { FrameDecoder, type Frame } from './frame.js';
 import { tcpTransport, type Listener } from './transport.js';
+import * as v from '../validate.js';
 
 /** The request that opens a lane; its reply is a LaneOffer. */
 export const LANE_OPEN_TYPE = 'mailbox.lane';
@@ -49,22 +50,22 @@ const PAYLOAD_WAIT_MS = 30_000;
 /** Ids of requests that stopped waiting, remembered so their payloads are dropped if they still come. */
 const MAX_ABANDONED = 1_024;
 
-export interface LaneOffer {
-  port: number;
+const laneOfferP = v.object({
+  port: v.int({ min: 1, max: 65535 }),
   /** Hex. */
-  token: string;
+  token: v.str({ min: 2 * LANE_TOKEN_BYTES, max: 2 * LANE_TOKEN_BYTES, pattern: /^[0-9a-f]+$/ }),
   /** The lane's number on its connection, which requests name (`l`). */
-  lane: number;
-}
+  lane: v.int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+});
+export type LaneOffer = v.Parsed<typeof laneOfferP>;
 
 /** The reply to LANE_OPEN_TYPE as a client reads it; null when it is not one. */
 export function parseLaneOffer(body: unknown): LaneOffer | null {
-  const b = body as Partial<LaneOffer> | null;
-  if (typeof b !== 'object' || b === null) return null;
-  if (!Number.isInteger(b.port) || b.port! < 1 || b.port! > 65535) return null;
-  if (typeof b.token !== 'string' || !/^[0-9a-f]{64}$/.test(b.token)) return null;
-  if (!Number.isSafeInteger(b.lane) || b.lane! < 1) return null;
-  return { port: b.port!, token: b.token, lane: b.lane! };
+  try {
+    return laneOfferP(body);
+  } catch {
+    return null;
+  }
 }
 
 interface LaneLimits {
