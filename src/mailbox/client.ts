@@ -343,15 +343,11 @@ export class MailboxClient {
   /** The request's header on the connection, saying how long its payload is, and the payload on the lane. */
   private async writeOnLane(conn: Connection, lane: Lane, call: Call, { header, payload }: { header: EnvelopeHeader; payload: Uint8Array }): Promise<void> {
     const wanted = () => call.state === 'active';
-    let announced = false;
     await conn.writer.write(encodeFrame(headerOf({ ...header, b: payload.byteLength, l: lane.number }), undefined, this.maxFrameBytes), {
       wanted,
-      handed: () => {
-        announced = true;
-        call.lane = lane;
-      },
+      handed: () => (call.lane = lane),
     });
-    if (!announced) return;
+    if (call.lane === null) return; // never announced: the call ended first
     // Skipped if the call ended meanwhile (its payload may be reused already); finish() then dropped
     // the lane, so the SP stops waiting for it.
     await lane.writer.write(encodeFrame({ i: call.id }, payload, this.maxFrameBytes), {
