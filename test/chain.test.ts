@@ -330,6 +330,24 @@ describe('inline bytes per block', () => {
   });
 });
 
+describe('signature checks', () => {
+  it('answer a second check of the same object, key and signature from memory, and only that', () => {
+    const alice = user('alice');
+    const bob = user('bob');
+    const tx = signTx({ type: 'file.put', file: record(alice, '1'.repeat(32)) }, 'alice', alice.signing);
+    assert.equal(verifyTx(tx, alice.signing.publicKey), true);
+    assert.equal(verifyTx(tx, alice.signing.publicKey), true, 'the same check again');
+    assert.equal(verifyTx(tx, bob.signing.publicKey), false, 'another key is checked, not remembered');
+    const forged = { ...tx, sig: bob.signing.sign(Buffer.from('something else')) };
+    assert.equal(verifyTx(forged, alice.signing.publicKey), false, 'a copy with another signature is checked');
+    // Even the same object, its signature swapped after a check that passed: checked again.
+    const swapped = { ...tx };
+    assert.equal(verifyTx(swapped, alice.signing.publicKey), true);
+    swapped.sig = forged.sig;
+    assert.equal(verifyTx(swapped, alice.signing.publicKey), false);
+  });
+});
+
 describe('the chain store', () => {
   it('tracks the last certified height through appends, truncation and a reopen', async () => {
     await withStore(async (store, dbs) => {
