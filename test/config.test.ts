@@ -110,15 +110,23 @@ describe('supervisor', () => {
     await supervisor.stop();
   });
 
-  for (const isolation of ['process', 'thread'] as const) {
-    it(`stops every actor it started when one cannot start, leaving none running on its own, and says why without a stack (${isolation} isolation)`, async () => {
+  const cases = [
+    { isolation: 'process', actor: 'sp2' },
+    { isolation: 'thread', actor: 'sp2' },
+    { isolation: 'process', actor: 'client1' },
+  ] as const;
+  for (const { isolation, actor } of cases) {
+    it(`stops every actor it started when one cannot start, leaving none running on its own, and says why without a stack (${actor}'s port taken, ${isolation} isolation)`, async () => {
       const dataDir = mkdtempSync(join(tmpdir(), 'cairn-failed-start-'));
       const [base] = await freePorts(1, '127.0.0.1');
-      // sp2's port is taken: sp2 cannot start; sp1, sp3 and the client start (in processes of their own, or threads).
+      // One actor's port is taken (sp2's, or the web client's): it cannot start; the others start
+      // (in processes of their own, or threads).
+      const takenPort = actor === 'sp2' ? base! + 1 : base!;
       const taken = createServer();
-      await new Promise<void>((resolve) => taken.listen(base! + 1, '127.0.0.1', resolve));
+      await new Promise<void>((resolve) => taken.listen(takenPort, '127.0.0.1', resolve));
       try {
-        const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dataDir, '--isolation', isolation, '--provider-base-port', String(base), '--client-base-port', '0', '--clients', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
+        const ports = actor === 'sp2' ? ['--provider-base-port', String(base), '--client-base-port', '0'] : ['--provider-base-port', '0', '--client-base-port', String(base)];
+        const child = spawn(process.execPath, [CLI, 'cluster', '--data-dir', dataDir, '--isolation', isolation, ...ports, '--clients', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CAIRN_CONFIG: '' } });
         let err = '';
         child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
         const code = await new Promise<number | null>((resolve, reject) => {
@@ -130,7 +138,8 @@ describe('supervisor', () => {
         });
         assert.notEqual(code, 0, err);
         assert.deepEqual(actorPids(dataDir), [], `no actor of that cluster is left running:\n${err}`);
-        assert.match(err, new RegExp(`${base! + 1}`), 'the taken port is named');
+        assert.match(err, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${takenPort}: listen EADDRINUSE`), 'the taken port is named');
+        assert.match(err, new RegExp(`${actor} (could not start|exited)`), 'the actor is named');
         assert.doesNotMatch(err, /unexpected error|\n\s+at /, `a user's mistake, told without a stack:\n${err}`);
       } finally {
         taken.close();

@@ -339,6 +339,7 @@ test('connections past maxConnections are closed at once', async () => {
     await pair.client.request('echo', { text: 'first' });
     const extra = await rawExchange(pair.port, Buffer.concat(encodeFrame({ t: 'echo', id: 1, from: 'x', body: { text: 'y' } }, undefined)), { end: false });
     assert.equal(extra.frames.length, 0);
+    await waitFor(() => pair.server.stats.rejectedConnections === 1, 'the refusal counted');
     assert.deepEqual((await pair.client.request('echo', { text: 'second' })).body, { text: 'second', from: 'client1' });
   } finally {
     await pair.close();

@@ -1,5 +1,6 @@
 /** A web client actor: the Koa app, its worker pool and its links to the SPs. */
 import { createServer } from 'node:http';
+import { CairnError } from '../errors.js';
 import type { Socket } from 'node:net';
 import type { Config } from '../config/config.js';
 import { readClusterFile, readClusterKey } from '../config/cluster-file.js';
@@ -51,9 +52,22 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
+  const listening = new Promise<void>((resolve, reject) => {
+    const failed = (err: Error): void => {
+      reject(new CairnError('UNAVAILABLE', `the web client cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', failed);
+      // A listening server may still report accept errors (EMFILE); they must not end the client.
+      server.on('error', (err) => log(`web client: ${err.message}`));
+      resolve();
+    });
+  });
+  await listening.catch(async (err: unknown) => {
+    await pool.close();
+    await link.close();
+    throw err;
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;

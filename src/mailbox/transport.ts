@@ -118,6 +118,10 @@ function connectError(err: unknown, host: string, port: number): CairnError {
 function listenOn(server: net.Server, options: ListenOptions): Promise<Listener> {
   const raw = new Set<Socket>();
   server.maxConnections = options.maxConnections;
+  // Node closes a connection past maxConnections itself and only says so with 'drop'.
+  server.on('drop', (data?: { remoteAddress?: string; remotePort?: number }) => {
+    options.onRejected?.(new CairnError('OVERLOADED', `more than ${options.maxConnections} connections`), data?.remoteAddress ? `${data.remoteAddress}:${data.remotePort}` : 'unknown');
+  });
   server.on('connection', (socket: Socket) => {
     // A peer that vanished without a FIN would otherwise hold its slot until we next write.
     socket.setKeepAlive(true, KEEPALIVE_MS);
