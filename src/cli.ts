@@ -22,8 +22,8 @@ import { manageHeapWhenIdle } from './idle.js';
 
 const USAGE = `usage:
   cairn cluster [--data-dir D] [--providers N] [--clients N] [--provider-base-port P] [--client-base-port P]
-                [--k K] [--m M] [--isolation thread|process] [--pool-max-threads N] …
-  cairn provider --id ID --port P --data-dir D --cluster FILE
+                [--lane-base-port P] [--k K] [--m M] [--isolation thread|process] [--pool-max-threads N] …
+  cairn provider --id ID --port P [--lane-port P] --data-dir D --cluster FILE
   cairn client --port P --cluster FILE
   cairn init --providers host:port,… --out FILE [--k K] [--m M]
   cairn verify [--cluster FILE | --data-dir D]
@@ -112,7 +112,10 @@ async function cluster(flags: Map<string, string>): Promise<void> {
   }
   const shared = actorFlags(config);
   const specs: ActorSpec[] = [
-    ...providerPorts.map((port, i) => ({ id: `sp${i + 1}`, role: 'provider' as const, argv: ['--id', `sp${i + 1}`, '--port', String(port), ...shared] })),
+    ...providerPorts.map((port, i) => {
+      const lane = config.laneBasePort === 0 ? [] : ['--lane-port', String(config.laneBasePort + i)];
+      return { id: `sp${i + 1}`, role: 'provider' as const, argv: ['--id', `sp${i + 1}`, '--port', String(port), ...lane, ...shared] };
+    }),
     ...clientPorts.map((port, i) => ({ id: `client${i + 1}`, role: 'client' as const, argv: ['--id', `client${i + 1}`, '--port', String(port), ...shared] })),
   ];
   const supervisor = new Supervisor({

@@ -10,7 +10,7 @@ import { actorFlags, DEFAULTS, loadActorConfig, loadConfig, parseArgs } from '..
 import { CairnError } from '../src/errors.js';
 import { readClusterFile } from '../src/config/cluster-file.js';
 import { freePorts } from '../src/config/free-ports.js';
-import { actorPids, CLI } from './support/cluster.js';
+import { actorPids, CLI, startCluster } from './support/cluster.js';
 import { ProcessHost } from '../src/supervisor/process-host.js';
 import { Supervisor } from '../src/supervisor/supervisor.js';
 
@@ -65,6 +65,8 @@ describe('configuration', () => {
       [[], { CAIRN_CONFIG: typo }, /config file .* has unknown keys: pool\.maxThread, bogusKey/],
       [['--provider-base-port', '65534'], {}, /providerBasePort 65534 leaves no port for 3 actors/],
       [['--provider-base-port', '17201', '--client-base-port', '17202'], {}, /ports \(17201–17203\) and the web clients' \(17202–17203\) overlap/],
+      [['--provider-base-port', '17201', '--lane-base-port', '17203'], {}, /providers' ports \(17201–17203\) and the providers' lane ports \(17203–17205\) overlap/],
+      [['--lane-base-port', '65535'], {}, /laneBasePort 65535 leaves no port for 3 actors/],
     ];
     for (const [argv, env, message] of bad) {
       assert.throws(() => loadConfig(parseArgs(argv).flags, env), (err: unknown) => err instanceof CairnError && err.code === 'BAD_CONFIG' && message.test(err.message));
@@ -189,3 +191,30 @@ describe('cairn cluster on an existing data dir', () => {
     }
   });
 });
+
+describe('cairn cluster --lane-base-port', () => {
+  it("gives each SP the lane port base + its index, open from the start", async () => {
+    // Three free ports in a row, so the test asks for exactly the ones it checks.
+    let base = 0;
+    for (let tries = 0; tries < 20 && base === 0; tries++) {
+      const [p] = await freePorts(1, '127.0.0.1');
+      const row = await Promise.all([p!, p! + 1, p! + 2].map((port) => portIsFree(port)));
+      if (row.every(Boolean)) base = p!;
+    }
+    assert.ok(base > 0, 'three free ports in a row');
+    const cluster = await startCluster({ args: ['--lane-base-port', String(base), '--clients', '1'] });
+    try {
+      for (const port of [base, base + 1, base + 2]) assert.equal(await portIsFree(port), false, `an SP listens for lanes on ${port}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}

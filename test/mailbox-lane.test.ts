@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import { waitFor } from './support/cluster.js';
+import { freePorts } from '../src/config/free-ports.js';
 import { isCairnError } from '../src/errors.js';
 import { MailboxClient } from '../src/mailbox/client.js';
 import { FrameDecoder, encodeFrame } from '../src/mailbox/frame.js';
@@ -67,6 +68,39 @@ test('payloads of 64 KiB and more take the lane once it is open; smaller ones st
     assert.equal(server.stats.lanePayloads, before + 12, 'nor one of a type the client sends on TLS');
   } finally {
     await close();
+  }
+});
+
+test('lanes on a port of its own choosing: opened with the mailbox, offered, used; a taken one stops the start cleanly', async () => {
+  const [lanePort] = await freePorts(1, '127.0.0.1');
+  const { server, client, close } = await digestServer({ lanePort: lanePort! });
+  try {
+    // Listening before any lane is asked for: a firewall rule for it can be tested at once.
+    const probe = net.connect(lanePort!, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => probe.once('connect', resolve).once('error', reject));
+    probe.destroy();
+    const offer = parseLaneOffer((await client.request(LANE_OPEN_TYPE, {})).body);
+    assert.equal(offer?.port, lanePort);
+    await waitFor('a payload to come on the lane', async () => {
+      await digestOf(client, randomBytes(256 * KiB));
+      return server.stats.lanePayloads > 0;
+    }, 5_000, 1);
+  } finally {
+    await close();
+  }
+  // The same port taken (by a listener of someone else's): the mailbox does not start, and lets its own port go.
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(lanePort!, '127.0.0.1', resolve));
+  const server2 = new MailboxServer({ id: 'sp1', transport: tlsPskTransport(KEY), log: () => {}, lanePort: lanePort! });
+  try {
+    const [mailboxPort] = await freePorts(1, '127.0.0.1');
+    await assert.rejects(server2.listen(mailboxPort!), (err: unknown) => isCairnError(err) && err.code === 'UNAVAILABLE' && err.message.includes(`127.0.0.1:${lanePort}`));
+    const again = net.createServer();
+    await new Promise<void>((resolve, reject) => again.once('error', reject).listen(mailboxPort!, '127.0.0.1', resolve));
+    again.close();
+  } finally {
+    taken.close();
+    await server2.close();
   }
 });
 

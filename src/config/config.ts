@@ -24,6 +24,8 @@ export interface Config {
   clients: number;
   providerBasePort: number;
   clientBasePort: number;
+  /** The SPs' lane ports (base, base+1, …); 0: any free one each, opened at the first lane. */
+  laneBasePort: number;
   host: string;
   isolation: 'thread' | 'process';
   k: number;
@@ -66,6 +68,7 @@ export const DEFAULTS: Config = {
   clients: 2,
   providerBasePort: 7001,
   clientBasePort: 5000,
+  laneBasePort: 0,
   host: '127.0.0.1',
   isolation: 'thread',
   k: 2,
@@ -94,6 +97,7 @@ const SETTINGS: Setting[] = [
   { key: 'clients', flag: 'clients', kind: 'int', min: 0, max: 16, clusterOnly: true },
   { key: 'providerBasePort', flag: 'provider-base-port', kind: 'int', min: 0, max: 65535, clusterOnly: true },
   { key: 'clientBasePort', flag: 'client-base-port', kind: 'int', min: 0, max: 65535, clusterOnly: true },
+  { key: 'laneBasePort', flag: 'lane-base-port', kind: 'int', min: 0, max: 65535, clusterOnly: true },
   { key: 'host', flag: 'host', kind: 'string' },
   { key: 'isolation', flag: 'isolation', kind: 'isolation', clusterOnly: true },
   { key: 'k', flag: 'k', kind: 'int', min: 1, max: 16, clusterOnly: true },
@@ -148,18 +152,22 @@ export function wholeNumber(raw: unknown, where: string, min: number, max: numbe
   return n;
 }
 
-/** Each role's ports (base, base+1, …; 0: any free ones) must exist and not overlap the other role's. */
+/** Each group's ports (base, base+1, …; 0: any free ones) must exist and not overlap another group's. */
 function checkPortRanges(c: Config): void {
   const ranges = [
-    { name: 'providerBasePort', base: c.providerBasePort, count: c.providers },
-    { name: 'clientBasePort', base: c.clientBasePort, count: c.clients },
+    { name: 'providerBasePort', what: "the providers' ports", base: c.providerBasePort, count: c.providers },
+    { name: 'clientBasePort', what: "the web clients'", base: c.clientBasePort, count: c.clients },
+    { name: 'laneBasePort', what: "the providers' lane ports", base: c.laneBasePort, count: c.providers },
   ].filter((r) => r.base !== 0 && r.count > 0);
   for (const r of ranges) {
     if (r.base + r.count - 1 > 65535) throw new CairnError('BAD_CONFIG', `${r.name} ${r.base} leaves no port for ${r.count} actors (the last would be ${r.base + r.count - 1}; ports end at 65535)`);
   }
-  const [a, b] = ranges;
-  if (a && b && a.base < b.base + b.count && b.base < a.base + a.count) {
-    throw new CairnError('BAD_CONFIG', `the providers' ports (${a.base}–${a.base + a.count - 1}) and the web clients' (${b.base}–${b.base + b.count - 1}) overlap; move one base port`);
+  for (const [i, a] of ranges.entries()) {
+    for (const b of ranges.slice(i + 1)) {
+      if (a.base < b.base + b.count && b.base < a.base + a.count) {
+        throw new CairnError('BAD_CONFIG', `${a.what} (${a.base}–${a.base + a.count - 1}) and ${b.what} (${b.base}–${b.base + b.count - 1}) overlap; move one base port`);
+      }
+    }
   }
 }
 

@@ -259,14 +259,15 @@ export class LaneIntake {
   /** Lane connections dropped: no token, a wrong or stale one, or too slow to show it. */
   rejected = 0;
 
-  constructor(private readonly opts: { host: string; maxLanes: number }) {
+  /** `port` 0 takes any free port. */
+  constructor(private readonly opts: { host: string; port: number; maxLanes: number }) {
     invariant(opts.maxLanes >= 1, 'a lane listener takes at least one lane');
   }
 
   async listen(): Promise<void> {
     invariant(this.#listener === null, 'LaneIntake.listen called twice');
     this.#listener = await tcpTransport().listen({
-      port: 0,
+      port: this.opts.port,
       host: this.opts.host,
       maxConnections: this.opts.maxLanes,
       onSocket: (socket) => this.#accept(socket),

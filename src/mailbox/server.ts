@@ -47,6 +47,11 @@ export interface MailboxServerOptions {
   closeGraceMs?: number;
   /** Whether connections may open a lane for their payloads (src/mailbox/lane.ts); default: on TLS. */
   lanes?: boolean;
+  /**
+   * The lanes' port. 0 (the default): any free one, opened at the first lane asked for. Any other:
+   * that one, opened with the mailbox (a deployment whose firewall lets only known ports through).
+   */
+  lanePort?: number;
   log?: MailboxLog;
 }
 
@@ -120,6 +125,7 @@ export class MailboxServer {
   private listenHost = '127.0.0.1';
   private lanesStarting: Promise<LaneIntake> | null = null;
   private lanes: LaneIntake | null = null;
+  private readonly lanePort: number;
 
   constructor(options: MailboxServerOptions) {
     this.id = options.id;
@@ -128,6 +134,7 @@ export class MailboxServer {
     this.closeGraceMs = options.closeGraceMs ?? 5_000;
     this.log = options.log ?? defaultLog;
     this.wantsLanes = options.lanes ?? this.transport.kind === 'tls-psk';
+    this.lanePort = options.lanePort ?? 0;
     this.host = {
       id: this.id,
       maxInFlight: options.maxInFlightPerConnection ?? 16,
@@ -141,6 +148,7 @@ export class MailboxServer {
       },
     };
     invariant(this.maxConnections >= 1 && this.host.maxInFlight >= 1, 'mailbox limits must be positive');
+    invariant(Number.isInteger(this.lanePort) && this.lanePort >= 0 && this.lanePort <= 65535, 'a lane port is 0..65535');
   }
 
   /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
@@ -152,7 +160,7 @@ export class MailboxServer {
 
   async listen(port: number, host = '127.0.0.1'): Promise<{ port: number }> {
     invariant(this.listener === null && this.closing === null, 'MailboxServer.listen called twice or after close');
-    this.listener = await this.transport.listen({
+    const listener = await this.transport.listen({
       port,
       host,
       maxConnections: this.maxConnections,
@@ -163,17 +171,25 @@ export class MailboxServer {
       },
     });
     this.listenHost = host;
-    return { port: this.listener.port };
+    if (this.wantsLanes && this.lanePort !== 0) {
+      // A port of its own choosing is opened now: one that is taken stops the start, as the mailbox's would.
+      await this.laneIntake().catch(async (err: unknown) => {
+        await listener.close();
+        throw err;
+      });
+    }
+    this.listener = listener;
+    return { port: listener.port };
   }
 
   /**
-   * The lane listener, opened at the first lane asked for, not with the mailbox: its port is any
-   * free one, and opened at start it could take a port chosen a moment earlier for another actor
-   * of the same cluster that had not bound it yet.
+   * The lane listener. On any free port it opens at the first lane asked for, not with the
+   * mailbox: opened at start it could take a port chosen a moment earlier for another actor of the
+   * same cluster that had not bound it yet.
    */
   private laneIntake(): Promise<LaneIntake> {
     this.lanesStarting ??= (async () => {
-      const lanes = new LaneIntake({ host: this.listenHost, maxLanes: this.maxConnections });
+      const lanes = new LaneIntake({ host: this.listenHost, port: this.lanePort, maxLanes: this.maxConnections });
       await lanes.listen();
       if (this.closing) {
         await lanes.close();

@@ -29,6 +29,8 @@ import { lmdbDir, openProviderDbs } from './store.js';
 export interface ProviderOptions {
   id: string;
   port: number;
+  /** Where shard payloads come beside TLS (src/mailbox/lane.ts): 0 (the default) for any free port. */
+  lanePort?: number;
   host: string;
   dataDir: string;
   clusterFile: string;
@@ -165,7 +167,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   }, REPAIR_INTERVAL_MS);
   repairTimer.unref();
 
-  const server = new MailboxServer({ id: opts.id, transport, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_FRAME_BYTES });
+  const server = new MailboxServer({ id: opts.id, transport, lanePort: opts.lanePort ?? 0, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_FRAME_BYTES });
   const on = <T extends MessageType>(
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,

@@ -8,18 +8,26 @@ import { startProvider } from '../provider/provider.js';
 import { startClient } from '../client/client.js';
 import type { ActorReady, RunningRole } from './actor.js';
 
-const ROLE_FLAGS = new Set(['id', 'port', 'config-sources']);
+const ROLE_FLAGS = new Set(['id', 'port', 'lane-port', 'config-sources']);
+
+function portFlag(flags: Map<string, string>, name: string, fallback: number): number {
+  const raw = flags.get(name);
+  const port = Number(raw ?? fallback);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CairnError('BAD_CONFIG', `--${name} must be 0..65535, got ${raw}`);
+  return port;
+}
 
 export async function startRole(argv: string[]): Promise<{ ready: ActorReady; role: RunningRole }> {
   const [role, ...rest] = argv;
   const { flags } = parseArgs(rest);
   const config = loadActorConfig(flags, process.env, ROLE_FLAGS);
-  const port = Number(flags.get('port') ?? (role === 'provider' ? config.providerBasePort : config.clientBasePort));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CairnError('BAD_CONFIG', `--port must be 0..65535, got ${flags.get('port')}`);
+  const port = portFlag(flags, 'port', role === 'provider' ? config.providerBasePort : config.clientBasePort);
   if (role === 'provider') {
     const id = flags.get('id');
     if (!id) throw new CairnError('BAD_CONFIG', 'cairn provider needs --id (e.g. --id sp1)');
-    const running = await startProvider({ id, port, host: config.host, dataDir: config.dataDir, clusterFile: config.cluster, orphanGraceMs: config.orphanGraceMs, diskReserveBytes: config.diskReserveBytes });
+    const lanePort = portFlag(flags, 'lane-port', 0);
+    if (lanePort !== 0 && lanePort === port) throw new CairnError('BAD_CONFIG', `--lane-port must differ from --port (${port})`);
+    const running = await startProvider({ id, port, lanePort, host: config.host, dataDir: config.dataDir, clusterFile: config.cluster, orphanGraceMs: config.orphanGraceMs, diskReserveBytes: config.diskReserveBytes });
     return { ready: { id, role: 'provider', url: running.url }, role: running };
   }
   if (role === 'client') {
