@@ -143,6 +143,28 @@ describe('two of three SPs down, and a tampered replica', () => {
     });
   });
 
+  it('with two of three SPs stalled, a write fails with NO_MAJORITY in seconds, not minutes, and works once they answer again', async () => {
+    await waitFor('the client to see every SP', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));
+    cluster.pauseProvider('sp2');
+    cluster.pauseProvider('sp3');
+    try {
+      // An inline file: only its record is written, so only the chain is asked. Each stalled SP
+      // cost a whole attempt's timeout on every retry, and the upload waited ~2.5 min.
+      const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 60 s')), 60_000).unref());
+      const write = await Promise.race([api.upload([{ name: 'stalled.txt', bytes: Buffer.from('stalled') }]), deadline]);
+      assert.equal(write.status, 503, JSON.stringify(write.body));
+      assert.equal(write.body.error.code, 'NO_MAJORITY');
+    } finally {
+      cluster.resumeProvider('sp2');
+      cluster.resumeProvider('sp3');
+    }
+    const again = await waitFor('a write once the SPs answer again', async () => {
+      const r = await api.upload([{ name: 'after.txt', bytes: Buffer.from('after') }]);
+      return r.status === 201 ? r : undefined;
+    }, 30_000, 500);
+    assert.equal(again.status, 201);
+  });
+
   it('cairn verify names the replica and height of a changed byte; the others verify clean', async () => {
     // The client reconnects to restarted SPs after a short backoff; wait until it sees them all.
     await waitFor('the client to see every SP', async () => (await api.call('GET', '/api/v1/chain')).body.replicas.every((r: { up: boolean }) => r.up));

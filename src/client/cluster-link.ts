@@ -119,12 +119,17 @@ export class ClusterLink {
     const leaderIndex = this.providers.findIndex((p) => p.id === this.#leader && p.up);
     if (type === 'chain.submit' && leaderIndex >= 0) this.#preferred = leaderIndex;
     for (let attempt = 0; attempt < CHAIN_RETRIES; attempt++) {
-      const order: number[] = [];
+      // SPs the probes find down are asked only when none is up: a stalled one costs a whole
+      // attempt's timeout each time, and with no majority every attempt (an upload waited ~2.5
+      // min with two of three SPs stalled). Liveness is read again each attempt, so an SP that
+      // only missed a probe under load is asked again within a second or two.
+      const live: number[] = [];
+      const down: number[] = [];
       for (let i = 0; i < this.providers.length; i++) {
         const index = (this.#preferred + i) % this.providers.length;
-        if (!this.providers[index]!.up && attempt === 0 && i < this.providers.length - 1) continue; // try live SPs first
-        order.push(index);
+        (this.providers[index]!.up ? live : down).push(index);
       }
+      const order = live.length > 0 ? live : down;
       try {
         // A read is asked of the next SP too when one is slow (stalled, not yet known down); a
         // write is sent to one SP at a time.
