@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { startCluster, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
 import { browserSkip, launchBrowser, newContext } from './support/browser.js';
@@ -350,6 +351,36 @@ describe('web security', () => {
     assert.equal((await new Api(cluster.clients[0]!).signIn(dave, PASSWORD)).status, 200, 'three failures do not lock the account yet');
   });
 
+  it('answers odd requests with the JSON error and logs no stack for what a sender broke off', async () => {
+    const base = cluster.clients[0]!;
+    // Names of Object.prototype's properties are no assets (they found one and failed with 500).
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      const r = await fetch(`${base}/static/${name}`, { headers: { accept: 'application/json' } });
+      assert.equal(r.status, 404, name);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
+    }
+    const { port } = new URL(base);
+    // Refused by node's parser before the app sees them: still the contract's JSON error.
+    const malformed = await rawRequest(Number(port), 'GET /api/v1/files HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n');
+    assert.match(malformed, /^HTTP\/1\.1 400 /);
+    assert.match(malformed, /"code":"BAD_REQUEST"/);
+    const hugeHeader = await rawRequest(Number(port), `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    assert.match(hugeHeader, /^HTTP\/1\.1 431 /);
+    assert.match(hugeHeader, /"code":"TOO_LARGE"/);
+    // Bodies broken off (a FIN mid-body, a bad chunk size, a reset mid-upload): the sender's doing,
+    // not logged (Koa printed a stack for each, also for every cancelled upload).
+    const logged = cluster.output.length;
+    await rawRequest(Number(port), 'POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"user');
+    await rawRequest(Number(port), 'POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
+    const boundary = 'cut';
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\n`;
+    await rawRequest(Number(port), `POST /api/v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${aliceToken}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${MiB}\r\n\r\n${head}${'x'.repeat(200_000)}`, { reset: true });
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    const lines = cluster.output.slice(logged).join('\n');
+    assert.doesNotMatch(lines, STACK, `no stack in the log:\n${lines}`);
+    assert.doesNotMatch(lines, /Parse Error|ECONNRESET/, `nothing logged for it:\n${lines}`);
+  });
+
   it('answers a too-large upload with 413 and stores nothing', async () => {
     const api = aliceApi();
     const before = {
@@ -391,3 +422,32 @@ describe('web security', () => {
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
   });
 });
+
+/**
+ * Writes raw bytes to a web client and reads what comes back until it closes the connection (or a
+ * second passes); with `reset`, the connection is reset (RST) once the bytes are written.
+ */
+function rawRequest(port: number, text: string, opts: { reset?: boolean } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const done = () => resolve(Buffer.concat(chunks).toString('utf8'));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      done();
+    }, 1_000);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined); // a reset of ours, or the server closing first
+    socket.on('close', () => {
+      clearTimeout(timer);
+      done();
+    });
+    socket.once('connect', () => {
+      socket.write(text, () => {
+        if (opts.reset) socket.resetAndDestroy();
+        else socket.end();
+      });
+    });
+    socket.once('timeout', () => reject(new Error('no connection')));
+  });
+}

@@ -2,13 +2,13 @@
  * The Koa application of a web client: security headers, errors as JSON (API) or a page (forms),
  * sessions, the JSON API and the HTML pages, all over one ClientService.
  */
-import Koa from 'koa';
+import Koa, { type Context } from 'koa';
 import type { IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { CairnError } from '../errors.js';
+import { CairnError, isCairnError } from '../errors.js';
 import { apiRouter, type ApiDeps } from './api.js';
 import { originGuard } from './csrf.js';
-import { httpError } from './http-errors.js';
+import { httpError, senderCaused } from './http-errors.js';
 import { resolveSession } from './http-session.js';
 import { pagesRouter, renderError } from './pages.js';
 import { securityHeaders } from './security-headers.js';
@@ -51,6 +51,14 @@ export function drainRequest(req: IncomingMessage, maxBytes: number, maxMs: numb
 export function createApp(deps: ApiDeps, log: (line: string) => void): Koa {
   const app = new Koa({ proxy: false });
   app.keys = [randomBytes(32).toString('hex')];
+  // Errors of responses already under way (a download that failed past its headers) and of
+  // requests that broke off: Koa's own listener printed a stack for each, also for every
+  // cancelled upload. What the sender caused is not ours to log.
+  app.on('error', (err: unknown, ctx?: Context) => {
+    if (senderCaused(err)) return;
+    const where = ctx ? `${ctx.method} ${ctx.path}` : 'a request';
+    log(`${where} failed: ${isCairnError(err) ? `${err.code}: ${err.message}` : ((err as Error).stack ?? String(err))}`);
+  });
 
   app.use(securityHeaders());
   app.use(async (ctx, next) => {

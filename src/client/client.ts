@@ -7,6 +7,7 @@ import { readClusterFile, readClusterKey } from '../config/cluster-file.js';
 import { tlsPskTransport } from '../mailbox/transport.js';
 import type { RunningRole } from '../supervisor/actor.js';
 import { createApp } from './app.js';
+import { parserRefusal } from './http-errors.js';
 import { ClusterLink } from './cluster-link.js';
 import { CodecPool } from './codec-pool.js';
 import { SignInLimiter } from './rate-limit.js';
@@ -47,6 +48,13 @@ export async function startClient(opts: ClientOptions): Promise<RunningRole> {
   server.requestTimeout = 0; // large uploads take as long as they take, as long as bytes keep moving:
   server.timeout = opts.config.httpIdleMs; // a connection idle this long is closed (node's default is never)
   server.headersTimeout = 30_000;
+  // Requests node's parser refuses get the contract's JSON error (node answers with an empty body),
+  // as node's own handler does: only where no response to this socket is under way.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent && err.code !== 'ECONNRESET') socket.write(parserRefusal(err.code));
+    socket.destroy();
+  });
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
     sockets.add(s);

@@ -25,10 +25,11 @@ const VIEWS = fileURLToPath(new URL('../../../views', import.meta.url));
 const eta = new Eta({ views: VIEWS, autoEscape: true, cache: true });
 const fmt = { humanSize, humanDate, isoDate, shortHash, percent, thousands, sentence };
 
-const STATIC: Record<string, string> = {
-  'app.css': 'text/css; charset=utf-8',
-  'app.js': 'text/javascript; charset=utf-8',
-};
+/** A Map, not an object: `/static/__proto__` must find nothing (it found Object.prototype and read a file that is not there). */
+const STATIC = new Map<string, string>([
+  ['app.css', 'text/css; charset=utf-8'],
+  ['app.js', 'text/javascript; charset=utf-8'],
+]);
 const staticCache = new Map<string, Buffer>();
 
 const form = koaBody({ json: false, urlencoded: true, multipart: false, text: false, formLimit: '64kb' });
@@ -168,7 +169,7 @@ export function pagesRouter(deps: ApiDeps): Router {
 
   r.get('/static/:name', async (ctx) => {
     const name = ctx.params.name!;
-    const type = STATIC[name];
+    const type = STATIC.get(name);
     if (!type) throw new CairnError('NOT_FOUND', 'no such asset');
     let bytes = staticCache.get(name);
     if (!bytes) {
