@@ -161,6 +161,29 @@ describe('chain nodes', () => {
     }
   });
 
+  it('refuse a transaction whose signer no one registered, so it never takes room in a block', async () => {
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      const ghost = signingKeyFromSeed(newSigningSeed());
+      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost);
+      const store = chain.stores.get(chain.leader.status().id)!;
+      await until('a block of the leader\'s own term is final', () => store.applied() >= 1);
+      const height = store.lastHeight();
+      await assert.rejects(chain.leader.submit(tx), (err: unknown) => isCairnError(err, 'INVALID_TX') && /ghost is not a registered user/.test((err as Error).message));
+      const follower = [...chain.nodes.values()].find((n) => n !== chain.leader)!;
+      await assert.rejects(follower.submit(tx), (err: unknown) => isCairnError(err, 'INVALID_TX'), 'also through a follower');
+      assert.equal(store.lastHeight(), height, 'no block for it');
+      // Once registered, the same user's transactions are taken.
+      const register = signTx({ type: 'user.register', username: 'ghost', signKey: ghost.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'ghost', ghost);
+      assert.equal((await chain.leader.submit(register)).ok, true);
+      const again = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost);
+      const refused = await chain.leader.submit(again);
+      assert.equal(refused.ok, false, 'recorded, refused by the rules: no such file');
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('tell every caller of a transaction submitted again while it waits its outcome, or the failure', async () => {
     let isolated = '';
     const chain = await startChain(10, undefined, (from, to) => from !== isolated && to !== isolated);

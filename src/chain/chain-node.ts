@@ -197,6 +197,16 @@ export class ChainNode extends EventEmitter {
     const leader = await this.#awaitLeader();
     if (this.#stopped) throw shuttingDown(); // stop() settled every waiter meanwhile
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);
+    // A signer this leader's state does not know cannot be checked: its block would record only
+    // its refusal, in every replica for good (anyone holding the cluster key could fill the chain
+    // with them). A leader still applying its predecessor's blocks may not know a new user yet.
+    if (key === undefined) {
+      const s = this.#core.status();
+      if (this.#store.entry(s.commit)?.term !== s.term || this.#store.applied() < s.commit) {
+        throw new CairnError('NOT_LEADER', 'a new leader is catching up with the chain; retry shortly');
+      }
+      throw new CairnError('INVALID_TX', `${tx.signer} is not a registered user; the transaction was not submitted`);
+    }
     if (this.#pending.length >= MAX_PENDING_TXS) {
       throw new CairnError('OVERLOADED', 'too many transactions are waiting for a block; retry shortly');
     }
