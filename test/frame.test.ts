@@ -126,6 +126,33 @@ test('inconsistent lengths and undecodable headers are BAD_FRAME', () => {
   }
 });
 
+test('a header that would decode to far more memory than its size is refused undecoded; real big ones pass', () => {
+  const frameOf = (header: Buffer): Buffer => {
+    const prefix = Buffer.alloc(8);
+    prefix.writeUInt32BE(4 + header.length, 0);
+    prefix.writeUInt32BE(header.length, 4);
+    return Buffer.concat([prefix, header]);
+  };
+  // 4 MiB of empty maps (0x80) in one array: ~256 MiB of objects once decoded (a 23 MiB one took an SP to 1.7 GiB).
+  const n = 4 * 1024 * 1024;
+  const bomb = Buffer.concat([Buffer.from([0xdd, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x80)]);
+  // The same shape under the envelope, in a field of the body, as a request would carry it.
+  const nested = Buffer.concat([Buffer.from([0x82, 0xa1, 0x74, 0xa4, ...Buffer.from('echo'), 0xa4, ...Buffer.from('body')]), bomb]);
+  for (const header of [bomb, nested]) {
+    const decoder = new FrameDecoder(64 * 1024 * 1024);
+    decoder.push(frameOf(header));
+    const heapBefore = process.memoryUsage().heapUsed;
+    assert.throws(() => decoder.next(), (err: unknown) => isCairnError(err) && err.code === 'BAD_FRAME' && /memory to decode/.test((err as Error).message));
+    assert.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024, 'refused before it was decoded');
+  }
+  // A file record of 4,096 segments (a 16 GiB file), about 1 MB of header: decoded as ever.
+  const segments = Array.from({ length: 4096 }, (_, i) => ({ sealedLength: 4194320, shards: ['sp1', 'sp2', 'sp3'].map((sp, j) => ({ hash: (i * 3 + j).toString(16).padStart(64, '0'), sp })) }));
+  const header = { t: 'chain.submit', id: 1, from: 'client1', body: { tx: { body: { type: 'file.put', file: { id: 'a'.repeat(32), segments } }, sig: 'c'.repeat(128) } } };
+  const decoder = new FrameDecoder(64 * 1024 * 1024);
+  decoder.push(wire(header));
+  assert.deepEqual(decoder.next()?.header, header);
+});
+
 test('a truncated frame yields nothing and keeps its bytes', () => {
   const bytes = wire({ t: 'cut' }, randomBytes(64));
   const decoder = new FrameDecoder();

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { Packr, Unpackr } from 'msgpackr';
 import { CairnError, invariant } from '../errors.js';
 import type { BufferPool } from '../codec/buffer-pool.js';
+import { checkHeaderBudget } from './header-budget.js';
 
 export const DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024;
 /** A TLS read yields at most 16 KiB; a TCP read up to this. */
@@ -69,6 +70,7 @@ export function encodeFrame(
 }
 
 function decodeHeader(bytes: Uint8Array): unknown {
+  checkHeaderBudget(bytes);
   try {
     return unpackr.unpack(bytes);
   } catch (err) {
