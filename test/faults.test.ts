@@ -375,6 +375,10 @@ describe('garbage at an SP port, with and without the cluster key', () => {
       const key = `${'a'.repeat(32)}/0/0`;
       await assert.rejects(member.request('shard.put', { key, hash: sha(bytes) }, bytes.subarray(1)), code('HASH_MISMATCH'));
       await assert.rejects(member.request('shard.put', { key: '../../etc', hash: 5 }, bytes), code('BAD_MESSAGE'));
+      // Bigger than any shard of this cluster (4 MiB segments, k 2: at most 2 MiB + 8): none is stored
+      // (each would come back whole, into memory, on every read of it).
+      const oversize = randomBytes(2 * 1024 * 1024 + 16);
+      await assert.rejects(member.request('shard.put', { key, hash: sha(oversize) }, oversize), code('TOO_LARGE'));
       await assert.rejects(member.request('no.such.message', null), code('UNKNOWN_MESSAGE'));
       const listed = (await member.request('shard.list', { after: 'a'.repeat(31), limit: 10 })).body as { keys: string[] };
       assert.equal(listed.keys.includes(key), false, 'nothing stored under the key of the wrong-hash put');

@@ -467,3 +467,58 @@ test('a request given up on mid-frame never sends its payload later: the link is
     await server.close();
   }
 });
+
+test('a peer that reads none of its replies gets no reply made while the last waits, and is dropped once stalled', async () => {
+  let handled = 0;
+  const reply = Buffer.alloc(512 * 1024, 1);
+  const pair = await start(
+    (s) =>
+      s.handle('big', (b) => b, async () => {
+        handled += 1;
+        return { body: {}, payload: reply };
+      }),
+    { server: { stalledMs: 300 } },
+  );
+  try {
+    assert.equal((await pair.client.request('big', {})).payload?.byteLength, reply.length);
+    handled = 0;
+    const socket = net.connect({ port: pair.port, host: '127.0.0.1' });
+    socket.on('error', () => {});
+    await new Promise<void>((r) => socket.once('connect', r));
+    socket.pause(); // reads nothing, ever (so it never sees the server close it either)
+    await waitFor(() => pair.server.stats.connections === 2, 'both connected');
+    // 32 MiB of replies asked for at once: all of it held for a peer that never takes it, before.
+    socket.write(Buffer.concat(Array.from({ length: 64 }, (_, i) => Buffer.concat(encodeFrame({ t: 'big', id: i + 1, from: 'x', body: {} }, undefined)))));
+    // Dropped within the stall time, plus what the queued bytes take at the slowest rate waited for.
+    await waitFor(() => handled > 0 && pair.server.stats.connections === 1, 'the stalled peer dropped', 15_000);
+    assert.ok(handled < 64, `replies made for a peer not reading: ${handled} of 64`);
+    socket.destroy();
+    // Everyone else is served as before.
+    assert.equal((await pair.client.request('big', {})).payload?.byteLength, reply.length);
+  } finally {
+    await pair.close();
+  }
+});
+
+test('a peer that sends part of a frame and then nothing is dropped once stalled; an idle one stays', async () => {
+  const pair = await start(echoServer, { server: { stalledMs: 300 } });
+  try {
+    // Opened first, so it has been idle longer than the stalled one when that one goes.
+    const idle = net.connect({ port: pair.port, host: '127.0.0.1' });
+    await new Promise<void>((r) => idle.once('connect', r));
+    const socket = net.connect({ port: pair.port, host: '127.0.0.1' });
+    socket.on('error', () => {});
+    await new Promise<void>((r) => socket.once('connect', r));
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    const prefix = Buffer.alloc(8);
+    prefix.writeUInt32BE(4 + 1024 * 1024, 0); // a 1 MiB frame…
+    prefix.writeUInt32BE(16, 4);
+    socket.write(Buffer.concat([prefix, Buffer.alloc(1000)])); // …of which 1 KB ever comes
+    await closed;
+    assert.equal(idle.destroyed, false, 'a connection holding no part of a frame is not stalled');
+    assert.deepEqual((await pair.client.request('echo', { text: 'fine' })).body, { text: 'fine', from: 'client1' });
+    idle.destroy();
+  } finally {
+    await pair.close();
+  }
+});

@@ -25,6 +25,14 @@ export const FRAME_PREFIX_BYTES = 8;
  * size class, 47 MiB.
  */
 const ASSEMBLY_GRANULE_BYTES = 64 * 1024;
+/**
+ * How long a peer may stall a connection: read nothing of what is queued for it (FrameWriter), or
+ * send nothing more of a frame it started (dropStalledFrames). A 64 MiB frame moves in well under
+ * a second here; a peer stalled this long is gone, stuck or hostile.
+ */
+export const STALLED_MS = 30_000;
+/** Bytes a second the slowest link we wait for takes (2 Mbit/s). */
+const STALLED_MIN_RATE = 256 * 1024;
 
 export interface Frame {
   header: unknown;
@@ -271,6 +279,18 @@ export class FrameDecoder {
 }
 
 /**
+ * Destroys `socket` once it has held part of a frame, with nothing more coming, for
+ * STALLED_MS: up to a whole frame's buffer (64 MiB on an SP) waited for the rest for as long
+ * as the peer liked. A socket this side paused (its own back-pressure) is not the peer's stall.
+ */
+export function dropStalledFrames(socket: Socket, decoder: FrameDecoder, stalledMs = STALLED_MS): void {
+  socket.setTimeout(stalledMs);
+  socket.on('timeout', () => {
+    if (decoder.buffered > 0 && !socket.isPaused()) socket.destroy(new CairnError('TIMEOUT', `the peer sent part of a frame and nothing more for ${stalledMs} ms`));
+  });
+}
+
+/**
  * A payload at least this big is handed to the socket on its own. Node's TLS layer encrypts a
  * multi-buffer write from one contiguous copy, so a shard batched with other frames (by the cork
  * below, or by queueing behind a busy socket) was copied once more in full (~5 % of a web
@@ -290,7 +310,16 @@ export class FrameWriter {
   private drained: Promise<void> | null = null;
   private corked = false;
 
-  constructor(private readonly socket: Socket) {}
+  /**
+   * @param stalledMs  a socket that does not take what is queued on it within this long (plus time
+   *   for the queue on a slow link) is destroyed: its peer stopped reading (a paused or hostile
+   *   one), and every frame waiting behind it pins its buffers (two such peers held ~2 GiB of shard
+   *   replies in one SP, for as long as they liked).
+   */
+  constructor(
+    private readonly socket: Socket,
+    private readonly stalledMs = STALLED_MS,
+  ) {}
 
   /** True when a write now would only grow the socket's buffer past its high-water mark. */
   get congested(): boolean {
@@ -305,8 +334,8 @@ export class FrameWriter {
    */
   async write(pieces: readonly Uint8Array[], track: { wanted?: () => boolean; handed?: () => void; sent?: () => void } = {}): Promise<void> {
     const socket = this.socket;
-    // Writers queue on 'drain' in order, so frames keep the order they were written in.
-    while (socket.writableNeedDrain && !socket.destroyed) await this.drain();
+    // Not awaited when there is room: a frame written just before the socket is ended must go out.
+    if (socket.writableNeedDrain) await this.room();
     if (socket.destroyed || !socket.writable) return;
     if (track.wanted && !track.wanted()) return;
     track.handed?.();
@@ -328,6 +357,11 @@ export class FrameWriter {
     if (socket.writableNeedDrain) await this.drain();
   }
 
+  /** Resolves once the socket is below its mark (or is gone). Waiters queue on 'drain' in order, so frames keep the order they were written in. */
+  async room(): Promise<void> {
+    while (this.socket.writableNeedDrain && !this.socket.destroyed) await this.drain();
+  }
+
   /** Hands what this turn wrote to the socket now, e.g. before the socket is destroyed. */
   flush(): void {
     if (!this.corked) return;
@@ -338,7 +372,14 @@ export class FrameWriter {
   private drain(): Promise<void> {
     if (!this.drained) {
       this.drained = new Promise<void>((resolve) => {
+        // What is queued may take a slow link a while (node tells no progress within one write):
+        // the wait is allowed the stall time plus the queue at STALLED_MIN_RATE.
+        const allowedMs = this.stalledMs + (1000 * this.socket.writableLength) / STALLED_MIN_RATE;
+        const stalled = setTimeout(() => {
+          this.socket.destroy(new CairnError('TIMEOUT', `the peer took ${this.socket.writableLength} queued bytes in ${Math.round(allowedMs)} ms`));
+        }, allowedMs);
         const done = (): void => {
+          clearTimeout(stalled);
           this.socket.off('drain', done);
           this.socket.off('close', done);
           this.drained = null;

@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, toCairnError } from '../errors.js';
-import { FrameDecoder, type Frame } from './frame.js';
+import { FrameDecoder, dropStalledFrames, type Frame } from './frame.js';
 import { tcpTransport, type Listener } from './transport.js';
 import * as v from '../validate.js';
 
@@ -73,6 +73,8 @@ interface LaneLimits {
   buffers: BufferPool;
   /** Payloads that arrived before their request, beyond which the lane is read no further for now. */
   maxUnclaimed: number;
+  /** A lane that sent part of a frame and nothing more for this long is dropped. */
+  stalledMs: number;
 }
 
 /**
@@ -116,6 +118,7 @@ export class LaneInbox {
     if (this.#socket !== null || this.#failure !== null) return false;
     this.#socket = socket;
     socket.write(Buffer.of(LANE_ACK));
+    dropStalledFrames(socket, this.#decoder, this.limits.stalledMs);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.once('close', () => this.close(new CairnError('CONNECTION_CLOSED', 'the lane closed')));
     socket.once('end', () => socket.destroy()); // a lane is never half-closed on purpose

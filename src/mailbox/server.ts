@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, invariant, isCairnError } from '../errors.js';
 import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type WireError } from './envelope.js';
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, encodeFrame, type Frame } from './frame.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, STALLED_MS, dropStalledFrames, encodeFrame, type Frame } from './frame.js';
 import { LANE_OPEN_TYPE, LaneInbox, LaneIntake } from './lane.js';
 import { authenticatedSp, remoteOf, type Listener, type Transport } from './transport.js';
 
@@ -45,6 +45,8 @@ export interface MailboxServerOptions {
   maxFrameBytes?: number;
   /** How long close() lets in-flight handlers finish before destroying connections. */
   closeGraceMs?: number;
+  /** A connection whose peer stalls this long is dropped (frame.ts STALLED_MS, the default). */
+  stalledMs?: number;
   /** Whether connections may open a lane for their payloads (src/mailbox/lane.ts); default: on TLS. */
   lanes?: boolean;
   /**
@@ -84,6 +86,7 @@ interface ConnectionHost {
   readonly id: string;
   readonly maxInFlight: number;
   readonly maxFrameBytes: number;
+  readonly stalledMs: number;
   readonly log: MailboxLog;
   readonly buffers: BufferPool;
   dispatch(connection: Connection, frame: Frame): Promise<void>;
@@ -139,6 +142,7 @@ export class MailboxServer {
       id: this.id,
       maxInFlight: options.maxInFlightPerConnection ?? 16,
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      stalledMs: options.stalledMs ?? STALLED_MS,
       log: this.log,
       buffers: new BufferPool(RECYCLED_FRAME_BYTES),
       dispatch: (connection, frame) => this.dispatch(connection, frame),
@@ -300,6 +304,9 @@ export class MailboxServer {
         const ctx: HandlerContext = { from: connection.sp ?? env.from, sp: connection.sp !== null, remote: connection.remote };
         const given = laneFrame?.payload ?? frame.payload;
         if (given) ctx.payload = given;
+        // A reply is made only once the connection takes replies again: each (a shard, up to
+        // 64 MiB) would otherwise wait in memory behind the others for a peer that reads none.
+        if (env.id !== 0) await connection.replyRoom();
         const result = await route.handler(body, ctx);
         reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
         payload = result?.payload;
@@ -347,8 +354,11 @@ class Connection {
     this.remote = remoteOf(socket);
     this.sp = authenticatedSp(socket);
     this.decoder = new FrameDecoder(host.maxFrameBytes, host.buffers);
-    this.writer = new FrameWriter(socket);
+    this.writer = new FrameWriter(socket, host.stalledMs);
+    dropStalledFrames(socket, this.decoder, host.stalledMs);
     socket.on('error', (err) => host.log('debug', 'mailbox socket error', { remote: this.remote, error: err.message }));
+    // Requests wait while replies back up (see pump); the socket taking them again lets them in.
+    socket.on('drain', () => this.pump());
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => {
       this.peerEnded = true;
@@ -379,7 +389,7 @@ class Connection {
     if (this.lane === null || this.lane.closed || this.lane.attached) {
       this.lane?.close(new CairnError('CONNECTION_CLOSED', 'the client opened a new lane'));
       this.lanes += 1;
-      this.lane = new LaneInbox(this.lanes, { maxFrameBytes: this.host.maxFrameBytes, buffers: this.host.buffers, maxUnclaimed: this.host.maxInFlight });
+      this.lane = new LaneInbox(this.lanes, { maxFrameBytes: this.host.maxFrameBytes, buffers: this.host.buffers, maxUnclaimed: this.host.maxInFlight, stalledMs: this.host.stalledMs });
     }
     if (this.socket.destroyed) this.lane.close();
     return this.lane;
@@ -394,6 +404,12 @@ class Connection {
   destroy(): void {
     this.writer.flush();
     this.socket.destroy();
+  }
+
+  /** Resolves once replies can be written without waiting; rejects if the connection is gone meanwhile. */
+  async replyRoom(): Promise<void> {
+    if (this.writer.congested) await this.writer.room();
+    if (this.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', 'the connection closed before the request was handled');
   }
 
   /** Encodes and writes one reply; an unencodable reply becomes an error reply instead. */
@@ -422,7 +438,9 @@ class Connection {
   /** Dispatches buffered frames while under the limit and pauses or resumes the socket to match. */
   private pump(): void {
     if (this.broken) return;
-    while (this.reading && this.inFlight < this.host.maxInFlight) {
+    // A peer that does not read its replies gets no more requests handled: each one's reply (a
+    // shard, up to 64 MiB) would wait in memory behind the others.
+    while (this.reading && this.inFlight < this.host.maxInFlight && !this.writer.congested) {
       let frame: Frame | undefined;
       try {
         frame = this.decoder.next();
@@ -440,7 +458,7 @@ class Connection {
           this.pump();
         });
     }
-    const full = !this.reading || this.inFlight >= this.host.maxInFlight;
+    const full = !this.reading || this.inFlight >= this.host.maxInFlight || this.writer.congested;
     if (full) this.socket.pause();
     else if (this.socket.isPaused()) this.socket.resume();
     // The peer half-closed: answer what it sent, then close our side.

@@ -3,7 +3,9 @@
  * serves shards, chain submissions and state queries to web clients and other SPs.
  */
 import { join } from 'node:path';
-import { CairnError } from '../errors.js';
+import { CairnError, invariant } from '../errors.js';
+import { sealedLength } from '../codec/segment-seal.js';
+import { shardSize } from '../codec/shards.js';
 import type { Block } from '../chain/block.js';
 import { ChainNode } from '../chain/chain-node.js';
 import { ChainStore } from '../chain/chain-store.js';
@@ -54,6 +56,10 @@ const SP_ONLY = { spOnly: true } as const;
 export async function startProvider(opts: ProviderOptions): Promise<RunningRole> {
   const log = opts.log ?? ((line: string) => console.error(`[${opts.id}] ${line}`));
   const cluster = readClusterFile(opts.clusterFile);
+  // No shard of this cluster is bigger than a full segment's share: a bigger one is no upload's,
+  // and every byte an SP holds may be asked back whole, into memory (shard.get).
+  const maxShardBytes = shardSize(sealedLength(cluster.segmentSize), cluster.k);
+  invariant(maxShardBytes <= MAX_SHARD_BYTES, 'a segment share fits the frame limit');
   if (!cluster.genesis.validators.some((val) => val.id === opts.id)) {
     throw new CairnError('BAD_CONFIG', `${opts.id} is not a provider of this cluster (${cluster.genesis.validators.map((val) => val.id).join(', ')})`);
   }
@@ -176,6 +182,9 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
 
   on('shard.put', async (b, ctx) => {
     if (!ctx.payload) throw new CairnError('BAD_MESSAGE', 'shard.put carries the shard bytes as its payload');
+    if (ctx.payload.byteLength > maxShardBytes) {
+      throw new CairnError('TOO_LARGE', `a shard of this cluster is at most ${maxShardBytes} bytes (segment size ${cluster.segmentSize}, k ${cluster.k}); got ${ctx.payload.byteLength}`);
+    }
     if (b.recordWithinMs !== undefined && b.recordWithinMs >= opts.orphanGraceMs) {
       throw new CairnError(
         'BAD_CONFIG',
