@@ -145,12 +145,25 @@ test('a header that would decode to far more memory than its size is refused und
     assert.throws(() => decoder.next(), (err: unknown) => isCairnError(err) && err.code === 'BAD_FRAME' && /memory to decode/.test((err as Error).message));
     assert.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024, 'refused before it was decoded');
   }
-  // A file record of 4,096 segments (a 16 GiB file), about 1 MB of header: decoded as ever.
+  // Extensions decode to objects the walk cannot price (a Set reads the value after it, a record
+  // definition makes later bytes objects): refused, whatever follows.
+  for (const ext of [[0xd4, 0x73, 0x00], [0xd4, 0x72, 0x40], [0xd4, 0x65, 0x00], [0xc7, 0x01, 0x69, 0x00]]) {
+    const decoder = new FrameDecoder(64 * 1024 * 1024);
+    decoder.push(frameOf(Buffer.concat([Buffer.from([0x92, ...ext]), bomb.subarray(0, 1024)])));
+    assert.throws(() => decoder.next(), (err: unknown) => isCairnError(err) && err.code === 'BAD_FRAME' && /extension type/.test((err as Error).message), ext.join(','));
+  }
+  // Big real headers decode as ever, undefined and dates (the encoder's own extensions) included:
+  // a file record of 4,096 segments (a 16 GiB file, ~1 MB); a repair's placement of 4,096 shards,
+  // mostly small integers under repeated keys (~100 KB).
   const segments = Array.from({ length: 4096 }, (_, i) => ({ sealedLength: 4194320, shards: ['sp1', 'sp2', 'sp3'].map((sp, j) => ({ hash: (i * 3 + j).toString(16).padStart(64, '0'), sp })) }));
-  const header = { t: 'chain.submit', id: 1, from: 'client1', body: { tx: { body: { type: 'file.put', file: { id: 'a'.repeat(32), segments } }, sig: 'c'.repeat(128) } } };
-  const decoder = new FrameDecoder(64 * 1024 * 1024);
-  decoder.push(wire(header));
-  assert.deepEqual(decoder.next()?.header, header);
+  const record = { t: 'chain.submit', id: 1, from: 'client1', body: { tx: { body: { type: 'file.put', file: { id: 'a'.repeat(32), segments } }, sig: 'c'.repeat(128) } }, at: new Date(5), none: undefined };
+  const placements = Array.from({ length: 4096 }, (_, i) => ({ segment: i % 99, shard: i % 3, sp: 'sp4' }));
+  const place = { t: 'chain.submit', id: 2, from: 'sp1', body: { tx: { body: { type: 'file.place', fileId: 'a'.repeat(32), placements }, sig: 'c'.repeat(128) } } };
+  for (const header of [record, place]) {
+    const decoder = new FrameDecoder(64 * 1024 * 1024);
+    decoder.push(wire(header));
+    assert.deepEqual(decoder.next()?.header, header);
+  }
 });
 
 test('a truncated frame yields nothing and keeps its bytes', () => {
