@@ -184,6 +184,55 @@ describe('chain nodes', () => {
     }
   });
 
+  it("take a fresh user's transaction at a node that applied the registration while it waited to lead", async () => {
+    // N holds the registration's block but never hears from the leader that it is final; the
+    // leader then goes. N reads the user as unknown, wins the election, applies the block, and
+    // must take the user's transaction then, not refuse it as from no one.
+    let leaderId = '';
+    let follower = '';
+    let other = '';
+    let gate = Infinity;
+    let holdVotes = false;
+    const chain = await startChain(10, undefined, (from, to, type, body) => {
+      const msg = (body as { msg?: { type: string; commit?: number } }).msg;
+      if (from === leaderId && to === follower && type === 'raft' && msg?.type === 'append' && (msg.commit ?? 0) >= gate) return false;
+      if (from === other && type === 'raft' && (msg?.type === 'vote' || msg?.type === 'preVote')) return false; // the third does not run
+      if (holdVotes && from === other && to === follower && (msg?.type === 'voteResp' || msg?.type === 'preVoteResp')) return false;
+      return true;
+    });
+    try {
+      leaderId = chain.leader.status().id;
+      [follower, other] = [...chain.nodes.keys()].filter((id) => id !== leaderId) as [string, string];
+      await until('the first block applied everywhere', () => [...chain.stores.values()].every((st) => st.applied() >= 1));
+      gate = chain.stores.get(leaderId)!.lastHeight() + 1;
+      const signing = signingKeyFromSeed(newSigningSeed());
+      const register = signTx({ type: 'user.register', username: 'fresh', signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'fresh', signing);
+      assert.equal((await chain.leader.submit(register)).ok, true);
+      holdVotes = true; // N cannot win until the transaction waits at it
+      chain.leader.stop(); // the user was told "registered"; the leader then goes
+      const n = chain.nodes.get(follower)!;
+      await until(`${follower} runs for leader`, () => n.status().leader === null, 5_000);
+      assert.equal(chain.stores.get(follower)!.get('u/fresh'), undefined, 'the registration is not applied here yet');
+      // As a web client does, it asks again while the new leader says it is catching up (retryable).
+      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'fresh', signing);
+      const submitted = (async () => {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const r = await n.submit(tx).catch((err: unknown) => {
+            if (isCairnError(err, 'NOT_LEADER')) return new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20));
+            throw err;
+          });
+          if (r) return r;
+        }
+        return undefined;
+      })();
+      holdVotes = false; // N wins, commits a block of its term and applies the registration
+      const result = await submitted;
+      assert.equal(result?.error, 'unknown file', 'recorded, refused by the rules only');
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('tell every caller of a transaction submitted again while it waits its outcome, or the failure', async () => {
     let isolated = '';
     const chain = await startChain(10, undefined, (from, to) => from !== isolated && to !== isolated);

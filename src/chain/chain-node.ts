@@ -199,13 +199,20 @@ export class ChainNode extends EventEmitter {
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);
     // A signer this leader's state does not know cannot be checked: its block would record only
     // its refusal, in every replica for good (anyone holding the cluster key could fill the chain
-    // with them). A leader still applying its predecessor's blocks may not know a new user yet.
+    // with them). The key is read again: this node may have applied the signer's registration
+    // while it waited to lead. A leader still applying its predecessor's blocks may not know a
+    // new user yet.
     if (key === undefined) {
-      const s = this.#core.status();
-      if (this.#store.entry(s.commit)?.term !== s.term || this.#store.applied() < s.commit) {
-        throw new CairnError('NOT_LEADER', 'a new leader is catching up with the chain; retry shortly');
+      const now = signerKey(tx, (k) => this.#store.get(k), this.#store.genesis);
+      if (now !== undefined) {
+        if (!verifyTx(tx, now)) throw new CairnError('INVALID_TX', `the transaction's signature does not match ${tx.signer}'s key; it was not submitted`);
+      } else {
+        const s = this.#core.status();
+        if (this.#store.entry(s.commit)?.term !== s.term || this.#store.applied() < s.commit) {
+          throw new CairnError('NOT_LEADER', 'a new leader is catching up with the chain; retry shortly');
+        }
+        throw new CairnError('INVALID_TX', `${tx.signer} is not a registered user; the transaction was not submitted`);
       }
-      throw new CairnError('INVALID_TX', `${tx.signer} is not a registered user; the transaction was not submitted`);
     }
     if (this.#pending.length >= MAX_PENDING_TXS) {
       throw new CairnError('OVERLOADED', 'too many transactions are waiting for a block; retry shortly');
