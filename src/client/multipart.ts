@@ -196,12 +196,10 @@ function extendedValue(value: string | undefined): string | undefined {
 
 function dispositionParams(value: string): Map<string, string> {
   const params = new Map<string, string>();
-  // A quoted value may hold \" and \\ (RFC 2616 quoted-pairs), as curl sends a name with a quote or
-  // a backslash; any other backslash is kept, since browsers send a name's backslashes unescaped.
-  const param = /;\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))/g;
+  const param = /;\s*([^\s=;]+)\s*=\s*(?:"([^"]*)"|([^;]*))/g;
   for (let m = param.exec(value); m; m = param.exec(value)) {
     const key = m[1]!.toLowerCase();
-    if (!params.has(key)) params.set(key, m[2] !== undefined ? m[2].replace(/\\(["\\])/g, '$1') : m[3]!.trim());
+    if (!params.has(key)) params.set(key, m[2] ?? m[3]!.trim());
   }
   return params;
 }
