@@ -287,6 +287,7 @@ export function dropStalledFrames(socket: Socket, decoder: FrameDecoder, stalled
   socket.setTimeout(stalledMs);
   socket.on('timeout', () => {
     if (decoder.buffered > 0 && !socket.isPaused()) socket.destroy(new CairnError('TIMEOUT', `the peer sent part of a frame and nothing more for ${stalledMs} ms`));
+    else socket.setTimeout(stalledMs); // node re-arms it only on activity: a stall after a pause must still be seen
   });
 }
 
