@@ -358,9 +358,18 @@ export class FrameWriter {
     if (socket.writableNeedDrain) await this.drain();
   }
 
-  /** Resolves once the socket is below its mark (or is gone). Waiters queue on 'drain' in order, so frames keep the order they were written in. */
-  async room(): Promise<void> {
-    while (this.socket.writableNeedDrain && !this.socket.destroyed) await this.drain();
+  /** Bytes written and not yet taken by the socket. */
+  get queued(): number {
+    return this.socket.writableLength;
+  }
+
+  /**
+   * Resolves once the socket is below its mark, or (with `maxQueued`) holds less than that (or is
+   * gone). Waiters queue on 'drain' in order, so frames keep the order they were written in.
+   */
+  async room(maxQueued?: number): Promise<void> {
+    const full = () => (maxQueued === undefined ? this.socket.writableNeedDrain : this.socket.writableLength >= maxQueued);
+    while (full() && !this.socket.destroyed) await this.drain();
   }
 
   /** Hands what this turn wrote to the socket now, e.g. before the socket is destroyed. */
