@@ -381,6 +381,15 @@ describe('web security', () => {
     assert.doesNotMatch(lines, /Parse Error|ECONNRESET/, `nothing logged for it:\n${lines}`);
   });
 
+  it('answers deletes of one file sent at once with one 204 and 404s', async () => {
+    const api = aliceApi();
+    const up = await api.upload([{ name: 'twice.txt', bytes: Buffer.from('delete me') }]);
+    assert.equal(up.status, 201);
+    const id = up.body[0].id as string;
+    const statuses = (await Promise.all(Array.from({ length: 5 }, () => api.call('DELETE', `/api/v1/files/${id}`)))).map((r) => r.status).sort();
+    assert.deepEqual(statuses, [204, 404, 404, 404, 404], 'the chain refuses all but one; each of those is told the file is gone');
+  });
+
   it('answers a too-large upload with 413 and stores nothing', async () => {
     const api = aliceApi();
     const before = {

@@ -109,7 +109,9 @@ export class ClientService {
   async deleteFile(session: Session, id: string): Promise<void> {
     const file = await this.#file(session, id);
     requireOwner(file, session);
-    await this.#submit(signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing));
+    // Deleted meanwhile (another tab, another web client): refused by the chain, and told as the
+    // file being gone (404), as a delete after it would be, by reading it again.
+    await this.#submit(signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing), () => this.#file(session, id));
   }
 
   async shareFile(session: Session, id: string, username: string): Promise<void> {
@@ -122,9 +124,12 @@ export class ClientService {
     await this.#submit(signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
   }
 
-  async #submit(tx: Tx): Promise<void> {
+  /** Submits `tx`; if the chain refuses it, `recheck` (when given) may throw a better error first. */
+  async #submit(tx: Tx, recheck?: () => Promise<unknown>): Promise<void> {
     const result = await this.link.chain('chain.submit', { tx });
-    if (!result.ok) throw new CairnError('BAD_REQUEST', `the chain refused it: ${result.error ?? 'unknown reason'}`);
+    if (result.ok) return;
+    await recheck?.();
+    throw new CairnError('BAD_REQUEST', `the chain refused it: ${result.error ?? 'unknown reason'}`);
   }
 
   /** Each SP's view of the chain; an SP that does not answer is reported down. */
