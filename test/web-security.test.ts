@@ -437,7 +437,7 @@ describe('web security', () => {
  * second passes); with `reset`, the connection is reset (RST) once the bytes are written.
  */
 function rawRequest(port: number, text: string, opts: { reset?: boolean } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     const done = () => resolve(Buffer.concat(chunks).toString('utf8'));
@@ -457,6 +457,5 @@ function rawRequest(port: number, text: string, opts: { reset?: boolean } = {}):
         else socket.end();
       });
     });
-    socket.once('timeout', () => reject(new Error('no connection')));
   });
 }

@@ -192,8 +192,7 @@ export class ChainNode extends EventEmitter {
     if (done) return { ...done, txId: id };
     // A transaction's id leaves its signature out: a copy with a bad signature, put in a block
     // first, would be recorded as that id's outcome (rejected), and the genuine one with it.
-    const key = signerKey(tx, (k) => this.#store.get(k), this.#store.genesis);
-    if (key !== undefined && !verifyTx(tx, key)) throw new CairnError('INVALID_TX', `the transaction's signature does not match ${tx.signer}'s key; it was not submitted`);
+    const key = this.#checkedSignerKey(tx);
     const leader = await this.#awaitLeader();
     if (this.#stopped) throw shuttingDown(); // stop() settled every waiter meanwhile
     if (leader !== this.opts.id) return this.opts.peers.submit(leader, tx, SUBMIT_TIMEOUT_MS);
@@ -202,17 +201,12 @@ export class ChainNode extends EventEmitter {
     // with them). The key is read again: this node may have applied the signer's registration
     // while it waited to lead. A leader still applying its predecessor's blocks may not know a
     // new user yet.
-    if (key === undefined) {
-      const now = signerKey(tx, (k) => this.#store.get(k), this.#store.genesis);
-      if (now !== undefined) {
-        if (!verifyTx(tx, now)) throw new CairnError('INVALID_TX', `the transaction's signature does not match ${tx.signer}'s key; it was not submitted`);
-      } else {
-        const s = this.#core.status();
-        if (this.#store.entry(s.commit)?.term !== s.term || this.#store.applied() < s.commit) {
-          throw new CairnError('NOT_LEADER', 'a new leader is catching up with the chain; retry shortly');
-        }
-        throw new CairnError('INVALID_TX', `${tx.signer} is not a registered user; the transaction was not submitted`);
+    if (key === undefined && this.#checkedSignerKey(tx) === undefined) {
+      const s = this.#core.status();
+      if (this.#store.entry(s.commit)?.term !== s.term || this.#store.applied() < s.commit) {
+        throw new CairnError('NOT_LEADER', 'a new leader is catching up with the chain; retry shortly');
       }
+      throw new CairnError('INVALID_TX', `${tx.signer} is not a registered user; the transaction was not submitted`);
     }
     if (this.#pending.length >= MAX_PENDING_TXS) {
       throw new CairnError('OVERLOADED', 'too many transactions are waiting for a block; retry shortly');
@@ -232,6 +226,13 @@ export class ChainNode extends EventEmitter {
     });
     this.#schedulePropose();
     return result;
+  }
+
+  /** The key `tx` must be signed with as this replica's state tells now (undefined: unknown); throws INVALID_TX if it does not verify. */
+  #checkedSignerKey(tx: Tx): string | undefined {
+    const key = signerKey(tx, (k) => this.#store.get(k), this.#store.genesis);
+    if (key !== undefined && !verifyTx(tx, key)) throw new CairnError('INVALID_TX', `the transaction's signature does not match ${tx.signer}'s key; it was not submitted`);
+    return key;
   }
 
   /**

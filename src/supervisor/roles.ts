@@ -3,18 +3,16 @@
  * process host and `cairn provider|client` typed by an operator.
  */
 import { CairnError } from '../errors.js';
-import { loadActorConfig, parseArgs } from '../config/config.js';
+import { loadActorConfig, parseArgs, wholeNumber } from '../config/config.js';
 import { startProvider } from '../provider/provider.js';
 import { startClient } from '../client/client.js';
 import type { ActorReady, RunningRole } from './actor.js';
 
 const ROLE_FLAGS = new Set(['id', 'port', 'lane-port', 'config-sources']);
 
+/** A port given as `--name`, read by the settings' own whole-number reader, or `fallback`. */
 function portFlag(flags: Map<string, string>, name: string, fallback: number): number {
-  const raw = flags.get(name);
-  const port = Number(raw ?? fallback);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CairnError('BAD_CONFIG', `--${name} must be 0..65535, got ${raw}`);
-  return port;
+  return wholeNumber(flags.get(name) ?? fallback, `--${name}`, 0, 65535);
 }
 
 export async function startRole(argv: string[]): Promise<{ ready: ActorReady; role: RunningRole }> {
