@@ -500,6 +500,52 @@ test('a peer that reads none of its replies gets no reply made while the last wa
   }
 });
 
+test('bulk replies made for peers that read nothing stay within the server-wide budget, and others are still served', async () => {
+  const MiB = 1024 * 1024;
+  let handled = 0;
+  let most = 0; // bulk reply bytes the server held, seen each time it made one
+  const reply = Buffer.alloc(MiB / 2, 2);
+  const pair = await start(
+    (s) =>
+      s.handle(
+        'big',
+        (b) => b,
+        async () => {
+          handled += 1;
+          most = Math.max(most, s.stats.replyBytes);
+          return { body: {}, payload: reply };
+        },
+        { replyBytes: reply.length },
+      ),
+    // 4 MiB over all connections, 1 MiB a connection; no stall deadline within the test.
+    { server: { maxReplyBytes: 4 * MiB, stalledMs: 60_000 } },
+  );
+  const stalled: net.Socket[] = [];
+  try {
+    for (let p = 0; p < 3; p++) {
+      const socket = net.connect({ port: pair.port, host: '127.0.0.1' });
+      socket.on('error', () => {});
+      await new Promise<void>((r) => socket.once('connect', r));
+      socket.pause(); // reads nothing, ever
+      stalled.push(socket);
+      // 20 MiB of replies asked for at once, by each of three peers.
+      socket.write(Buffer.concat(Array.from({ length: 40 }, (_, i) => Buffer.concat(encodeFrame({ t: 'big', id: i + 1, from: 'x', body: {} }, undefined)))));
+    }
+    await waitFor(() => pair.server.stats.replyWaiting >= 3, 'requests of the stalled peers wait for room', 10_000);
+    // Someone who reads is served while they stall.
+    assert.equal((await pair.client.request('big', {}, undefined, { timeoutMs: 5_000 })).payload?.byteLength, reply.length);
+    // Three quarters for the stalled peers, and the reader's reply (each reserved when made).
+    assert.ok(most <= 3 * MiB + reply.length, `bulk replies held at once: ${most} bytes`);
+    assert.ok(handled < 3 * 40, `replies made for peers reading none: ${handled} of ${3 * 40}`);
+    for (const socket of stalled) socket.destroy();
+    // Their connections gone, what they held and what they waited for is given back.
+    await waitFor(() => pair.server.stats.replyBytes === 0 && pair.server.stats.replyWaiting === 0, 'the budget given back', 5_000);
+  } finally {
+    for (const socket of stalled) socket.destroy();
+    await pair.close();
+  }
+});
+
 test('a peer that sends part of a frame and then nothing is dropped once stalled; an idle one stays', async () => {
   const pair = await start(echoServer, { server: { stalledMs: 300 } });
   try {

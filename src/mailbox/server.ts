@@ -14,6 +14,7 @@ import { parseEnvelopeHeader, salvageId, headerOf, type EnvelopeHeader, type Wir
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameWriter, STALLED_MS, dropStalledFrames, encodeFrame, type Frame } from './frame.js';
 import { LANE_OPEN_TYPE, LaneInbox, LaneIntake } from './lane.js';
 import { authenticatedSp, remoteOf, type Listener, type Transport } from './transport.js';
+import { ReplyBudget, type ReplyGrant } from './reply-budget.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type MailboxLog = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
@@ -54,6 +55,11 @@ export interface MailboxServerOptions {
    * that one, opened with the mailbox (a deployment whose firewall lets only known ports through).
    */
   lanePort?: number;
+  /**
+   * Bytes of bulk replies (routes that name `replyBytes`) the server holds at once over all its
+   * connections (reply-budget.ts); default 256 MiB.
+   */
+  maxReplyBytes?: number;
   log?: MailboxLog;
 }
 
@@ -70,6 +76,9 @@ export interface MailboxServerStats {
   lanePayloads: number;
   /** Lane connections dropped before use (no, wrong or stale token). */
   rejectedLanes: number;
+  /** Bytes of bulk replies being made or waiting for their peers, and requests waiting for room. */
+  replyBytes: number;
+  replyWaiting: number;
 }
 
 interface Route {
@@ -79,6 +88,8 @@ interface Route {
   spOnly: boolean;
   /** Takes its payload from the connection's lane too (src/mailbox/lane.ts); its handler checks the bytes itself. */
   lane: boolean;
+  /** Its replies are bulk, about this big at most: each waits for room in the server's reply budget. */
+  replyBytes: number | undefined;
 }
 
 /** What a connection needs from its server; keeps those internals off the public class. */
@@ -89,6 +100,7 @@ interface ConnectionHost {
   readonly stalledMs: number;
   readonly log: MailboxLog;
   readonly buffers: BufferPool;
+  readonly replies: ReplyBudget;
   dispatch(connection: Connection, frame: Frame): Promise<void>;
   toWire(err: unknown, env?: EnvelopeHeader): WireError;
   countBadFrame(): void;
@@ -101,6 +113,13 @@ interface ConnectionHost {
  * (4 KiB downloads at 64 measured the same either way: 4,086-4,448 and 3,818-4,765 a second).
  */
 const REPLY_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bulk replies held at once over every connection (reply-budget.ts): a few hundred MiB on a
+ * machine of a few GiB, far above what healthy peers keep waiting (replies leave in milliseconds),
+ * so it binds only when many peers stop reading at once.
+ */
+const DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024;
 
 /** Reply type for an error that cannot be tied to a request (bad frame, bad envelope). */
 export const MAILBOX_ERROR_TYPE = 'mailbox.error';
@@ -153,6 +172,7 @@ export class MailboxServer {
       stalledMs: options.stalledMs ?? STALLED_MS,
       log: this.log,
       buffers: new BufferPool(RECYCLED_FRAME_BYTES),
+      replies: new ReplyBudget(options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES),
       dispatch: (connection, frame) => this.dispatch(connection, frame),
       toWire: (err, env) => this.toWire(err, env),
       countBadFrame: () => {
@@ -164,9 +184,10 @@ export class MailboxServer {
   }
 
   /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
-  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean; lane?: boolean } = {}): this {
+  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean; lane?: boolean; replyBytes?: number } = {}): this {
     invariant(!this.routes.has(type), `mailbox handler for ${type} registered twice`);
-    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false, lane: access.lane ?? false });
+    invariant(access.replyBytes === undefined || (Number.isSafeInteger(access.replyBytes) && access.replyBytes > 0), 'a bulk reply reserves a positive number of bytes');
+    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false, lane: access.lane ?? false, replyBytes: access.replyBytes });
     return this;
   }
 
@@ -217,7 +238,8 @@ export class MailboxServer {
   }
 
   get stats(): MailboxServerStats {
-    return { connections: this.connections.size, inFlight: this.inFlightTotal, ...this.counters, rejectedLanes: this.lanes?.rejected ?? 0 };
+    const { replies } = this.host;
+    return { connections: this.connections.size, inFlight: this.inFlightTotal, ...this.counters, rejectedLanes: this.lanes?.rejected ?? 0, replyBytes: replies.used, replyWaiting: replies.waiting };
   }
 
   /** Stops accepting, lets in-flight handlers finish for a bounded time, then drops every connection. */
@@ -289,6 +311,7 @@ export class MailboxServer {
     let reply: EnvelopeHeader;
     let payload: Uint8Array | undefined;
     let laneFrame: Frame | undefined;
+    let grant: ReplyGrant | undefined;
     try {
       // A payload on the lane is taken first, whatever becomes of its request, so none is left behind.
       if (env.b !== undefined) {
@@ -314,12 +337,18 @@ export class MailboxServer {
         if (given) ctx.payload = given;
         // A reply is made only once the connection takes replies again: each (a shard, up to
         // 64 MiB) would otherwise wait in memory behind the others for a peer that reads none.
-        if (env.id !== 0) await connection.replyRoom();
+        if (env.id !== 0) {
+          await connection.replyRoom();
+          if (route.replyBytes !== undefined) grant = await connection.reserveReply(route.replyBytes);
+        }
         const result = await route.handler(body, ctx);
         reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
         payload = result?.payload;
+        grant?.resize(payload?.byteLength ?? 0);
       }
     } catch (err) {
+      grant?.release();
+      grant = undefined;
       const wire = this.toWire(err, env);
       if (env.id === 0) {
         this.log('debug', 'one-way mailbox message failed', { type: env.t, from: env.from, code: wire.code });
@@ -329,7 +358,7 @@ export class MailboxServer {
     } finally {
       if (laneFrame?.assembled) this.host.buffers.give(laneFrame.assembled);
     }
-    if (env.id !== 0) await connection.send(reply, payload);
+    if (env.id !== 0) await connection.send(reply, payload, grant);
   }
 
   /** What a peer may learn about a failure: a CairnError's code and message, nothing else. */
@@ -354,6 +383,8 @@ class Connection {
   /** The connection's lane, the latest of `lanes` it has had (a closed one is replaced when another is asked for). */
   private lane: LaneInbox | null = null;
   private lanes = 0;
+  /** What this connection holds of the server's reply budget, given back as its replies go out. */
+  private readonly grants = new Set<ReplyGrant>();
 
   constructor(
     private readonly host: ConnectionHost,
@@ -372,7 +403,12 @@ class Connection {
       this.peerEnded = true;
       this.pump();
     });
-    socket.once('close', () => this.lane?.close());
+    socket.once('close', () => {
+      this.lane?.close();
+      host.replies.cancel(this);
+      for (const grant of this.grants) grant.release();
+      this.grants.clear();
+    });
   }
 
   /** Frees request `id`'s lane payload, now or when it comes (its request was refused before taking it). */
@@ -425,8 +461,22 @@ class Connection {
     if (this.socket.destroyed) throw new CairnError('CONNECTION_CLOSED', 'the connection closed before the request was handled');
   }
 
-  /** Encodes and writes one reply; an unencodable reply becomes an error reply instead. */
-  async send(header: EnvelopeHeader, payload?: Uint8Array): Promise<void> {
+  /** Room in the server's reply budget for a bulk reply; rejects if the connection goes meanwhile. */
+  async reserveReply(bytes: number): Promise<ReplyGrant> {
+    const grant = await this.host.replies.acquire(this, bytes);
+    if (this.socket.destroyed) {
+      grant.release();
+      throw new CairnError('CONNECTION_CLOSED', 'the connection closed before the request was handled');
+    }
+    this.grants.add(grant);
+    return grant;
+  }
+
+  /**
+   * Encodes and writes one reply; an unencodable reply becomes an error reply instead. Its `grant`
+   * is given back once the socket has taken the reply (or will never).
+   */
+  async send(header: EnvelopeHeader, payload?: Uint8Array, grant?: ReplyGrant): Promise<void> {
     let pieces: Uint8Array[];
     try {
       pieces = encodeFrame(headerOf(header), payload, this.host.maxFrameBytes);
@@ -434,7 +484,17 @@ class Connection {
       const wire = this.host.toWire(err, header);
       pieces = encodeFrame(headerOf({ t: header.t, id: header.id, from: header.from, re: true, err: wire }), undefined);
     }
-    await this.writer.write(pieces);
+    if (!grant) {
+      await this.writer.write(pieces);
+      return;
+    }
+    const done = (): void => {
+      grant.release();
+      this.grants.delete(grant);
+    };
+    let handed = false;
+    await this.writer.write(pieces, { handed: () => (handed = true), sent: done });
+    if (!handed) done();
   }
 
   private onData(chunk: Buffer): void {
