@@ -317,6 +317,18 @@ describe('cairn end to end', () => {
       assert.equal(reply.error.code, 'BAD_REQUEST');
       assert.match(reply.error.message, problem);
     }
+    // A compressed form (read byte for byte as it comes) and a JSON body in an encoding no one inflates: 415.
+    const { gzipSync } = await import('node:zlib');
+    for (const [path, contentType, encoding, body] of [
+      ['/api/v1/files', 'multipart/form-data; boundary=x', 'gzip', gzipSync(`${part}\r\n--x--\r\n`)],
+      ['/api/v1/sessions', 'application/json', 'compress', Buffer.from('{}')],
+    ] as const) {
+      const r = await fetch(`${cluster.clients[0]}${path}`, { method: 'POST', headers: { authorization: `Bearer ${api.token}`, 'content-type': contentType, 'content-encoding': encoding }, body });
+      const reply = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(r.status, 415, `${path} ${encoding}: ${reply.error.message}`);
+      assert.equal(reply.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(reply.error.message, /encoding/i);
+    }
     assert.equal((await api.call('GET', '/api/v1/files')).body.length, filesBefore, 'no file from a malformed upload');
     // A body that does not inflate is the sender's error, not ours.
     const deflated = await fetch(`${cluster.clients[0]}/api/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'not gzip' });

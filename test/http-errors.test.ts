@@ -15,6 +15,8 @@ test('errors map to a status, a stable code and whether the rest of the body is 
     status: 413, code: 'TOO_LARGE', message: 'body too big', internal: false, drain: true,
   });
   assert.equal(httpError(Object.assign(new Error('bad'), { status: 422 })).code, 'BAD_REQUEST');
+  assert.equal(httpError(Object.assign(new Error('Unsupported Content-Encoding: br'), { status: 415 })).code, 'UNSUPPORTED_MEDIA_TYPE');
+  assert.equal(httpError(new CairnError('UNSUPPORTED_MEDIA_TYPE', 'x')).status, 415);
 
   // The sender's doing: a body that does not inflate, a request cut off. Not logged as ours.
   assert.deepEqual(httpError(Object.assign(new Error('incorrect header check'), { code: 'Z_DATA_ERROR' })), {

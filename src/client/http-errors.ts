@@ -14,6 +14,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SHARD_MISSING: 404,
   CONFLICT: 409,
   TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   TOO_SLOW: 408,
   RATE_LIMITED: 429,
   UNAVAILABLE: 503,
@@ -72,7 +73,7 @@ export function httpError(err: unknown): HttpError {
   // Koa, koa-body and formidable throw errors that carry an HTTP status.
   const status = (err as { status?: unknown; httpCode?: unknown }).httpCode ?? (err as { status?: unknown }).status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const code = status === 413 ? 'TOO_LARGE' : status === 401 ? 'UNAUTHENTICATED' : status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
+    const code = status === 413 ? 'TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : status === 401 ? 'UNAUTHENTICATED' : status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
     return { status, code, message: (err as Error).message, internal: false, drain: true };
   }
   return INTERNAL;

@@ -58,6 +58,12 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   if (!ctx.is('multipart/form-data')) {
     throw new CairnError('BAD_REQUEST', 'upload files as multipart/form-data, in a field named "file"');
   }
+  // The form is parsed as it arrives, byte for byte: a compressed one would only fail later, as a
+  // form whose closing boundary never comes.
+  const encoding = ctx.get('content-encoding').trim().toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') {
+    throw new CairnError('UNSUPPORTED_MEDIA_TYPE', `uploads are read as sent, without Content-Encoding (this one is "${encoding.slice(0, 40)}"): send the form uncompressed`);
+  }
   const tooLarge = () => new CairnError('TOO_LARGE', `the upload is larger than the limit of ${maxBytes} bytes; nothing was stored`);
   const declared = Number(ctx.get('content-length'));
   if (Number.isFinite(declared) && declared > maxBytes + 1024 * 1024) throw tooLarge();

@@ -90,6 +90,7 @@ const KNOWN_CODES: Record<ErrorCode, true> = {
   METHOD_NOT_ALLOWED: true,
   CONFLICT: true,
   TOO_LARGE: true,
+  UNSUPPORTED_MEDIA_TYPE: true,
   TOO_SLOW: true,
   RATE_LIMITED: true,
   UNAVAILABLE: true,
