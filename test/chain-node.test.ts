@@ -12,8 +12,9 @@ import { join } from 'node:path';
 import { endorsementMessage } from '../src/chain/block.js';
 import { ChainNode, type PeerLink } from '../src/chain/chain-node.js';
 import { ChainStore } from '../src/chain/chain-store.js';
-import type { Genesis } from '../src/chain/genesis.js';
+import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import type { RaftMessage } from '../src/chain/raft-types.js';
+import { canonical } from '../src/chain/canonical.js';
 import { signTx } from '../src/chain/tx.js';
 import { boxKeyFromSeed, newSigningSeed, signingKeyFromSeed, type SigningKey } from '../src/crypto/keys.js';
 import { openProviderDbs } from '../src/provider/store.js';
@@ -28,9 +29,9 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
   }
 }
 
-function registration(name: string) {
+function registration(name: string, chain: string) {
   const signing = signingKeyFromSeed(newSigningSeed());
-  return signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, name, signing);
+  return signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, name, signing, chain);
 }
 
 interface TestChain {
@@ -38,6 +39,8 @@ interface TestChain {
   signers: Map<string, SigningKey>;
   stores: Map<string, ChainStore>;
   leader: ChainNode;
+  /** The chain's genesis hash, that its transactions are signed for. */
+  hash: string;
   /** Submits a registration to the leader; resolves with its (final, accepted) height. */
   submit(name: string): Promise<number>;
   close(): Promise<void>;
@@ -88,11 +91,11 @@ async function startChain(tickMs: number, commitNoticeLingerMs: number | undefin
   }
   const leader = [...nodes.values()].find((n) => n.status().role === 'leader')!;
   const submit = async (name: string) => {
-    const result = await leader.submit(registration(name));
+    const result = await leader.submit(registration(name, genesisHash(genesis)));
     assert.equal(result.ok, true, result.error);
     return result.height;
   };
-  return { nodes, signers, stores, leader, submit, close };
+  return { nodes, signers, stores, leader, submit, close, hash: genesisHash(genesis) };
 }
 
 describe('chain nodes', () => {
@@ -129,7 +132,7 @@ describe('chain nodes', () => {
     // What a web client does when its leader died before answering: it sends the same transaction again.
     const chain = await startChain(10, undefined, () => true);
     try {
-      const tx = registration('again');
+      const tx = registration('again', chain.hash);
       const first = await chain.leader.submit(tx);
       assert.equal(first.ok, true, first.error);
       const leaderStore = chain.stores.get(chain.leader.status().id)!;
@@ -148,7 +151,7 @@ describe('chain nodes', () => {
   it('refuse a copy of a transaction with a bad signature, so it cannot stand in for the genuine one', async () => {
     const chain = await startChain(10, undefined, () => true);
     try {
-      const tx = registration('genuine');
+      const tx = registration('genuine', chain.hash);
       const sig = tx.sig;
       const forged = { ...tx, sig: `${sig.slice(0, -2)}${sig.endsWith('00') ? '01' : '00'}` };
       const height = chain.stores.get(chain.leader.status().id)!.lastHeight();
@@ -161,11 +164,30 @@ describe('chain nodes', () => {
     }
   });
 
+  it('refuse a transaction signed for another chain, or by an older client for none, so no other cluster\'s can be replayed here', async () => {
+    const chain = await startChain(10, undefined, () => true);
+    try {
+      const store = chain.stores.get(chain.leader.status().id)!;
+      const height = store.lastHeight();
+      const elsewhere = registration('elsewhere', 'f'.repeat(64));
+      await assert.rejects(chain.leader.submit(elsewhere), (err: unknown) => isCairnError(err, 'INVALID_TX') && /signed for chain ffffffffffff/.test((err as Error).message));
+      const { chain: _dropped, ...unsigned } = registration('older', chain.hash);
+      const signing = signingKeyFromSeed(newSigningSeed());
+      const body = { ...unsigned.body, signKey: signing.publicKey };
+      const older = { ...unsigned, body, sig: signing.sign(canonical({ body, signer: unsigned.signer, nonce: unsigned.nonce, time: unsigned.time })) };
+      await assert.rejects(chain.leader.submit(older), (err: unknown) => isCairnError(err, 'INVALID_TX') && /names no chain/.test((err as Error).message));
+      assert.equal(store.lastHeight(), height, 'no block for either');
+      assert.equal((await chain.leader.submit(registration('here', chain.hash))).ok, true);
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('refuse a transaction whose signer no one registered, so it never takes room in a block', async () => {
     const chain = await startChain(10, undefined, () => true);
     try {
       const ghost = signingKeyFromSeed(newSigningSeed());
-      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost);
+      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost, chain.hash);
       const store = chain.stores.get(chain.leader.status().id)!;
       await until('a block of the leader\'s own term is final', () => store.applied() >= 1);
       const height = store.lastHeight();
@@ -174,9 +196,9 @@ describe('chain nodes', () => {
       await assert.rejects(follower.submit(tx), (err: unknown) => isCairnError(err, 'INVALID_TX'), 'also through a follower');
       assert.equal(store.lastHeight(), height, 'no block for it');
       // Once registered, the same user's transactions are taken.
-      const register = signTx({ type: 'user.register', username: 'ghost', signKey: ghost.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'ghost', ghost);
+      const register = signTx({ type: 'user.register', username: 'ghost', signKey: ghost.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'ghost', ghost, chain.hash);
       assert.equal((await chain.leader.submit(register)).ok, true);
-      const again = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost);
+      const again = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'ghost', ghost, chain.hash);
       const refused = await chain.leader.submit(again);
       assert.equal(refused.ok, false, 'recorded, refused by the rules: no such file');
     } finally {
@@ -206,7 +228,7 @@ describe('chain nodes', () => {
       await until('the first block applied everywhere', () => [...chain.stores.values()].every((st) => st.applied() >= 1));
       gate = chain.stores.get(leaderId)!.lastHeight() + 1;
       const signing = signingKeyFromSeed(newSigningSeed());
-      const register = signTx({ type: 'user.register', username: 'fresh', signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'fresh', signing);
+      const register = signTx({ type: 'user.register', username: 'fresh', signKey: signing.publicKey, boxKey: boxKeyFromSeed(newSigningSeed()).publicKey, kdf }, 'fresh', signing, chain.hash);
       assert.equal((await chain.leader.submit(register)).ok, true);
       holdVotes = true; // N cannot win until the transaction waits at it
       chain.leader.stop(); // the user was told "registered"; the leader then goes
@@ -214,7 +236,7 @@ describe('chain nodes', () => {
       await until(`${follower} runs for leader`, () => n.status().leader === null, 5_000);
       assert.equal(chain.stores.get(follower)!.get('u/fresh'), undefined, 'the registration is not applied here yet');
       // As a web client does, it asks again while the new leader says it is catching up (retryable).
-      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'fresh', signing);
+      const tx = signTx({ type: 'file.delete', fileId: '0'.repeat(32) }, 'fresh', signing, chain.hash);
       const submitted = (async () => {
         for (let attempt = 0; attempt < 50; attempt++) {
           const r = await n.submit(tx).catch((err: unknown) => {
@@ -240,7 +262,7 @@ describe('chain nodes', () => {
       Promise.race([p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e })), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} never settled`)), 5_000).unref())]);
     try {
       // Both callers of one transaction sent twice before it is final learn the one outcome.
-      const tx = registration('twice');
+      const tx = registration('twice', chain.hash);
       const [a, b] = await Promise.all([chain.leader.submit(tx), chain.leader.submit(tx)]);
       assert.equal(a.ok, true, a.error);
       assert.deepEqual(b, a);
@@ -249,7 +271,7 @@ describe('chain nodes', () => {
       isolated = chain.leader.status().id;
       const leaderStore = chain.stores.get(isolated)!;
       const proposedBefore = leaderStore.lastHeight();
-      const stuck = registration('stuck');
+      const stuck = registration('stuck', chain.hash);
       const first = settledWithin(chain.leader.submit(stuck), 'the first submit');
       const second = settledWithin(chain.leader.submit(stuck), 'the second submit');
       await until('both wait for a block that cannot be final', () => leaderStore.lastHeight() > proposedBefore);

@@ -21,6 +21,7 @@ import { CLI } from './support/cluster.js';
 
 const sps = ['sp1', 'sp2', 'sp3'].map((id) => ({ id, key: signingKeyFromSeed(newSigningSeed()) }));
 const genesis: Genesis = { chainId: 'test', time: 1, validators: sps.map((s) => ({ id: s.id, signKey: s.key.publicKey })) };
+const CHAIN = genesisHash(genesis);
 /** What crosses a mailbox: msgpack and back. */
 const msgpackRoundTrip = (value: unknown): unknown => unpack(pack(value));
 const kdf = { alg: 'scrypt' as const, N: 1 << 14, r: 8, p: 1, salt: '00'.repeat(16) };
@@ -28,7 +29,7 @@ const kdf = { alg: 'scrypt' as const, N: 1 << 14, r: 8, p: 1, salt: '00'.repeat(
 function user(name: string) {
   const signing = signingKeyFromSeed(newSigningSeed());
   const box = boxKeyFromSeed(newSigningSeed());
-  const register = signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: box.publicKey, kdf }, name, signing);
+  const register = signTx({ type: 'user.register', username: name, signKey: signing.publicKey, boxKey: box.publicKey, kdf }, name, signing, CHAIN);
   return { name, signing, box, register };
 }
 
@@ -119,12 +120,12 @@ describe('blocks', () => {
     const inline = { ...record(odd, 'a'.repeat(32)), size: 100, segments: [], inline: sealed, root: fileRoot({ segments: [], inline: sealed }) };
     const txs = [
       odd.register,
-      signTx({ type: 'file.put', file: record(odd, 'b'.repeat(32)) }, odd.name, odd.signing),
-      signTx({ type: 'file.put', file: inline }, odd.name, odd.signing),
-      signTx({ type: 'file.put', file: { ...inline, inline: sealed.toString('hex') } }, odd.name, odd.signing),
-      signTx({ type: 'file.share', fileId: 'b'.repeat(32), to: 'alice', key: sealTo(alice.box.publicKey, Buffer.alloc(32), 'k') }, odd.name, odd.signing),
-      signTx({ type: 'file.delete', fileId: 'b'.repeat(32) }, odd.name, odd.signing),
-      signTx({ type: 'file.place', fileId: 'b'.repeat(32), placements: [{ segment: 0, shard: 1, sp: 'sp3' }] }, 'sp1', sps[0]!.key),
+      signTx({ type: 'file.put', file: record(odd, 'b'.repeat(32)) }, odd.name, odd.signing, CHAIN),
+      signTx({ type: 'file.put', file: inline }, odd.name, odd.signing, CHAIN),
+      signTx({ type: 'file.put', file: { ...inline, inline: sealed.toString('hex') } }, odd.name, odd.signing, CHAIN),
+      signTx({ type: 'file.share', fileId: 'b'.repeat(32), to: 'alice', key: sealTo(alice.box.publicKey, Buffer.alloc(32), 'k') }, odd.name, odd.signing, CHAIN),
+      signTx({ type: 'file.delete', fileId: 'b'.repeat(32) }, odd.name, odd.signing, CHAIN),
+      signTx({ type: 'file.place', fileId: 'b'.repeat(32), placements: [{ segment: 0, shard: 1, sp: 'sp3' }] }, 'sp1', sps[0]!.key, CHAIN),
     ];
     for (const tx of txs) {
       // As a replica holds it (msgpack and parsed), and as its maker does.
@@ -174,38 +175,56 @@ describe('state rules', () => {
   });
 
   it('stores, shares and deletes a file only as its owner allows', () => {
-    const put = signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
+    const put = signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing, CHAIN);
     assert.equal(apply([put], 3)[0]!.ok, true);
-    const forgedPut = signTx({ type: 'file.put', file: { ...record(alice, 'b'.repeat(32)) } }, 'alice', bob.signing);
+    const forgedPut = signTx({ type: 'file.put', file: { ...record(alice, 'b'.repeat(32)) } }, 'alice', bob.signing, CHAIN);
     assert.equal(apply([forgedPut], 4)[0]!.ok, false, 'signed with the wrong key');
-    const bobDelete = signTx({ type: 'file.delete', fileId: id }, 'bob', bob.signing);
+    const bobDelete = signTx({ type: 'file.delete', fileId: id }, 'bob', bob.signing, CHAIN);
     const r = apply([bobDelete], 5)[0]!;
     assert.equal(r.ok, false);
     assert.match(r.error!, /owner/);
-    const share = signTx({ type: 'file.share', fileId: id, to: 'bob', key: sealTo(bob.box.publicKey, Buffer.alloc(32), 'k') }, 'alice', alice.signing);
+    const share = signTx({ type: 'file.share', fileId: id, to: 'bob', key: sealTo(bob.box.publicKey, Buffer.alloc(32), 'k') }, 'alice', alice.signing, CHAIN);
     assert.equal(apply([share], 6)[0]!.ok, true);
     assert.equal(state.get(keys.shared('bob', id)), 1);
     const badRoot = record(alice, 'c'.repeat(32));
     badRoot.root = '0'.repeat(64);
-    assert.equal(apply([signTx({ type: 'file.put', file: badRoot }, 'alice', alice.signing)], 7)[0]!.ok, false);
-    assert.equal(apply([signTx({ type: 'file.delete', fileId: id }, 'alice', alice.signing)], 8)[0]!.ok, true);
+    assert.equal(apply([signTx({ type: 'file.put', file: badRoot }, 'alice', alice.signing, CHAIN)], 7)[0]!.ok, false);
+    assert.equal(apply([signTx({ type: 'file.delete', fileId: id }, 'alice', alice.signing, CHAIN)], 8)[0]!.ok, true);
     assert.equal(state.get(keys.file(id)), undefined);
     assert.equal(state.get(keys.shared('bob', id)), undefined);
   });
 
+  it('takes a transaction signed for this chain, or made before chains were signed in, and refuses one for another chain', () => {
+    const other = genesisHash({ ...genesis, chainId: 'another' });
+    const elsewhere = signTx({ type: 'file.put', file: record(alice, 'ad'.repeat(16)) }, 'alice', alice.signing, other);
+    assert.deepEqual(apply([elsewhere], 20)[0], { height: 20, ok: false, error: 'signed for another chain' });
+    assert.equal(state.get(keys.file('ad'.repeat(16))), undefined);
+    // The chain is signed: moved to this one, the signature no longer verifies.
+    const moved = { ...elsewhere, chain: CHAIN };
+    assert.equal(verifyTx(moved, alice.signing.publicKey), false);
+    assert.equal(apply([moved], 21)[0]!.ok, false);
+    // As transactions were made before: no chain, signed over body, signer, nonce and time. Blocks holding them still apply.
+    const unsigned = { body: { type: 'file.put' as const, file: record(alice, 'ae'.repeat(16)) }, signer: 'alice', nonce: 'ab'.repeat(16), time: 5 };
+    const before: Tx = { ...unsigned, sig: alice.signing.sign(canonical(unsigned)) };
+    assert.equal(txP(msgpackRoundTrip(before)).chain, undefined);
+    assert.equal(apply([before], 22)[0]!.ok, true);
+    // A chain-bound one keeps its chain through a mailbox.
+    assert.equal(txP(msgpackRoundTrip(elsewhere)).chain, other);
+  });
+
   it('applies a transaction once: a replay is skipped, whether its outcome is kept under its time or, as before, its id', () => {
     const fid = '9'.repeat(32);
-    const put = signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing, 1_000);
+    const put = signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing, CHAIN, 1_000);
     assert.equal(apply([put], 30)[0]!.ok, true);
     assert.deepEqual(state.get(keys.txResult(1_000, txId(put))), { height: 30, ok: true });
     assert.equal(state.get(keys.legacyTxResult(txId(put))), undefined, 'new outcomes go under their time only');
-    assert.equal(apply([signTx({ type: 'file.delete', fileId: fid }, 'alice', alice.signing, 1_001)], 31)[0]!.ok, true);
+    assert.equal(apply([signTx({ type: 'file.delete', fileId: fid }, 'alice', alice.signing, CHAIN, 1_001)], 31)[0]!.ok, true);
     // Its submitter (a client retrying after a leader died) learns the first outcome, not a timeout.
     assert.deepEqual(apply([put], 32)[0], { height: 30, ok: true }, 'a replayed put is skipped: the deleted file does not come back');
     assert.equal(state.get(keys.file(fid)), undefined);
 
     // An outcome an older build kept under the transaction's id.
-    const older = signTx({ type: 'file.put', file: record(alice, '8'.repeat(32)) }, 'alice', alice.signing, 999);
+    const older = signTx({ type: 'file.put', file: record(alice, '8'.repeat(32)) }, 'alice', alice.signing, CHAIN, 999);
     state.set(keys.legacyTxResult(txId(older)), { height: 2, ok: true });
     assert.deepEqual(apply([older], 33)[0], { height: 2, ok: true }, 'final before the change, so not applied again');
     assert.equal(state.get(keys.file('8'.repeat(32))), undefined);
@@ -235,7 +254,7 @@ describe('state rules', () => {
     assert.equal(expectedSegments(4097, 8192, 4096), 2);
     assert.equal(expectedSegments(4096 + 8192 + 1, 8192, 4096), 3);
     assert.equal(expectedSegments(0, 8192), 1);
-    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing)], height)[0]!;
+    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing, CHAIN)], height)[0]!;
     assert.equal(put(withFirst('e', 4097, 4096, 2), 13).ok, true);
     assert.equal(put(withFirst('f', 4097, 4096, 1), 14).ok, false, 'one segment cannot hold 4097 bytes when the first holds 4096');
     const longer = put({ ...withFirst('0', 8193, 8192, 1), segmentSize: 4096 }, 15);
@@ -248,7 +267,7 @@ describe('state rules', () => {
       const inline = Buffer.alloc(sealed, 0xab);
       return { ...record(alice, idChar.repeat(32)), size, segments: [], inline, root: fileRoot({ segments: [], inline }) };
     };
-    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing)], height)[0]!;
+    const put = (f: FileRecord, height: number) => apply([signTx({ type: 'file.put', file: f }, 'alice', alice.signing, CHAIN)], height)[0]!;
     assert.equal(put(inlineRecord('1', 100, 116), 20).ok, true);
     assert.deepEqual((state.get(keys.file('1'.repeat(32))) as { record: FileRecord }).record.inline, Buffer.alloc(116, 0xab));
     assert.equal(put(inlineRecord('2', 0, 16), 21).ok, true, 'an empty file is its tag alone');
@@ -268,25 +287,25 @@ describe('state rules', () => {
     const hex = sealed.toString('hex');
     // What the previous build signed: the record with its bytes as a hex string.
     const legacy = { ...record(alice, '7'.repeat(32)), size: 100, segments: [], inline: hex, root: fileRoot({ segments: [], inline: sealed }) };
-    const tx = signTx({ type: 'file.put', file: legacy }, 'alice', alice.signing);
+    const tx = signTx({ type: 'file.put', file: legacy }, 'alice', alice.signing, CHAIN);
     const parsed = txP(msgpackRoundTrip(tx));
     assert.equal(verifyTx(parsed, alice.signing.publicKey), true, 'its signature still verifies');
     assert.equal(inlineBytes(parsed), 116);
     assert.deepEqual(inlineSealed((parsed.body as { file: FileRecord }).file), sealed);
     assert.equal(apply([parsed], 26)[0]!.ok, true);
     assert.throws(() => txP(msgpackRoundTrip({ ...tx, body: { ...tx.body, file: { ...legacy, inline: `${hex}a` } } })), /inline/);
-    const binary = signTx({ type: 'file.put', file: { ...legacy, id: '8'.repeat(32), inline: sealed } }, 'alice', alice.signing);
+    const binary = signTx({ type: 'file.put', file: { ...legacy, id: '8'.repeat(32), inline: sealed } }, 'alice', alice.signing, CHAIN);
     assert.equal(inlineBytes(txP(msgpackRoundTrip(binary))), 116);
   });
 
   it('lets only a validator move shards, and keeps a segment on distinct SPs', () => {
     const fid = 'd'.repeat(32);
-    assert.equal(apply([signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing)], 9)[0]!.ok, true);
-    const byUser = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'alice', alice.signing);
+    assert.equal(apply([signTx({ type: 'file.put', file: record(alice, fid) }, 'alice', alice.signing, CHAIN)], 9)[0]!.ok, true);
+    const byUser = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'alice', alice.signing, CHAIN);
     assert.equal(apply([byUser], 10)[0]!.ok, false);
-    const doubled = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'sp1', sps[0]!.key);
+    const doubled = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }] }, 'sp1', sps[0]!.key, CHAIN);
     assert.equal(apply([doubled], 11)[0]!.ok, false, 'two shards of a segment on sp2');
-    const swap = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }, { segment: 0, shard: 1, sp: 'sp1' }] }, 'sp1', sps[0]!.key);
+    const swap = signTx({ type: 'file.place', fileId: fid, placements: [{ segment: 0, shard: 0, sp: 'sp2' }, { segment: 0, shard: 1, sp: 'sp1' }] }, 'sp1', sps[0]!.key, CHAIN);
     assert.equal(apply([swap], 12)[0]!.ok, true);
   });
 });
@@ -296,7 +315,7 @@ describe('inline bytes per block', () => {
   const inlinePut = (i: number) => {
     const inline = Buffer.alloc(LIMITS.maxInlineBytes);
     const file = { ...record(alice, i.toString(16).padStart(32, '0')), size: LIMITS.maxInlineBytes - 16, segments: [], inline, root: fileRoot({ segments: [], inline }) };
-    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing, CHAIN);
   };
   const perBlock = MAX_INLINE_BYTES_PER_BLOCK / LIMITS.maxInlineBytes;
 
@@ -334,7 +353,7 @@ describe('signature checks', () => {
   it('answer a second check of the same object, key and signature from memory, and only that', () => {
     const alice = user('alice');
     const bob = user('bob');
-    const tx = signTx({ type: 'file.put', file: record(alice, '1'.repeat(32)) }, 'alice', alice.signing);
+    const tx = signTx({ type: 'file.put', file: record(alice, '1'.repeat(32)) }, 'alice', alice.signing, CHAIN);
     assert.equal(verifyTx(tx, alice.signing.publicKey), true);
     assert.equal(verifyTx(tx, alice.signing.publicKey), true, 'the same check again');
     assert.equal(verifyTx(tx, bob.signing.publicKey), false, 'another key is checked, not remembered');
@@ -399,8 +418,8 @@ describe('the chain store: group commits', () => {
     await withStore(async (store, dbs) => {
       const alice = user('alice');
       const [a, b] = ['a'.repeat(32), 'b'.repeat(32)];
-      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
-      const blocks = chainOf([[alice.register, put(a)], [put(b)], [signTx({ type: 'file.delete', fileId: a }, 'alice', alice.signing)]]);
+      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing, CHAIN);
+      const blocks = chainOf([[alice.register, put(a)], [put(b)], [signTx({ type: 'file.delete', fileId: a }, 'alice', alice.signing, CHAIN)]]);
       const step = (i: number) => {
         const bl = blocks[i]!;
         store.write(() => {
@@ -444,7 +463,7 @@ describe('verifying a stored replica', () => {
   it('passes a clean replica and names the height of a changed byte', async () => {
     await withStore(async (store, dbs) => {
       const alice = user('alice');
-      const blocks = chainOf([[alice.register], [signTx({ type: 'file.put', file: record(alice, 'e'.repeat(32)) }, 'alice', alice.signing)], []]);
+      const blocks = chainOf([[alice.register], [signTx({ type: 'file.put', file: record(alice, 'e'.repeat(32)) }, 'alice', alice.signing, CHAIN)], []]);
       store.persist({ term: 1, votedFor: 'sp1', commit: 3 }, undefined, blocks.map(entryOf));
       for (const b of blocks) store.applyFinal(b);
       const clean = await verifyReplica('sp1', store);
@@ -482,7 +501,7 @@ describe('cairn verify across replicas', () => {
     try {
       writeClusterFile(join(dir, 'cluster.json'), { version: 1, genesis, providers: sps.map((sp, i) => ({ id: sp.id, address: `127.0.0.1:${7101 + i}` })), k: 2, m: 1, segmentSize: 4 * 1024 * 1024 });
       const alice = user('alice');
-      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing);
+      const put = (id: string) => signTx({ type: 'file.put', file: record(alice, id) }, 'alice', alice.signing, CHAIN);
       const histories = { sp1: chainOf([[alice.register], [put('a'.repeat(32))]]), sp2: chainOf([[alice.register], [put('b'.repeat(32))]]) };
       for (const [id, blocks] of [['sp1', histories.sp1], ['sp2', histories.sp2], ['sp3', histories.sp1]] as const) {
         const dbs = openProviderDbs(lmdbDir(dir, id));
@@ -514,12 +533,12 @@ describe('block size on the wire', () => {
   const bigPut = (i: number, segments: number) => {
     const segs = Array.from({ length: segments }, (_, s) => ({ sealedLength: 4 * 1024 * 1024 + 16, shards: ['sp1', 'sp2', 'sp3'].map((sp, j) => ({ hash: `${(s + j) % 10}`.repeat(64), sp })) }));
     const file = { ...record(alice, i.toString(16).padStart(32, '0')), size: segments * 4 * 1024 * 1024, segmentSize: 4 * 1024 * 1024, segments: segs, root: fileRoot({ segments: segs }) };
-    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing, CHAIN);
   };
   const inlinePut = (i: number) => {
     const inline = Buffer.alloc(LIMITS.maxInlineBytes, 7);
     const file = { ...record(alice, `f${i.toString(16).padStart(31, '0')}`), size: LIMITS.maxInlineBytes - 16, segments: [], inline, root: fileRoot({ segments: [], inline }) };
-    return signTx({ type: 'file.put', file }, 'alice', alice.signing);
+    return signTx({ type: 'file.put', file }, 'alice', alice.signing, CHAIN);
   };
   const packr = new Packr({ useRecords: false, structuredClone: false }); // as mailbox frames are packed
 

@@ -9,6 +9,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { spClients, startCluster, waitFor, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
 import { repairAndWait } from './support/repair.js';
+import { join } from 'node:path';
+import { genesisHash } from '../src/chain/genesis.js';
+import { readClusterFile } from '../src/config/cluster-file.js';
 import { fileRoot } from '../src/chain/state.js';
 import { signTx, type FileRecord } from '../src/chain/tx.js';
 import { encodeSegment } from '../src/codec/segment-codec.js';
@@ -92,7 +95,7 @@ describe('shard hashes', () => {
       ...content,
       root: fileRoot(content),
     };
-    const tx = signTx({ type: 'file.put', file: record }, USER, keys.signing);
+    const tx = signTx({ type: 'file.put', file: record }, USER, keys.signing, genesisHash(readClusterFile(join(cluster.dataDir, 'cluster.json')).genesis));
     const submitted = await waitFor('the chain to take the record', async () => {
       for (const sp of sps.values()) {
         const r = await call(sp, 'chain.submit', { tx }).catch(() => undefined);

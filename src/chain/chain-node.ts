@@ -11,7 +11,7 @@ import type { SigningKey } from '../crypto/keys.js';
 import { verifySignature } from '../crypto/keys.js';
 import { blockProblems, blockWireBytes, endorsementMessage, makeBlock, takeBlockTxs, type Block, type Certificate } from './block.js';
 import type { ChainStore } from './chain-store.js';
-import { majority } from './genesis.js';
+import { genesisHash, majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
 import { MAX_APPEND_BYTES, MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
 import { signerKey, txOutcome, type BlockEffects, type TxResult } from './state.js';
@@ -190,6 +190,7 @@ export class ChainNode extends EventEmitter {
     const id = txId(tx);
     const done = txOutcome((key) => this.#store.get(key), tx, id);
     if (done) return { ...done, txId: id };
+    this.#checkChain(tx);
     // A transaction's id leaves its signature out: a copy with a bad signature, put in a block
     // first, would be recorded as that id's outcome (rejected), and the genuine one with it.
     const key = this.#checkedSignerKey(tx);
@@ -226,6 +227,18 @@ export class ChainNode extends EventEmitter {
     });
     this.#schedulePropose();
     return result;
+  }
+
+  /** Refuses a transaction signed for another chain, or (made by an older client) for none. */
+  #checkChain(tx: Tx): void {
+    const ours = genesisHash(this.#store.genesis);
+    if (tx.chain === ours) return;
+    throw new CairnError(
+      'INVALID_TX',
+      tx.chain === undefined
+        ? 'the transaction names no chain (its client is older than this cluster\'s providers: update it); it was not submitted'
+        : `the transaction was signed for chain ${tx.chain.slice(0, 12)}…, not this cluster's (${ours.slice(0, 12)}…); it was not submitted`,
+    );
   }
 
   /** The key `tx` must be signed with as this replica's state tells now (undefined: unknown); throws INVALID_TX if it does not verify. */

@@ -20,8 +20,16 @@ export const genesisP = v.object({
 });
 export type Genesis = v.Parsed<typeof genesisP>;
 
+const hashes = new WeakMap<Genesis, string>();
+
+/** The chain's name in its transactions and blocks; a genesis never changes once read, so it is kept. */
 export function genesisHash(g: Genesis): string {
-  return sha256Hex(canonical(g));
+  let hash = hashes.get(g);
+  if (hash === undefined) {
+    hash = sha256Hex(canonical(g));
+    hashes.set(g, hash);
+  }
+  return hash;
 }
 
 export function majority(n: number): number {

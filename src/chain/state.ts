@@ -7,7 +7,7 @@ import { sealedLength } from '../codec/segment-seal.js';
 import { sha256Hex, merkleRoot } from '../crypto/hash.js';
 import type { SealedBox } from '../crypto/keys.js';
 import type { Block } from './block.js';
-import type { Genesis } from './genesis.js';
+import { genesisHash, type Genesis } from './genesis.js';
 import { inlineSealed, txId, verifyTx, type FileRecord, type Tx, type TxBody } from './tx.js';
 
 export interface UserRecord {
@@ -96,6 +96,7 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
     return view.get(key);
   };
   const validators = new Map(genesis.validators.map((val) => [val.id, val.signKey]));
+  const chain = genesisHash(genesis);
   for (const tx of block.txs) {
     const id = txId(tx);
     // A replayed transaction is applied once only; whoever waits for it learns the first outcome.
@@ -107,7 +108,7 @@ export function applyBlock(view: StateView, block: Block, genesis: Genesis): Blo
     const pending = new Map<string, StateValue | null>();
     let result: TxResult;
     try {
-      applyTx(tx, read, (k, val) => pending.set(k, val), validators, block.header.height, block.header.time);
+      applyTx(tx, read, (k, val) => pending.set(k, val), validators, chain, block.header.height, block.header.time);
       for (const [k, val] of pending) writes.set(k, val);
       result = { height: block.header.height, ok: true };
     } catch (err) {
@@ -135,10 +136,12 @@ function applyTx(
   read: (key: string) => StateValue | undefined,
   write: (key: string, value: StateValue | null) => void,
   validators: Map<string, string>,
+  chain: string,
   height: number,
   time: number,
 ): void {
   const body = tx.body;
+  rule(tx.chain === undefined || tx.chain === chain, 'signed for another chain');
   if (body.type === 'user.register') {
     rule(tx.signer === body.username, 'a user registers themselves only');
     rule(verifyTx(tx, body.signKey), 'signature does not match the registered key');

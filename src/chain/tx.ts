@@ -120,6 +120,12 @@ const bodyP: v.Parser<TxBody> = v.oneOf<TxBody>('type', {
 export const txP = v.object({
   body: bodyP,
   signer: v.str({ min: 1, max: 64 }), // a username, or an SP id for file.place
+  /**
+   * The chain it is signed for (its genesis hash), so it cannot be replayed on another cluster.
+   * Absent only in transactions made before it was signed in: blocks holding them still apply,
+   * and a leader takes no new one without it.
+   */
+  chain: v.optional(v.hex32),
   nonce: v.str({ min: 32, max: 32, pattern: /^[0-9a-f]{32}$/ }),
   time: v.int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   sig: v.str({ min: 128, max: 128, pattern: /^[0-9a-f]{128}$/ }),
@@ -136,7 +142,8 @@ const signedBytes = new WeakMap<object, Buffer>();
 function signedContent(tx: Omit<Tx, 'sig'>): Buffer {
   let bytes = signedBytes.get(tx);
   if (!bytes) {
-    bytes = canonical({ body: tx.body, signer: tx.signer, nonce: tx.nonce, time: tx.time });
+    // Canonical encoding leaves out an absent chain: older transactions keep their signed bytes.
+    bytes = canonical({ body: tx.body, chain: tx.chain, signer: tx.signer, nonce: tx.nonce, time: tx.time });
     signedBytes.set(tx, bytes);
   }
   return bytes;
@@ -194,8 +201,10 @@ export function txLeafHash(tx: Tx): string {
   return hash;
 }
 
-export function signTx(body: TxBody, signer: string, key: SigningKey, now = Date.now()): Tx {
-  const unsigned = { body, signer, nonce: randomBytesPooled(16).toString('hex'), time: now };
+/** Signs `body` as `signer` for the chain whose genesis hash is `chain`. */
+export function signTx(body: TxBody, signer: string, key: SigningKey, chain: string, now = Date.now()): Tx {
+  invariant(/^[0-9a-f]{64}$/.test(chain), 'a transaction is signed for a chain named by its genesis hash');
+  const unsigned = { body, signer, chain, nonce: randomBytesPooled(16).toString('hex'), time: now };
   return { ...unsigned, sig: key.sign(signedContent(unsigned)) };
 }
 

@@ -26,7 +26,7 @@ export async function register(link: ClusterLink, username: string, password: st
   if (existing.user) throw new CairnError('CONFLICT', `username ${username} is taken`);
   const kdf = newKdfParams();
   const keys = await deriveAccountKeys(password, kdf);
-  const tx = signTx({ type: 'user.register', username, signKey: keys.signing.publicKey, boxKey: keys.box.publicKey, kdf }, username, keys.signing);
+  const tx = signTx({ type: 'user.register', username, signKey: keys.signing.publicKey, boxKey: keys.box.publicKey, kdf }, username, keys.signing, link.chainHash);
   const result = await link.chain('chain.submit', { tx });
   if (!result.ok) {
     if (result.error?.includes('taken')) throw new CairnError('CONFLICT', `username ${username} is taken`);

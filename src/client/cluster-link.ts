@@ -2,6 +2,7 @@
  * A web client's view of the SPs: one mailbox client per SP, liveness from recent replies, and
  * chain requests routed to whichever SP answers (the chain forwards writes to its leader).
  */
+import { genesisHash } from '../chain/genesis.js';
 import { BufferPool } from '../codec/buffer-pool.js';
 import { CairnError, isCairnError } from '../errors.js';
 import type { ClusterFile } from '../config/cluster-file.js';
@@ -34,6 +35,8 @@ const RECYCLED_FRAME_BYTES = 16 * 1024 * 1024;
 
 export class ClusterLink {
   readonly providers: ProviderLink[];
+  /** The chain these SPs keep (its genesis hash): every transaction sent over this link is signed for it. */
+  readonly chainHash: string;
   #preferred = 0; // index of the SP that answered chain requests last
   /** Highest height this client has seen final: reads wait for it, so each client reads its own writes. */
   knownHeight = 0;
@@ -46,6 +49,7 @@ export class ClusterLink {
   #leader: string | null = null;
 
   constructor(cluster: ClusterFile, transport: Transport, selfId: string) {
+    this.chainHash = genesisHash(cluster.genesis);
     this.providers = cluster.providers.map((p) => ({
       id: p.id,
       address: p.address,

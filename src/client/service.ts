@@ -111,7 +111,7 @@ export class ClientService {
     requireOwner(file, session);
     // Deleted meanwhile (another tab, another web client): refused by the chain, and told as the
     // file being gone (404), as a delete after it would be, by reading it again.
-    await this.#submit(signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing), () => this.#file(session, id));
+    await this.#submit(signTx({ type: 'file.delete', fileId: id }, session.username, session.keys.signing, this.link.chainHash), () => this.#file(session, id));
   }
 
   async shareFile(session: Session, id: string, username: string): Promise<void> {
@@ -121,7 +121,7 @@ export class ClientService {
     const user = await findUser(this.link, username);
     if (!user) throw new CairnError('NOT_FOUND', `no user ${username}`);
     const key = sealTo(user.boxKey, fileKey(file, session), keyContext(id));
-    await this.#submit(signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing));
+    await this.#submit(signTx({ type: 'file.share', fileId: id, to: username, key }, session.username, session.keys.signing, this.link.chainHash));
   }
 
   /** Submits `tx`; if the chain refuses it, `recheck` (when given) may throw a better error first. */

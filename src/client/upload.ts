@@ -331,7 +331,7 @@ export class FileUpload extends Writable {
     };
     // The guard repair's orphan sweep relies on, whatever the timer above managed to do.
     if (Date.now() - this.#startedAt > this.#deps.settings.maxDurationMs) throw this.#tooSlow();
-    const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing);
+    const tx = signTx({ type: 'file.put', file: record }, this.session.username, this.session.keys.signing, this.#deps.link.chainHash);
     const submitted = this.#deps.link.chain('chain.submit', { tx });
     this.#submitted = submitted;
     const result = await submitted.catch((err: unknown) => {

@@ -198,7 +198,7 @@ export class Repairer {
         }
         for (let i = 0; i < placements.length; i += MAX_PLACEMENTS_PER_TX) {
           const batch = placements.slice(i, i + MAX_PLACEMENTS_PER_TX);
-          const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer);
+          const tx = signTx({ type: 'file.place', fileId: file.record.id, placements: batch }, this.opts.id, this.opts.signer, this.opts.chain.genesisHash);
           // One file's placement not final in time (a leader change) is that file's failure, not the pass's.
           const result = await this.opts.submit(tx).catch((err: Error) => ({ ok: false, error: err.message }));
           if (result.ok) run.placementsRecorded += batch.length;

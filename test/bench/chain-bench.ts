@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { genesisHash } from '../../src/chain/genesis.js';
 import { signTx, type Tx } from '../../src/chain/tx.js';
 import { readClusterFile, readClusterKey } from '../../src/config/cluster-file.js';
 import { newSigningSeed, signingKeyFromSeed } from '../../src/crypto/keys.js';
@@ -59,7 +60,7 @@ export function percentile(sorted: number[], p: number): number {
 const benchKey = signingKeyFromSeed(newSigningSeed());
 const benchBoxKey = randomBytes(32).toString('hex');
 
-function registerTx(prefix: string, i: number): Tx {
+function registerTx(prefix: string, i: number, chain: string): Tx {
   const key = benchKey;
   const username = `${prefix}${i.toString(36)}`;
   return signTx(
@@ -72,6 +73,7 @@ function registerTx(prefix: string, i: number): Tx {
     },
     username,
     key,
+    chain,
   );
 }
 
@@ -81,6 +83,7 @@ export async function benchFinality(
 ): Promise<FinalityResult> {
   const clusterPath = join(dataDir, 'cluster.json');
   const cluster = readClusterFile(clusterPath);
+  const chain = genesisHash(cluster.genesis);
   const transport = tlsPskTransport(readClusterKey(clusterPath));
   const clients: MailboxClient[] = [];
   const connect = (address: string) => {
@@ -127,7 +130,7 @@ export async function benchFinality(
           const conn = conns[Math.floor(s / PER_CONNECTION)]!;
           while (performance.now() < until && taken < options.maxTxPerLevel) {
             taken += 1;
-            const tx = registerTx(prefix, next++); // ~0.1 ms, before the clock starts for this one
+            const tx = registerTx(prefix, next++, chain); // ~0.1 ms, before the clock starts for this one
             const t0 = performance.now();
             try {
               const r: Replies['chain.submit'] = (await call(conn, 'chain.submit', { tx }, { timeoutMs: 30_000 })).body;
