@@ -172,6 +172,30 @@ describe('web security', () => {
     }
     r = await anon.request('POST', `/upload`, { body: new FormData() });
     assert.equal(r.status, 403, 'upload form without a token');
+    // The upload form carries its token as its first field, never in its URL (logs, history).
+    await anon.get('/files');
+    assert.match(anon.lastPage, /<form id="upload-form" method="post" action="\/upload"[^>]*>\s*(?:<!--[^]*?-->\s*)?<input type="hidden" name="_csrf"/);
+    assert.doesNotMatch(anon.lastPage, /_csrf=/);
+    const formToken = anon.token();
+    const uploadForm = (fields: [string, string][], name: string) => {
+      const form = new FormData();
+      for (const [field, value] of fields) {
+        if (field === 'file') form.append('file', new Blob([Buffer.from(value)]), name);
+        else form.append(field, value);
+      }
+      return anon.request('POST', '/upload', { body: form });
+    };
+    for (const [fields, what] of [
+      [[['file', 'no token']], 'without a token'],
+      [[['_csrf', 'A'.repeat(formToken.length)], ['file', 'wrong token']], 'with a wrong token'],
+      [[['file', 'token after the file'], ['_csrf', formToken]], 'with its token only after the file'],
+    ] as [[string, string][], string][]) {
+      r = await uploadForm(fields, `refused-${what.replace(/ /g, '-')}.txt`);
+      assert.equal(r.status, 403, `upload form ${what}`);
+      assert.doesNotMatch(r.text, STACK);
+    }
+    await anon.get('/files');
+    assert.doesNotMatch(anon.lastPage, /refused-/, 'no refused form stored a file');
     // The JSON API with the cookie (not a Bearer token) needs the x-csrf-token header for changes.
     r = await anon.request('DELETE', `/api/v1/files/${fileId}`);
     assert.equal(r.status, 403, 'cookie-authenticated API delete without x-csrf-token');
@@ -413,8 +437,9 @@ describe('web security', () => {
     const pages = new FormClient(cluster.clients[0]!);
     assert.equal((await pages.signIn(alice)).status, 303);
     await pages.get('/files');
-    const action = /id="upload-form" method="post" action="([^"]+)"/.exec(pages.lastPage)![1]!.replace(/&amp;/g, '&');
+    const action = /id="upload-form" method="post" action="([^"]+)"/.exec(pages.lastPage)![1]!;
     const form = new FormData();
+    form.append('_csrf', pages.token()); // first, as the page's form sends it
     form.append('file', new Blob([randomBytes(MiB + 10)]), 'form-big.bin');
     const r = await pages.request('POST', action, { body: form });
     assert.equal(r.status, 413);
@@ -429,6 +454,16 @@ describe('web security', () => {
     // The limit is inclusive: a file of exactly the limit is stored.
     const ok = await api.upload([{ name: 'exactly-1MiB.bin', bytes: randomBytes(MiB) }]);
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    // And through the page's form, without JavaScript: stored, and back to the files page.
+    await pages.get('/files');
+    const small = new FormData();
+    small.append('_csrf', pages.token());
+    small.append('file', new Blob([Buffer.from('sent by the form')]), 'by-the-form.txt');
+    const stored = await pages.request('POST', action, { body: small });
+    assert.equal(stored.status, 303, stored.text.slice(0, 300));
+    assert.equal(stored.headers.get('location'), '/files');
+    await pages.get('/files');
+    assert.match(pages.lastPage, /by-the-form\.txt/);
   });
 });
 

@@ -10,7 +10,7 @@ import { koaBody } from 'koa-body';
 import { Eta } from 'eta';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CairnError } from '../errors.js';
+import { CairnError, invariant } from '../errors.js';
 import { USERNAME } from '../chain/tx.js';
 import { checkCredentials, register } from './accounts.js';
 import { sendDownload, signInAndStart, type ApiDeps } from './api.js';
@@ -261,16 +261,16 @@ export function pagesRouter(deps: ApiDeps): Router {
       coding: `${k}+${m}`,
       maxUploadBytes: deps.maxUploadBytes,
       maxUploadHuman: humanSize(deps.maxUploadBytes),
-      uploadAction: `/upload?_csrf=${encodeURIComponent(session.csrf)}`,
     });
   });
 
-  // Upload without JavaScript: the form posts here. The CSRF token rides in the query string
-  // because the multipart body streams straight into the pipeline as it arrives.
+  // Upload without JavaScript: the form posts here, its CSRF token the form's first field (the
+  // body streams into the pipeline as it arrives, so the token is checked as it passes).
   r.post('/upload', async (ctx) => {
-    const session = requireSession(ctx, str(ctx.query._csrf));
-    const results = await receiveUploads(ctx, service, session, deps.maxUploadBytes);
-    setFlash(session, `Stored ${results.map((x) => x.name).join(', ')}.`);
+    const vouched: { session?: Session } = {};
+    const results = await receiveUploads(ctx, service, { byFormToken: (token) => (vouched.session = requireSession(ctx, token)) }, deps.maxUploadBytes);
+    invariant(vouched.session !== undefined, 'an upload stores files only for a session its token vouched for');
+    setFlash(vouched.session, `Stored ${results.map((x) => x.name).join(', ')}.`);
     seeOther(ctx, '/files');
   });
 

@@ -54,7 +54,18 @@ function drained(sink: Writable): Promise<void> {
   });
 }
 
-export async function receiveUploads(ctx: Context, service: ClientService, session: Session, maxBytes: number): Promise<UploadResult[]> {
+/**
+ * Whom an upload is for: a session already checked, or (the page's form, without JavaScript) a
+ * session its `_csrf` field must vouch for. That field comes first in the form, so it is checked
+ * before any file byte is taken, and the token never has to ride in the URL (logs, history).
+ */
+export type UploadAuth = Session | { byFormToken: (token: string | undefined) => Session };
+
+/** The form field that carries the CSRF token, and the most of it that is kept. */
+const TOKEN_FIELD = '_csrf';
+const MAX_TOKEN_BYTES = 256;
+
+export async function receiveUploads(ctx: Context, service: ClientService, auth: UploadAuth, maxBytes: number): Promise<UploadResult[]> {
   if (!ctx.is('multipart/form-data')) {
     throw new CairnError('BAD_REQUEST', 'upload files as multipart/form-data, in a field named "file"');
   }
@@ -80,9 +91,13 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
   const body = new RequestChunks(ctx.req);
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let unnamed: PartHeaders | null = null; // a part with an empty file name, until its first byte
+  let token: Buffer[] | null = null; // the token field's bytes, while it is the part being read
+  let tokenText: string | undefined;
+  let session: Session | null = 'byFormToken' in auth ? null : auth;
+  const vouched = (): Session => (session ??= (auth as Exclude<UploadAuth, Session>).byFormToken(tokenText));
   const begin = (headers: PartHeaders): FileUpload => {
     if (uploads.length === MAX_FILES_PER_REQUEST) throw new CairnError('TOO_LARGE', `send at most ${MAX_FILES_PER_REQUEST} files in one upload`);
-    const upload = service.startUpload(session, cleanName(headers.filename), cleanType(headers.contentType), mayRecord);
+    const upload = service.startUpload(vouched(), cleanName(headers.filename), cleanType(headers.contentType), mayRecord);
     upload.on('error', (err: Error) => body.interrupt(err)); // answer now, even if its sender stalls
     uploads.push(upload);
     return upload;
@@ -96,7 +111,10 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     for await (const chunk of body) {
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
-          if (event.headers.filename === null) continue;
+          if (event.headers.filename === null) {
+            if (event.headers.field === TOKEN_FIELD && session === null && tokenText === undefined) token = [];
+            continue;
+          }
           // A form's file input with no file chosen sends an empty part named "": a file only if bytes follow.
           if (event.headers.filename === '') unnamed = event.headers;
           else file = begin(event.headers);
@@ -111,11 +129,15 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
             if (!file.write(event.bytes)) await drained(file);
           } else if ((fieldBytes += event.bytes.length) > MAX_FIELD_BYTES) {
             throw new CairnError('TOO_LARGE', `the form's fields other than files hold more than ${MAX_FIELD_BYTES} bytes`);
+          } else if (token && fieldBytes <= MAX_TOKEN_BYTES) {
+            token.push(Buffer.from(event.bytes));
           }
         } else {
           file?.end();
           file = null;
           unnamed = null;
+          if (token) tokenText = Buffer.concat(token).toString('utf8');
+          token = null;
         }
       }
     }
@@ -124,6 +146,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, sessi
     await failAll(err);
     throw err;
   }
+  vouched(); // a form without a file is still refused for want of a token first
   if (uploads.length === 0) throw new CairnError('BAD_REQUEST', 'the form holds no file; send one or more in a field named "file"');
   try {
     await Promise.all(uploads.map((u) => u.stored));
