@@ -158,7 +158,10 @@ export class HttpApi {
 
   /** A small request on an idle lean keep-alive connection (a new one if none is idle). */
   async #lean(method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, timeoutMs: number): Promise<LeanResponse> {
-    const conn = this.#idle.pop() ?? new LeanConnection(this.host, this.port);
+    // One the server closed while it waited (its keep-alive timeout, after a pause) is not reused.
+    let conn = this.#idle.pop();
+    while (conn && !conn.idle) conn = this.#idle.pop();
+    conn ??= new LeanConnection(this.host, this.port);
     const head = `${method} ${path} HTTP/1.1\r\nhost: ${this.host}:${this.port}\r\n${Object.entries(headers)
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('')}\r\n`;
