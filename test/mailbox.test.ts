@@ -500,6 +500,20 @@ test('a peer that reads none of its replies gets no reply made while the last wa
   }
 });
 
+/** Peers that pipeline `requests` bulk requests each and read nothing, ever. */
+async function stalledPeers(port: number, peers: number, requests: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = [];
+  for (let p = 0; p < peers; p++) {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.on('error', () => {});
+    sockets.push(socket);
+    await new Promise<void>((r) => socket.once('connect', r));
+    socket.pause();
+    socket.write(Buffer.concat(Array.from({ length: requests }, (_, i) => Buffer.concat(encodeFrame({ t: 'big', id: i + 1, from: 'x', body: {} }, undefined)))));
+  }
+  return sockets;
+}
+
 test('bulk replies made for peers that read nothing stay within the server-wide budget, and others are still served', async () => {
   const MiB = 1024 * 1024;
   let handled = 0;
@@ -515,31 +529,56 @@ test('bulk replies made for peers that read nothing stay within the server-wide 
           most = Math.max(most, s.stats.replyBytes);
           return { body: {}, payload: reply };
         },
-        { replyBytes: reply.length },
+        { replyBytes: () => reply.length },
       ),
-    // 4 MiB over all connections, 1 MiB a connection; no stall deadline within the test.
-    { server: { maxReplyBytes: 4 * MiB, stalledMs: 60_000 } },
+    // 4 MiB over all connections, 1 MiB a connection; no stall deadline or wait limit within the test.
+    { server: { maxReplyBytes: 4 * MiB, stalledMs: 60_000, replyWaitMs: 60_000 } },
   );
-  const stalled: net.Socket[] = [];
+  // 100 MiB of replies asked for at once, by each of three peers.
+  const stalled = await stalledPeers(pair.port, 3, 200);
   try {
-    for (let p = 0; p < 3; p++) {
-      const socket = net.connect({ port: pair.port, host: '127.0.0.1' });
-      socket.on('error', () => {});
-      await new Promise<void>((r) => socket.once('connect', r));
-      socket.pause(); // reads nothing, ever
-      stalled.push(socket);
-      // 20 MiB of replies asked for at once, by each of three peers.
-      socket.write(Buffer.concat(Array.from({ length: 40 }, (_, i) => Buffer.concat(encodeFrame({ t: 'big', id: i + 1, from: 'x', body: {} }, undefined)))));
-    }
     await waitFor(() => pair.server.stats.replyWaiting >= 3, 'requests of the stalled peers wait for room', 10_000);
     // Someone who reads is served while they stall.
     assert.equal((await pair.client.request('big', {}, undefined, { timeoutMs: 5_000 })).payload?.byteLength, reply.length);
     // Three quarters for the stalled peers, and the reader's reply (each reserved when made).
     assert.ok(most <= 3 * MiB + reply.length, `bulk replies held at once: ${most} bytes`);
-    assert.ok(handled < 3 * 40, `replies made for peers reading none: ${handled} of ${3 * 40}`);
+    assert.ok(handled < 3 * 200, `replies made for peers reading none: ${handled} of ${3 * 200}`);
     for (const socket of stalled) socket.destroy();
     // Their connections gone, what they held and what they waited for is given back.
     await waitFor(() => pair.server.stats.replyBytes === 0 && pair.server.stats.replyWaiting === 0, 'the budget given back', 5_000);
+  } finally {
+    for (const socket of stalled) socket.destroy();
+    await pair.close();
+  }
+});
+
+test('when stalled peers hold the whole reply budget, bulk requests are refused OVERLOADED in time and the rest of a connection moves on', async () => {
+  const MiB = 1024 * 1024;
+  const reply = Buffer.alloc(MiB / 2, 2);
+  let notes = 0;
+  const pair = await start(
+    (s) =>
+      s
+        .handle('big', (b) => b, async () => ({ body: {}, payload: reply }), { replyBytes: () => reply.length })
+        .handle('note', (b) => b, async () => void (notes += 1))
+        .handle('ping', (b) => b, async () => ({ body: 'pong' })),
+    // Stalled peers are never dropped within the test: only the wait limit frees anyone.
+    { server: { maxReplyBytes: 4 * MiB, stalledMs: 60_000, replyWaitMs: 300, maxInFlightPerConnection: 8 } },
+  );
+  // Four connections (one peer may open them all) take a quarter each: the whole budget.
+  const stalled = await stalledPeers(pair.port, 4, 200);
+  try {
+    await waitFor(() => pair.server.stats.replyBytes === 4 * MiB, 'the stalled peers hold the whole budget', 10_000);
+    // A healthy peer fills its connection with bulk requests, then sends a one-way message and a ping.
+    const bulk = Array.from({ length: 8 }, () => pair.client.request('big', {}, undefined, { timeoutMs: 10_000 }).then(() => 'ok', (err: unknown) => (isCairnError(err) ? err.code : String(err))));
+    pair.client.send('note', {});
+    assert.equal((await pair.client.request('ping', {}, undefined, { timeoutMs: 5_000 })).body, 'pong', 'answered while the bulk requests wait');
+    assert.equal(notes, 1, 'the one-way message sent before the ping was handled');
+    // None gets room while the stalled peers hold it; each is told so instead of waiting 60 s.
+    assert.deepEqual(await Promise.all(bulk), Array.from({ length: 8 }, () => 'OVERLOADED'));
+    for (const socket of stalled) socket.destroy();
+    await waitFor(() => pair.server.stats.replyBytes === 0 && pair.server.stats.replyWaiting === 0, 'the budget given back', 5_000);
+    assert.equal((await pair.client.request('big', {}, undefined, { timeoutMs: 5_000 })).payload?.byteLength, reply.length);
   } finally {
     for (const socket of stalled) socket.destroy();
     await pair.close();

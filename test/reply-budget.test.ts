@@ -15,7 +15,7 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
 }
 
 test('a reply budget lends within its limit, makes the rest wait, and wakes them as bytes come back', async () => {
-  const budget = new ReplyBudget(400);
+  const budget = new ReplyBudget(400, 60_000);
   const [a, b, c, d] = [{}, {}, {}, {}];
   const held: ReplyGrant[] = [];
   for (const owner of [a, b, c, d]) held.push(await budget.acquire(owner, 100));
@@ -35,7 +35,7 @@ test('a reply budget lends within its limit, makes the rest wait, and wakes them
 });
 
 test('one owner holds at most a quarter, so owners that stall leave room for the others', async () => {
-  const budget = new ReplyBudget(400);
+  const budget = new ReplyBudget(400, 60_000);
   const stalled = {};
   const mine = [await budget.acquire(stalled, 60), await budget.acquire(stalled, 40)];
   const more = budget.acquire(stalled, 10);
@@ -50,7 +50,7 @@ test('one owner holds at most a quarter, so owners that stall leave room for the
 });
 
 test('a reply larger than the budget or a share is still lent, alone', async () => {
-  const budget = new ReplyBudget(100);
+  const budget = new ReplyBudget(100, 60_000);
   const owner = {};
   const big = await budget.acquire(owner, 1000);
   const next = budget.acquire({}, 1);
@@ -61,7 +61,7 @@ test('a reply larger than the budget or a share is still lent, alone', async () 
 });
 
 test('cancelling an owner fails its waiting requests and no one else\'s', async () => {
-  const budget = new ReplyBudget(100);
+  const budget = new ReplyBudget(100, 60_000);
   const first = await budget.acquire({}, 100);
   const gone = {};
   const waitingGone = budget.acquire(gone, 10);
@@ -71,5 +71,19 @@ test('cancelling an owner fails its waiting requests and no one else\'s', async 
   assert.equal(budget.waiting, 1);
   first.release();
   (await waitingOther).release();
+  assert.equal(budget.used, 0);
+});
+
+test('a request that finds no room within the wait limit is refused OVERLOADED, and tryAcquire never waits', async () => {
+  const budget = new ReplyBudget(100, 50);
+  const held = budget.tryAcquire({}, 100);
+  assert.ok(held, 'room at first');
+  assert.equal(budget.tryAcquire({}, 1), undefined, 'none now, and no waiting');
+  assert.equal(budget.waiting, 0);
+  const waited = budget.wait({}, 10);
+  assert.equal(budget.waiting, 1);
+  await assert.rejects(waited, (err) => isCairnError(err, 'OVERLOADED') && /50 ms/.test((err as Error).message));
+  assert.equal(budget.waiting, 0, 'a refused request waits no more');
+  held.release();
   assert.equal(budget.used, 0);
 });

@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { startCluster, type ClusterHandle } from './support/cluster.js';
 import { Api } from './support/http.js';
@@ -189,11 +190,30 @@ describe('web security', () => {
       [[['file', 'no token']], 'without a token'],
       [[['_csrf', 'A'.repeat(formToken.length)], ['file', 'wrong token']], 'with a wrong token'],
       [[['file', 'token after the file'], ['_csrf', formToken]], 'with its token only after the file'],
+      // Longer than any token: refused whole, not cut down to the real token in front.
+      [[['_csrf', formToken + 'x'.repeat(300)], ['file', 'long token']], 'with a token followed by 300 bytes'],
     ] as [[string, string][], string][]) {
       r = await uploadForm(fields, `refused-${what.replace(/ /g, '-')}.txt`);
       assert.equal(r.status, 403, `upload form ${what}`);
       assert.doesNotMatch(r.text, STACK);
     }
+    // A sender no one signed in is refused before its body is parsed, and a form whose first 64 KiB
+    // hold no token as soon as they have passed: 401 and 403 for 3 MiB of junk before any part
+    // (chunked: no length to refuse it by), not the 413 of reading on to the size limit (1 MiB here).
+    const web = new URL(anon.base);
+    const chunkedPost = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: web.hostname, port: Number(web.port), method: 'POST', path: '/upload', headers: { 'content-type': 'multipart/form-data; boundary=BB', accept: 'application/json', ...headers } });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        for (let i = 0; i < 3; i++) req.write(Buffer.alloc(1024 * 1024, 0x61));
+        req.end('\r\n--BB--\r\n');
+      });
+    assert.equal(await chunkedPost({}), 401, 'no one signed in');
+    assert.equal(await chunkedPost({ cookie: anon.cookieHeader }), 403, 'no token in the first 64 KiB');
     await anon.get('/files');
     assert.doesNotMatch(anon.lastPage, /refused-/, 'no refused form stored a file');
     // The JSON API with the cookie (not a Bearer token) needs the x-csrf-token header for changes.
@@ -457,6 +477,7 @@ describe('web security', () => {
     // And through the page's form, without JavaScript: stored, and back to the files page.
     await pages.get('/files');
     const small = new FormData();
+    small.append('note', 'n'.repeat(300)); // another field first: the token's own bytes are what is bounded
     small.append('_csrf', pages.token());
     small.append('file', new Blob([Buffer.from('sent by the form')]), 'by-the-form.txt');
     const stored = await pages.request('POST', action, { body: small });

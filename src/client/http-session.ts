@@ -47,15 +47,21 @@ export function resolveSession(sessions: Sessions) {
   };
 }
 
+/** The session, or 401; the CSRF token is for requireSession to check. */
+export function signedInSession(ctx: Context): Session {
+  const { session } = ctx.state as SessionState;
+  if (!session) throw new CairnError('UNAUTHENTICATED', 'sign in first (session missing or expired)');
+  return session;
+}
+
 /** The session, or 401; for cookie callers making a change, also checks the CSRF token. */
 export function requireSession(ctx: Context, csrfFromForm?: string): Session {
-  const state = ctx.state as SessionState;
-  if (!state.session) throw new CairnError('UNAUTHENTICATED', 'sign in first (session missing or expired)');
-  if (state.viaCookie && !SAFE_METHODS.has(ctx.method)) {
+  const session = signedInSession(ctx);
+  if ((ctx.state as SessionState).viaCookie && !SAFE_METHODS.has(ctx.method)) {
     const token = ctx.get('x-csrf-token') || csrfFromForm;
-    if (!sameSecret(token, state.session.csrf)) throw new CairnError('FORBIDDEN', 'the form is stale or did not come from this site (CSRF token missing or wrong); reload the page and try again');
+    if (!sameSecret(token, session.csrf)) throw new CairnError('FORBIDDEN', 'the form is stale or did not come from this site (CSRF token missing or wrong); reload the page and try again');
   }
-  return state.session;
+  return session;
 }
 
 export function setSessionCookie(ctx: Context, token: string | null): void {

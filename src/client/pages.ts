@@ -17,7 +17,7 @@ import { sendDownload, signInAndStart, type ApiDeps } from './api.js';
 import { checkAnonymousForm, formToken } from './csrf.js';
 import type { FileSummary } from './file-access.js';
 import { humanDate, humanSize, isoDate, percent, sentence, shortHash, summarizeTx, thousands } from './format.js';
-import { requireSession, setSessionCookie, type SessionState } from './http-session.js';
+import { requireSession, setSessionCookie, signedInSession, type SessionState } from './http-session.js';
 import type { Session } from './sessions.js';
 import { receiveUploads } from './upload-receiver.js';
 
@@ -267,6 +267,7 @@ export function pagesRouter(deps: ApiDeps): Router {
   // Upload without JavaScript: the form posts here, its CSRF token the form's first field (the
   // body streams into the pipeline as it arrives, so the token is checked as it passes).
   r.post('/upload', async (ctx) => {
+    signedInSession(ctx); // no one signed in: refused before a byte of the body is read
     const vouched: { session?: Session } = {};
     const results = await receiveUploads(ctx, service, { byFormToken: (token) => (vouched.session = requireSession(ctx, token)) }, deps.maxUploadBytes);
     invariant(vouched.session !== undefined, 'an upload stores files only for a session its token vouched for');

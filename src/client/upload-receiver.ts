@@ -61,9 +61,16 @@ function drained(sink: Writable): Promise<void> {
  */
 export type UploadAuth = Session | { byFormToken: (token: string | undefined) => Session };
 
-/** The form field that carries the CSRF token, and the most of it that is kept. */
+/** The form field that carries the CSRF token, and the longest a token may be. */
 const TOKEN_FIELD = '_csrf';
 const MAX_TOKEN_BYTES = 256;
+/**
+ * What a form that must still show its token may send before it has: the page's form sends it
+ * first, so this is room for the boundary and the token part's headers.
+ */
+const MAX_BYTES_BEFORE_TOKEN = 64 * 1024;
+/** What a form may hold beside its files' bytes: boundaries, part headers, fields, preamble, epilogue. */
+const FORM_OVERHEAD_BYTES = 1024 * 1024;
 
 export async function receiveUploads(ctx: Context, service: ClientService, auth: UploadAuth, maxBytes: number): Promise<UploadResult[]> {
   if (!ctx.is('multipart/form-data')) {
@@ -77,7 +84,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, auth:
   }
   const tooLarge = () => new CairnError('TOO_LARGE', `the upload is larger than the limit of ${maxBytes} bytes; nothing was stored`);
   const declared = Number(ctx.get('content-length'));
-  if (Number.isFinite(declared) && declared > maxBytes + 1024 * 1024) throw tooLarge();
+  if (Number.isFinite(declared) && declared > maxBytes + FORM_OVERHEAD_BYTES) throw tooLarge();
   const parser = new MultipartParser(boundaryOf(ctx.get('content-type')), {
     maxParts: MAX_FILES_PER_REQUEST + MAX_OTHER_FIELDS,
     maxHeaderBytes: MAX_PART_HEADER_BYTES,
@@ -92,6 +99,7 @@ export async function receiveUploads(ctx: Context, service: ClientService, auth:
   let file: FileUpload | null = null; // the file part being read, if the current part is a file
   let unnamed: PartHeaders | null = null; // a part with an empty file name, until its first byte
   let token: Buffer[] | null = null; // the token field's bytes, while it is the part being read
+  let tokenBytes = 0;
   let tokenText: string | undefined;
   let session: Session | null = 'byFormToken' in auth ? null : auth;
   const vouched = (): Session => (session ??= (auth as Exclude<UploadAuth, Session>).byFormToken(tokenText));
@@ -104,11 +112,16 @@ export async function receiveUploads(ctx: Context, service: ClientService, auth:
   };
   let fileBytes = 0;
   let fieldBytes = 0;
+  let received = 0; // every byte of the body, whatever part of the form it is
   try {
     // Leaving this loop early (a file over the limit) must not destroy the request: that reset the
     // connection while the client was still sending (EPIPE for it, no 413); the error handler
     // drains the rest and answers instead.
     for await (const chunk of body) {
+      received += chunk.length;
+      // Bytes outside any part (preamble, epilogue) count too: chunked bodies declare no length.
+      if (received > maxBytes + FORM_OVERHEAD_BYTES) throw tooLarge();
+      if (session === null && received > MAX_BYTES_BEFORE_TOKEN) vouched();
       for (const event of parser.push(chunk)) {
         if (event.kind === 'part') {
           if (event.headers.filename === null) {
@@ -129,14 +142,16 @@ export async function receiveUploads(ctx: Context, service: ClientService, auth:
             if (!file.write(event.bytes)) await drained(file);
           } else if ((fieldBytes += event.bytes.length) > MAX_FIELD_BYTES) {
             throw new CairnError('TOO_LARGE', `the form's fields other than files hold more than ${MAX_FIELD_BYTES} bytes`);
-          } else if (token && fieldBytes <= MAX_TOKEN_BYTES) {
-            token.push(Buffer.from(event.bytes));
+          } else if (token) {
+            tokenBytes += event.bytes.length;
+            if (tokenBytes <= MAX_TOKEN_BYTES) token.push(Buffer.from(event.bytes));
           }
         } else {
           file?.end();
           file = null;
           unnamed = null;
-          if (token) tokenText = Buffer.concat(token).toString('utf8');
+          // A token longer than any is no token (not one cut to length): it is refused as wrong.
+          if (token) tokenText = tokenBytes <= MAX_TOKEN_BYTES ? Buffer.concat(token).toString('utf8') : '';
           token = null;
         }
       }

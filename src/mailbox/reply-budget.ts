@@ -6,7 +6,9 @@
  * 30-odd seconds before each was dropped. A request waits here for room instead.
  *
  * One connection may hold at most a quarter of the budget, so up to three peers that stall (until
- * their stall deadline drops them) leave room for everyone else.
+ * their stall deadline drops them) leave room for everyone else. More can fill it: a request then
+ * waits a bounded time and is answered OVERLOADED (retryable), so its connection's other messages
+ * (consensus, chain requests) are not held behind it for the 30 s until the stalled ones go.
  */
 import { CairnError, invariant } from '../errors.js';
 
@@ -23,6 +25,7 @@ interface Waiter {
   bytes: number;
   grant: (g: ReplyGrant) => void;
   fail: (err: Error) => void;
+  timer: NodeJS.Timeout;
 }
 
 export class ReplyBudget {
@@ -32,8 +35,16 @@ export class ReplyBudget {
   /** Requests waiting, oldest first; at most every connection's in-flight requests. */
   readonly #waiting: Waiter[] = [];
 
-  constructor(readonly limit: number) {
+  /**
+   * @param limit  bytes held at once over every owner
+   * @param waitMs  how long a request may wait for room before it is refused OVERLOADED
+   */
+  constructor(
+    readonly limit: number,
+    readonly waitMs: number,
+  ) {
     invariant(Number.isSafeInteger(limit) && limit > 0, 'a reply budget is a positive number of bytes');
+    invariant(waitMs > 0, 'a request may wait for reply room a positive time');
     this.ownerLimit = Math.max(1, Math.floor(limit / 4));
   }
 
@@ -47,9 +58,36 @@ export class ReplyBudget {
 
   /** Resolves with `bytes` of the budget held for `owner`, at once when there is room. */
   acquire(owner: object, bytes: number): Promise<ReplyGrant> {
+    const now = this.tryAcquire(owner, bytes);
+    return now ? Promise.resolve(now) : this.wait(owner, bytes);
+  }
+
+  /**
+   * `bytes` held for `owner` now, or undefined when there is no room. Whoever waits is held back
+   * by what does not hold this one back (its owner's share, a larger size): no one is overtaken.
+   */
+  tryAcquire(owner: object, bytes: number): ReplyGrant | undefined {
+    invariant(Number.isSafeInteger(bytes) && bytes >= 0, 'a reply reserves a whole number of bytes');
+    return this.#fits(owner, bytes) ? this.#take(owner, bytes) : undefined;
+  }
+
+  /** Waits for room for `bytes`, at most waitMs (then OVERLOADED). */
+  wait(owner: object, bytes: number): Promise<ReplyGrant> {
     invariant(Number.isSafeInteger(bytes) && bytes >= 0, 'a reply reserves a whole number of bytes');
     return new Promise((grant, fail) => {
-      this.#waiting.push({ owner, bytes, grant, fail });
+      const waiter: Waiter = {
+        owner,
+        bytes,
+        grant,
+        fail,
+        timer: setTimeout(() => {
+          const at = this.#waiting.indexOf(waiter);
+          invariant(at >= 0, 'a request still waits for reply room when its wait runs out');
+          this.#waiting.splice(at, 1);
+          fail(new CairnError('OVERLOADED', `this provider holds as many shard replies as it may for peers slow to take them, and none made room within ${this.waitMs} ms; retry shortly`));
+        }, this.waitMs),
+      };
+      this.#waiting.push(waiter);
       this.#wake();
     });
   }
@@ -60,6 +98,7 @@ export class ReplyBudget {
       const w = this.#waiting[i]!;
       if (w.owner !== owner) continue;
       this.#waiting.splice(i, 1);
+      clearTimeout(w.timer);
       w.fail(new CairnError('CONNECTION_CLOSED', 'the connection closed before the request was handled'));
     }
     this.#wake();
@@ -114,6 +153,7 @@ export class ReplyBudget {
         continue;
       }
       this.#waiting.splice(i, 1);
+      clearTimeout(w.timer);
       w.grant(this.#take(w.owner, w.bytes));
     }
   }

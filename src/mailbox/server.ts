@@ -60,6 +60,8 @@ export interface MailboxServerOptions {
    * connections (reply-budget.ts); default 256 MiB.
    */
   maxReplyBytes?: number;
+  /** How long a bulk request may wait for room in that budget before it is answered OVERLOADED; default 2 s. */
+  replyWaitMs?: number;
   log?: MailboxLog;
 }
 
@@ -88,8 +90,8 @@ interface Route {
   spOnly: boolean;
   /** Takes its payload from the connection's lane too (src/mailbox/lane.ts); its handler checks the bytes itself. */
   lane: boolean;
-  /** Its replies are bulk, about this big at most: each waits for room in the server's reply budget. */
-  replyBytes: number | undefined;
+  /** Its replies are bulk, about this big (from the parsed body): each waits for room in the server's reply budget. */
+  replyBytes: ((body: unknown) => number) | undefined;
 }
 
 /** What a connection needs from its server; keeps those internals off the public class. */
@@ -120,6 +122,8 @@ const REPLY_BACKLOG_BYTES = 8 * 1024 * 1024;
  * so it binds only when many peers stop reading at once.
  */
 const DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024;
+/** Long beside a healthy reply's milliseconds; short beside the 30 s a stalled peer may hold room. */
+const DEFAULT_REPLY_WAIT_MS = 2_000;
 
 /** Reply type for an error that cannot be tied to a request (bad frame, bad envelope). */
 export const MAILBOX_ERROR_TYPE = 'mailbox.error';
@@ -172,7 +176,7 @@ export class MailboxServer {
       stalledMs: options.stalledMs ?? STALLED_MS,
       log: this.log,
       buffers: new BufferPool(RECYCLED_FRAME_BYTES),
-      replies: new ReplyBudget(options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES),
+      replies: new ReplyBudget(options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES, options.replyWaitMs ?? DEFAULT_REPLY_WAIT_MS),
       dispatch: (connection, frame) => this.dispatch(connection, frame),
       toWire: (err, env) => this.toWire(err, env),
       countBadFrame: () => {
@@ -184,10 +188,9 @@ export class MailboxServer {
   }
 
   /** Registers the handler for one message type; `parse` validates the body (throws BAD_MESSAGE). */
-  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean; lane?: boolean; replyBytes?: number } = {}): this {
+  handle<B>(type: string, parse: (body: unknown) => B, handler: Handler<B>, access: { spOnly?: boolean; lane?: boolean; replyBytes?: (body: B) => number } = {}): this {
     invariant(!this.routes.has(type), `mailbox handler for ${type} registered twice`);
-    invariant(access.replyBytes === undefined || (Number.isSafeInteger(access.replyBytes) && access.replyBytes > 0), 'a bulk reply reserves a positive number of bytes');
-    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false, lane: access.lane ?? false, replyBytes: access.replyBytes });
+    this.routes.set(type, { parse, handler: handler as Handler<unknown>, spOnly: access.spOnly ?? false, lane: access.lane ?? false, replyBytes: access.replyBytes as ((body: unknown) => number) | undefined });
     return this;
   }
 
@@ -339,7 +342,7 @@ export class MailboxServer {
         // 64 MiB) would otherwise wait in memory behind the others for a peer that reads none.
         if (env.id !== 0) {
           await connection.replyRoom();
-          if (route.replyBytes !== undefined) grant = await connection.reserveReply(route.replyBytes);
+          if (route.replyBytes !== undefined) grant = await connection.reserveReply(route.replyBytes(body));
         }
         const result = await route.handler(body, ctx);
         reply = { t: env.t, id: env.id, from: this.id, re: true, body: result?.body };
@@ -385,6 +388,12 @@ class Connection {
   private lanes = 0;
   /** What this connection holds of the server's reply budget, given back as its replies go out. */
   private readonly grants = new Set<ReplyGrant>();
+  /**
+   * Its requests waiting for room in that budget. Each gives its in-flight slot back while it
+   * waits, so the connection's other messages (consensus, chain requests) keep moving; at most
+   * maxInFlight wait, and one more is refused at once.
+   */
+  private parked = 0;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -463,7 +472,22 @@ class Connection {
 
   /** Room in the server's reply budget for a bulk reply; rejects if the connection goes meanwhile. */
   async reserveReply(bytes: number): Promise<ReplyGrant> {
-    const grant = await this.host.replies.acquire(this, bytes);
+    invariant(Number.isSafeInteger(bytes) && bytes >= 0, 'a bulk reply reserves a whole number of bytes');
+    let grant = this.host.replies.tryAcquire(this, bytes);
+    if (!grant) {
+      if (this.parked >= this.host.maxInFlight) {
+        throw new CairnError('OVERLOADED', 'this provider holds as many shard replies as it may, and this connection already has as many requests waiting for room as it may; retry shortly');
+      }
+      this.parked += 1;
+      this.inFlight -= 1;
+      this.pump();
+      try {
+        grant = await this.host.replies.wait(this, bytes);
+      } finally {
+        this.parked -= 1;
+        this.inFlight += 1; // taken back: dispatch gives it up when the request is done
+      }
+    }
     if (this.socket.destroyed) {
       grant.release();
       throw new CairnError('CONNECTION_CLOSED', 'the connection closed before the request was handled');

@@ -177,7 +177,7 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   const on = <T extends MessageType>(
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
-    access: { spOnly?: boolean; replyBytes?: number } = {},
+    access: { spOnly?: boolean; replyBytes?: (body: v.Parsed<(typeof bodies)[T]>) => number } = {},
   ) => server.handle(type, (b) => bodies[type](b) as v.Parsed<(typeof bodies)[T]>, handler as (b: unknown, ctx: HandlerContext) => Promise<HandlerResult>, { ...access, lane: LANE_TYPES.has(type) });
 
   on('shard.put', async (b, ctx) => {
@@ -194,14 +194,15 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
     await shards.put(b.key, ctx.payload, b.hash, hashAlgOf(b.hashAlg));
     return { body: { stored: true } };
   });
-  // Each reply is a shard in memory until its peer takes it: they share the mailbox's reply budget.
+  // Each reply is a shard in memory until its peer takes it: they share the mailbox's reply budget,
+  // each reserving the size its shard was stored at (none: it will be refused, SHARD_MISSING).
   on(
     'shard.get',
     async (b) => {
       const { bytes, hash } = shards.read(b.key);
       return { body: { hash }, payload: bytes };
     },
-    { replyBytes: maxShardBytes },
+    { replyBytes: (b) => shards.sizeOf(b.key) ?? 0 },
   );
   on('shard.check', async (b) => ({ body: { state: await shards.check(b.key) } }));
   on('shard.delete', async (b) => {
