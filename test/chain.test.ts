@@ -11,9 +11,9 @@ import { canonical } from '../src/chain/canonical.js';
 import { ChainStore } from '../src/chain/chain-store.js';
 import { genesisHash, type Genesis } from '../src/chain/genesis.js';
 import { applyBlock, expectedSegments, fileRoot, keys, stateDigest, type StateValue } from '../src/chain/state.js';
-import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, txWireBytes, verifyTx, type FileRecord, type Tx } from '../src/chain/tx.js';
+import { inlineBytes, inlineSealed, LIMITS, signTx, txId, txLeafHash, txP, txWireBytes, verifyTx, type FileRecord, type Tx, type TxBody } from '../src/chain/tx.js';
 import { verifyReplica } from '../src/chain/verify.js';
-import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed } from '../src/crypto/keys.js';
+import { newSigningSeed, sealSmall, sealTo, boxKeyFromSeed, signingKeyFromSeed, type SigningKey } from '../src/crypto/keys.js';
 import { lmdbDir, openProviderDbs } from '../src/provider/store.js';
 import { writeClusterFile } from '../src/config/cluster-file.js';
 import { execFileSync } from 'node:child_process';
@@ -159,12 +159,13 @@ describe('state rules', () => {
   const bob = user('bob');
   const id = 'a'.repeat(32);
   const state = new Map<string, StateValue>();
-  const apply = (txs: Tx[], height: number) => {
+  const applyTo = (target: Map<string, StateValue>, txs: Tx[], height: number) => {
     const block = makeBlock({ height, prevHash: '0'.repeat(64), time: height, proposer: 'sp1', term: 1, certs: [] }, txs, sps[0]!.key);
-    const effects = applyBlock({ get: (k) => state.get(k) }, block, genesis);
-    for (const [k, v] of effects.writes) v === null ? state.delete(k) : state.set(k, v);
+    const effects = applyBlock({ get: (k) => target.get(k) }, block, genesis);
+    for (const [k, v] of effects.writes) v === null ? target.delete(k) : target.set(k, v);
     return txs.map((t) => effects.results.get(txId(t))!);
   };
+  const apply = (txs: Tx[], height: number) => applyTo(state, txs, height);
 
   it('registers users once', () => {
     const [a, b] = apply([alice.register, bob.register], 1);
@@ -203,13 +204,27 @@ describe('state rules', () => {
     const moved = { ...elsewhere, chain: CHAIN };
     assert.equal(verifyTx(moved, alice.signing.publicKey), false);
     assert.equal(apply([moved], 21)[0]!.ok, false);
-    // As transactions were made before: no chain, signed over body, signer, nonce and time. Blocks holding them still apply.
-    const unsigned = { body: { type: 'file.put' as const, file: record(alice, 'ae'.repeat(16)) }, signer: 'alice', nonce: 'ab'.repeat(16), time: 5 };
-    const before: Tx = { ...unsigned, sig: alice.signing.sign(canonical(unsigned)) };
-    assert.equal(txP(msgpackRoundTrip(before)).chain, undefined);
-    assert.equal(apply([before], 22)[0]!.ok, true);
     // A chain-bound one keeps its chain through a mailbox.
     assert.equal(txP(msgpackRoundTrip(elsewhere)).chain, other);
+
+    // A chain begun before transactions named it: no chain, signed over body, signer, nonce and
+    // time. Its blocks still apply, until it takes the first transaction that names it.
+    const older = (body: TxBody, signer: string, key: SigningKey, time: number): Tx => {
+      const unsigned = { body, signer, nonce: time.toString(16).padStart(32, '0'), time };
+      return { ...unsigned, sig: key.sign(canonical(unsigned)) };
+    };
+    const carol = user('carol');
+    const before = new Map<string, StateValue>();
+    const register = older(carol.register.body, 'carol', carol.signing, 1);
+    assert.equal(txP(msgpackRoundTrip(register)).chain, undefined);
+    assert.equal(applyTo(before, [register], 1)[0]!.ok, true);
+    assert.equal(applyTo(before, [older({ type: 'file.put', file: record(carol, 'ae'.repeat(16)) }, 'carol', carol.signing, 2)], 2)[0]!.ok, true);
+    assert.equal(applyTo(before, [signTx({ type: 'file.put', file: record(carol, 'af'.repeat(16)) }, 'carol', carol.signing, CHAIN)], 3)[0]!.ok, true);
+    assert.deepEqual(applyTo(before, [older({ type: 'file.put', file: record(carol, 'a0'.repeat(16)) }, 'carol', carol.signing, 4)], 4)[0], {
+      height: 4,
+      ok: false,
+      error: 'names no chain, and this chain has taken transactions that name it',
+    });
   });
 
   it('applies a transaction once: a replay is skipped, whether its outcome is kept under its time or, as before, its id', () => {

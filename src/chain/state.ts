@@ -47,6 +47,8 @@ export const keys = {
   txResult: (time: number, id: string) => `r/${time.toString(16).padStart(TIME_HEX, '0')}/${id}`,
   /** Where outcomes were kept before txResult: still read, so a transaction final before the change is never applied again. */
   legacyTxResult: (id: string) => `t/${id}`,
+  /** Set by the first transaction that names its chain: from then on, one that names none is refused. */
+  chainNamed: () => 'c/named',
 };
 
 /** Hex digits of a transaction time (a safe integer) in its outcome's key, so key order is time order. */
@@ -142,6 +144,12 @@ function applyTx(
 ): void {
   const body = tx.body;
   rule(tx.chain === undefined || tx.chain === chain, 'signed for another chain');
+  // Transactions made before they named their chain still apply from the blocks that hold them,
+  // but none is taken once this chain has taken one that names it: an old one read off another
+  // cluster's chain could otherwise still be put in a block here.
+  const named = read(keys.chainNamed()) !== undefined;
+  rule(tx.chain !== undefined || !named, 'names no chain, and this chain has taken transactions that name it');
+  if (tx.chain !== undefined && !named) write(keys.chainNamed(), 1);
   if (body.type === 'user.register') {
     rule(tx.signer === body.username, 'a user registers themselves only');
     rule(verifyTx(tx, body.signKey), 'signature does not match the registered key');
