@@ -7,10 +7,15 @@
  *
  * One connection may hold at most a quarter of the budget, so up to three peers that stall (until
  * their stall deadline drops them) leave room for everyone else. More can fill it: a request then
- * waits a bounded time and is answered OVERLOADED (retryable), so its connection's other messages
- * (consensus, chain requests) are not held behind it for the 30 s until the stalled ones go.
+ * waits while the budget makes progress (bytes given back), and is answered OVERLOADED (retryable)
+ * once none has been given back for waitMs, or after MAX_WAIT_MS in all. So its connection's other
+ * messages (consensus, chain requests) are not held behind it for the 30 s until stalled peers go,
+ * and a busy but healthy SP (large shards, many downloads) makes readers wait, not fail.
  */
 import { CairnError, invariant } from '../errors.js';
+
+/** The longest a request waits for room, progress or not: the stall deadline that frees it anyway. */
+const MAX_WAIT_MS = 30_000;
 
 /** What one request holds of the budget; given back once its reply is out (or never made). */
 export interface ReplyGrant {
@@ -31,6 +36,8 @@ interface Waiter {
 export class ReplyBudget {
   readonly ownerLimit: number;
   #used = 0;
+  /** performance.now() when bytes were last given back: the budget is moving. */
+  #progressAt = performance.now();
   readonly #byOwner = new Map<object, number>();
   /** Requests waiting, oldest first; at most every connection's in-flight requests. */
   readonly #waiting: Waiter[] = [];
@@ -71,22 +78,24 @@ export class ReplyBudget {
     return this.#fits(owner, bytes) ? this.#take(owner, bytes) : undefined;
   }
 
-  /** Waits for room for `bytes`, at most waitMs (then OVERLOADED). */
+  /** Waits for room for `bytes` while the budget moves (see the top of this file), else OVERLOADED. */
   wait(owner: object, bytes: number): Promise<ReplyGrant> {
     invariant(Number.isSafeInteger(bytes) && bytes >= 0, 'a reply reserves a whole number of bytes');
+    const since = performance.now();
     return new Promise((grant, fail) => {
-      const waiter: Waiter = {
-        owner,
-        bytes,
-        grant,
-        fail,
-        timer: setTimeout(() => {
-          const at = this.#waiting.indexOf(waiter);
-          invariant(at >= 0, 'a request still waits for reply room when its wait runs out');
-          this.#waiting.splice(at, 1);
-          fail(new CairnError('OVERLOADED', `this provider holds as many shard replies as it may for peers slow to take them, and none made room within ${this.waitMs} ms; retry shortly`));
-        }, this.waitMs),
+      const check = (): void => {
+        const now = performance.now();
+        const still = Math.min(this.#progressAt + this.waitMs, since + MAX_WAIT_MS) - now;
+        if (still > 0) {
+          waiter.timer = setTimeout(check, still);
+          return;
+        }
+        const at = this.#waiting.indexOf(waiter);
+        invariant(at >= 0, 'a request still waits for reply room when its wait runs out');
+        this.#waiting.splice(at, 1);
+        fail(new CairnError('OVERLOADED', `this provider holds as many shard replies as it may for peers that are not taking them (none made room for ${this.waitMs} ms); retry shortly`));
       };
+      const waiter: Waiter = { owner, bytes, grant, fail, timer: setTimeout(check, this.waitMs) };
       this.#waiting.push(waiter);
       this.#wake();
     });
@@ -133,15 +142,20 @@ export class ReplyBudget {
         if (released) return;
         const shrinks = next < held;
         change(next - held);
-        if (shrinks) this.#wake();
+        if (shrinks) this.#gaveBack();
       },
       release: () => {
         if (released) return;
         released = true;
         change(-held);
-        this.#wake();
+        this.#gaveBack();
       },
     };
+  }
+
+  #gaveBack(): void {
+    this.#progressAt = performance.now();
+    this.#wake();
   }
 
   /** Grants, oldest first, every waiting request that now fits (one owner's full share does not hold up the others). */

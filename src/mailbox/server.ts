@@ -121,7 +121,7 @@ const REPLY_BACKLOG_BYTES = 8 * 1024 * 1024;
  * machine of a few GiB, far above what healthy peers keep waiting (replies leave in milliseconds),
  * so it binds only when many peers stop reading at once.
  */
-const DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024;
 /** Long beside a healthy reply's milliseconds; short beside the 30 s a stalled peer may hold room. */
 const DEFAULT_REPLY_WAIT_MS = 2_000;
 

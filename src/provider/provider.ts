@@ -17,7 +17,7 @@ import { readClusterFile, readClusterKey, readNodeKey } from '../config/cluster-
 import { MailboxClient } from '../mailbox/client.js';
 import { LANE_TYPES, bodies, type MessageType, type Replies } from '../mailbox/messages.js';
 import { call } from '../mailbox/rpc.js';
-import { MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
+import { DEFAULT_MAX_REPLY_BYTES, MailboxServer, type HandlerContext, type HandlerResult } from '../mailbox/server.js';
 import { deriveLinkKey, tlsPskTransport, type SpLinks } from '../mailbox/transport.js';
 import { takeLock } from '../dir-lock.js';
 import { SharedRun } from '../shared-run.js';
@@ -173,7 +173,12 @@ export async function startProvider(opts: ProviderOptions): Promise<RunningRole>
   }, REPAIR_INTERVAL_MS);
   repairTimer.unref();
 
-  const server = new MailboxServer({ id: opts.id, transport, lanePort: opts.lanePort ?? 0, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_FRAME_BYTES });
+  // Shard replies share a budget (src/mailbox/reply-budget.ts) that lets a connection hold a
+  // quarter of it: with large segments (64 MiB: 32 MiB shards) the default 256 MiB let a web
+  // client's connection hold one shard at a time, and busy downloads failed. Four shards a
+  // connection, at least.
+  const maxReplyBytes = Math.max(DEFAULT_MAX_REPLY_BYTES, 16 * maxShardBytes);
+  const server = new MailboxServer({ id: opts.id, transport, lanePort: opts.lanePort ?? 0, maxConnections: 256, maxInFlightPerConnection: 32, maxFrameBytes: MAX_FRAME_BYTES, maxReplyBytes });
   const on = <T extends MessageType>(
     type: T,
     handler: (body: v.Parsed<(typeof bodies)[T]>, ctx: HandlerContext) => Promise<{ body: Replies[T]; payload?: Uint8Array }>,
