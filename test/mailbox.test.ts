@@ -585,6 +585,38 @@ test('when stalled peers hold the whole reply budget, bulk requests are refused 
   }
 });
 
+test('a request waiting for reply room is still answered when its peer has half-closed', async () => {
+  const MiB = 1024 * 1024;
+  const reply = Buffer.alloc(MiB / 2, 3);
+  const pair = await start((s) => s.handle('big', (b) => b, async () => ({ body: {}, payload: reply }), { replyBytes: () => reply.length }), {
+    server: { maxReplyBytes: 4 * MiB, stalledMs: 60_000, replyWaitMs: 60_000 },
+  });
+  const stalled = await stalledPeers(pair.port, 4, 200);
+  const asker = new net.Socket();
+  try {
+    await waitFor(() => pair.server.stats.replyBytes === 4 * MiB, 'the stalled peers hold the whole budget', 10_000);
+    await new Promise<void>((r) => asker.connect({ port: pair.port, host: '127.0.0.1' }, r));
+    const chunks: Buffer[] = [];
+    asker.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise<void>((r) => asker.once('end', r));
+    const waitingBefore = pair.server.stats.replyWaiting;
+    asker.end(Buffer.concat(encodeFrame({ t: 'big', id: 7, from: 'x', body: {} }, undefined))); // one request, then FIN
+    await waitFor(() => pair.server.stats.replyWaiting > waitingBefore, 'its request waits for room', 5_000);
+    for (const socket of stalled) socket.destroy(); // room again
+    await ended;
+    const decoder = new FrameDecoder(64 * MiB);
+    decoder.push(Buffer.concat(chunks));
+    const frame = decoder.next();
+    assert.ok(frame, 'a reply came before the server closed its side');
+    assert.equal((frame.header as { id?: number }).id, 7);
+    assert.equal(frame.payload?.byteLength, reply.length);
+  } finally {
+    asker.destroy();
+    for (const socket of stalled) socket.destroy();
+    await pair.close();
+  }
+});
+
 test('a peer that sends part of a frame and then nothing is dropped once stalled; an idle one stays', async () => {
   const pair = await start(echoServer, { server: { stalledMs: 300 } });
   try {

@@ -89,18 +89,18 @@ test('a request that finds no room within the wait limit is refused OVERLOADED, 
 });
 
 test('a request waits on while the budget moves, and is refused only once nothing has been given back for the wait limit', async () => {
-  const budget = new ReplyBudget(100, 300);
+  const budget = new ReplyBudget(100, 600);
   const [a, b] = [await budget.acquire({}, 50), await budget.acquire({}, 50)];
   const started = performance.now();
   const waited = budget.wait({}, 60);
   let refusedAt = 0;
   waited.catch(() => (refusedAt = performance.now()));
-  await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 300));
   a.release(); // progress, though not room for 60 (50 still held)
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(refusedAt, 0, 'still waiting 400 ms in, 200 ms after bytes came back');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(refusedAt, 0, 'still waiting 700 ms in, 400 ms after bytes came back');
   await assert.rejects(waited, (err) => isCairnError(err, 'OVERLOADED'));
-  assert.ok(refusedAt - started >= 480, `refused ${Math.round(refusedAt - started)} ms in: the wait limit counts from the last progress`);
+  assert.ok(refusedAt - started >= 880, `refused ${Math.round(refusedAt - started)} ms in: the wait limit counts from the last progress`);
   b.release();
   assert.equal(budget.used, 0);
 });

@@ -11,7 +11,7 @@ import type { SigningKey } from '../crypto/keys.js';
 import { verifySignature } from '../crypto/keys.js';
 import { blockProblems, blockWireBytes, endorsementMessage, makeBlock, takeBlockTxs, type Block, type Certificate } from './block.js';
 import type { ChainStore } from './chain-store.js';
-import { genesisHash, majority } from './genesis.js';
+import { majority } from './genesis.js';
 import { RaftCore, type RaftEntry, type RaftMessage, type Ready } from './raft.js';
 import { MAX_APPEND_BYTES, MAX_ENTRIES_PER_APPEND, type EndorsementWire } from './raft-wire.js';
 import { signerKey, txOutcome, type BlockEffects, type TxResult } from './state.js';
@@ -231,7 +231,7 @@ export class ChainNode extends EventEmitter {
 
   /** Refuses a transaction signed for another chain, or (made by an older client) for none. */
   #checkChain(tx: Tx): void {
-    const ours = genesisHash(this.#store.genesis);
+    const ours = this.#store.genesisHash;
     if (tx.chain === ours) return;
     throw new CairnError(
       'INVALID_TX',

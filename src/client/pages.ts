@@ -10,7 +10,7 @@ import { koaBody } from 'koa-body';
 import { Eta } from 'eta';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CairnError, invariant } from '../errors.js';
+import { CairnError } from '../errors.js';
 import { USERNAME } from '../chain/tx.js';
 import { checkCredentials, register } from './accounts.js';
 import { sendDownload, signInAndStart, type ApiDeps } from './api.js';
@@ -267,11 +267,10 @@ export function pagesRouter(deps: ApiDeps): Router {
   // Upload without JavaScript: the form posts here, its CSRF token the form's first field (the
   // body streams into the pipeline as it arrives, so the token is checked as it passes).
   r.post('/upload', async (ctx) => {
-    signedInSession(ctx); // no one signed in: refused before a byte of the body is read
-    const vouched: { session?: Session } = {};
-    const results = await receiveUploads(ctx, service, { byFormToken: (token) => (vouched.session = requireSession(ctx, token)) }, deps.maxUploadBytes);
-    invariant(vouched.session !== undefined, 'an upload stores files only for a session its token vouched for');
-    setFlash(vouched.session, `Stored ${results.map((x) => x.name).join(', ')}.`);
+    const session = signedInSession(ctx); // no one signed in: refused before a byte of the body is read
+    // receiveUploads returns only once the form's token has vouched for this session.
+    const results = await receiveUploads(ctx, service, { byFormToken: (token) => requireSession(ctx, token) }, deps.maxUploadBytes);
+    setFlash(session, `Stored ${results.map((x) => x.name).join(', ')}.`);
     seeOther(ctx, '/files');
   });
 

@@ -44,7 +44,7 @@ export class ReplyBudget {
 
   /**
    * @param limit  bytes held at once over every owner
-   * @param waitMs  how long a request may wait for room before it is refused OVERLOADED
+   * @param waitMs  how long a request may wait for room with no bytes given back before it is refused OVERLOADED
    */
   constructor(
     readonly limit: number,

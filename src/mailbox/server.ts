@@ -60,7 +60,7 @@ export interface MailboxServerOptions {
    * connections (reply-budget.ts); default 256 MiB.
    */
   maxReplyBytes?: number;
-  /** How long a bulk request may wait for room in that budget before it is answered OVERLOADED; default 2 s. */
+  /** How long a bulk request may wait for room in that budget with none given back before it is answered OVERLOADED; default 2 s. */
   replyWaitMs?: number;
   log?: MailboxLog;
 }
@@ -559,7 +559,8 @@ class Connection {
     if (full) this.socket.pause();
     else if (this.socket.isPaused()) this.socket.resume();
     // The peer half-closed: answer what it sent, then close our side.
-    if (this.peerEnded && this.inFlight === 0 && !full && !this.socket.writableEnded) this.socket.end();
+    // A request waiting for reply room gave its slot back but is still to be answered.
+    if (this.peerEnded && this.inFlight === 0 && this.parked === 0 && !full && !this.socket.writableEnded) this.socket.end();
   }
 
   /**
